@@ -1,0 +1,176 @@
+/*
+ * fused_swiglu.h: the C ABI of libfusedswiglu.so, the one contract between the kernels and
+ * everything that calls them (the Bun bindings in src/ffi.ts, or any C/C++/Rust/Python caller).
+ *
+ *   z = silu(x·Wg + bg) ⊙ (x·Wu + bu)
+ *
+ * Conventions
+ * - Every entry point returns fsg_status. On failure, fsg_last_error() returns a thread-local
+ *   message naming the argument, what was expected and what was seen. Nothing exits, aborts,
+ *   prints or lets a C++ exception escape.
+ * - Nothing synchronizes with the device unless its name says so ("synchronize"). Work is
+ *   enqueued on the context's current stream (the CPU backend runs it before returning).
+ * - Tensors are described by fsg_tensor, layout-compatible with DLPack's DLTensor. Strides are
+ *   in elements; strides == NULL means compact row-major. Every weight layout is a stride
+ *   pattern over the same memory (see README, "Layouts"): the kernels never need a copy.
+ * - Optional tensor arguments are NULL when absent. Release/destroy functions accept NULL.
+ * - Device pointers and handles are plain 64-bit values (bun:ffi passes them as BigInt).
+ */
+#ifndef FUSED_SWIGLU_H
+#define FUSED_SWIGLU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define FSG_API __declspec(dllexport)
+#else
+#define FSG_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change of a signature or struct below. */
+#define FSG_ABI_VERSION 1
+
+typedef enum fsg_status {
+  FSG_OK = 0,
+  FSG_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad flag or value */
+  FSG_ERR_SHAPE = 2,            /* rank or size mismatch between arguments */
+  FSG_ERR_DTYPE = 3,            /* unsupported dtype or dtypes that do not match */
+  FSG_ERR_LAYOUT = 4,           /* strides the kernels cannot take (negative, overlapping outputs) */
+  FSG_ERR_ALIAS = 5,            /* an output overlaps an input or another output */
+  FSG_ERR_DEVICE_MISMATCH = 6,  /* tensor lives on another device/backend than the context */
+  FSG_ERR_TOO_LARGE = 7,        /* a dimension beyond what the kernels index */
+  FSG_ERR_NO_DEVICE = 8,        /* no CUDA device or driver (use the CPU backend) */
+  FSG_ERR_OUT_OF_MEMORY = 9,
+  FSG_ERR_CUDA = 10,            /* any other CUDA runtime error; the message carries its name */
+  FSG_ERR_NOT_READY = 11,       /* fsg_event_query / fsg_stream_query: work still pending */
+  FSG_ERR_INTERNAL = 12,        /* a bug in this library: please report the message */
+} fsg_status;
+
+typedef enum fsg_backend {
+  FSG_BACKEND_AUTO = 0, /* CUDA when a device exists, else CPU */
+  FSG_BACKEND_CUDA = 1,
+  FSG_BACKEND_CPU = 2,
+} fsg_backend;
+
+/* ---- DLPack-compatible tensor descriptor (same layout as DLTensor, dlpack.h v0.8+) ---- */
+typedef enum fsg_device_type { FSG_DEVICE_CPU = 1, FSG_DEVICE_CUDA = 2 } fsg_device_type;
+typedef enum fsg_dtype_code { FSG_DTYPE_FLOAT = 2, FSG_DTYPE_BFLOAT = 4 } fsg_dtype_code;
+
+typedef struct fsg_device { int32_t device_type; int32_t device_id; } fsg_device;
+typedef struct fsg_dtype { uint8_t code; uint8_t bits; uint16_t lanes; } fsg_dtype;
+
+typedef struct fsg_tensor {
+  void* data;           /* base pointer (device memory on CUDA, host memory on CPU) */
+  fsg_device device;    /* FSG_DEVICE_CUDA + ordinal, or FSG_DEVICE_CPU + 0 */
+  int32_t ndim;
+  fsg_dtype dtype;      /* {2,32,1} f32, {2,16,1} f16, {4,16,1} bf16 */
+  const int64_t* shape; /* ndim entries */
+  const int64_t* strides; /* ndim entries, in elements, or NULL for compact row-major */
+  uint64_t byte_offset; /* added to data */
+} fsg_tensor;
+
+/* ---- library ---- */
+FSG_API int32_t fsg_abi_version(void);
+FSG_API const char* fsg_version_string(void);           /* e.g. "0.1.0" */
+FSG_API const char* fsg_status_string(fsg_status status); /* "FSG_ERR_SHAPE", never NULL */
+FSG_API const char* fsg_last_error(void); /* this thread's last failure message, "" if none */
+FSG_API fsg_status fsg_cuda_device_count(int32_t* out_count); /* 0 (and FSG_OK) without a GPU */
+
+/* ---- context: a backend, a device and a current stream ---- */
+typedef struct fsg_context fsg_context;
+typedef struct fsg_stream fsg_stream;
+typedef struct fsg_event fsg_event;
+
+FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, fsg_context** out);
+FSG_API fsg_status fsg_context_destroy(fsg_context* ctx);
+FSG_API fsg_status fsg_context_backend(const fsg_context* ctx, int32_t* out_backend); /* CUDA or CPU */
+/* Device name, NUL-terminated and truncated to capacity ("CPU (n threads)" on the CPU backend). */
+FSG_API fsg_status fsg_context_device_name(const fsg_context* ctx, char* buf, uint64_t capacity);
+/* Compute capability as major*10+minor (0 on CPU). */
+FSG_API fsg_status fsg_context_compute_capability(const fsg_context* ctx, int32_t* out);
+/* Work of this context goes to `stream` (NULL: the default stream). */
+FSG_API fsg_status fsg_context_set_stream(fsg_context* ctx, fsg_stream* stream);
+FSG_API fsg_status fsg_context_synchronize(fsg_context* ctx); /* waits for the current stream */
+FSG_API fsg_status fsg_context_mem_info(const fsg_context* ctx, uint64_t* out_free, uint64_t* out_total);
+/* CPU backend worker threads (0: hardware concurrency). Ignored on CUDA. */
+FSG_API fsg_status fsg_context_set_num_threads(fsg_context* ctx, int32_t threads);
+/* Forces the kernel family on CUDA: 0 auto, 80 the sm_80 mma.sync path. For tests. */
+FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path);
+
+/* ---- memory (stream-ordered on the current stream) ---- */
+FSG_API fsg_status fsg_malloc(fsg_context* ctx, uint64_t bytes, uint64_t* out_ptr);
+FSG_API fsg_status fsg_free(fsg_context* ctx, uint64_t ptr); /* 0 is accepted */
+FSG_API fsg_status fsg_memcpy_h2d_async(fsg_context* ctx, uint64_t dst, const void* src, uint64_t bytes);
+FSG_API fsg_status fsg_memcpy_d2h_async(fsg_context* ctx, void* dst, uint64_t src, uint64_t bytes);
+FSG_API fsg_status fsg_memcpy_d2d_async(fsg_context* ctx, uint64_t dst, uint64_t src, uint64_t bytes);
+FSG_API fsg_status fsg_memset_async(fsg_context* ctx, uint64_t dst, int32_t byte_value, uint64_t bytes);
+
+/* ---- streams and events (on CPU: work is done on return; events record host time) ---- */
+FSG_API fsg_status fsg_stream_create(fsg_context* ctx, fsg_stream** out);
+FSG_API fsg_status fsg_stream_destroy(fsg_context* ctx, fsg_stream* stream);
+FSG_API fsg_status fsg_stream_query(fsg_context* ctx, fsg_stream* stream); /* OK or NOT_READY */
+FSG_API fsg_status fsg_stream_synchronize(fsg_context* ctx, fsg_stream* stream);
+FSG_API fsg_status fsg_event_create(fsg_context* ctx, fsg_event** out);
+FSG_API fsg_status fsg_event_destroy(fsg_context* ctx, fsg_event* event);
+FSG_API fsg_status fsg_event_record(fsg_context* ctx, fsg_event* event); /* on the current stream */
+FSG_API fsg_status fsg_event_query(fsg_context* ctx, fsg_event* event);  /* OK or NOT_READY */
+FSG_API fsg_status fsg_event_synchronize(fsg_context* ctx, fsg_event* event);
+FSG_API fsg_status fsg_event_elapsed_ms(fsg_context* ctx, fsg_event* start, fsg_event* end, float* out_ms);
+
+/* ---- ops ----
+ * Shapes: x [..., K] (leading dims are M, they must collapse to one row stride), weights are
+ * logical [K, N] views with any non-negative strides (nn.Linear [N,K] is the transposed view,
+ * packed [K,2N] halves and interleaved columns are offset views), biases [N], z [..., N].
+ * All tensors of one call share one dtype (f32, f16, bf16); token weights may also be f32.
+ * Accumulation is fp32; SiLU is evaluated in fp32 and is finite for every finite input. */
+
+/* Fused forward in one kernel launch. a_out/b_out (optional, [..., N]) receive the
+ * pre-activations x·Wg+bg and x·Wu+bu for the stored-mode backward. */
+FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, const fsg_tensor* w_gate,
+                                      const fsg_tensor* w_up, const fsg_tensor* b_gate, const fsg_tensor* b_up,
+                                      const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out);
+
+#define FSG_BACKWARD_ACCUMULATE 1u /* add into dx/dw/db instead of overwriting them */
+
+/* Bytes of scratch fsg_swiglu_backward needs for this x ([..., K]) and n hidden features. */
+FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fsg_tensor* x, int64_t n,
+                                                      uint64_t* out_bytes);
+
+/* Backward. Stored mode: a_saved and b_saved both given (from fsg_swiglu_forward). Recompute
+ * mode: both NULL; the pre-activations are recomputed from x, weights and biases. Each of dx,
+ * dw_gate, dw_up, db_gate, db_up is computed only when non-NULL (frozen weights pass NULL).
+ * Gradient tensors have the shapes of what they differentiate (dw_* are [K, N] views with any
+ * non-overlapping strides). workspace: device memory of at least
+ * fsg_swiglu_backward_workspace_size bytes, 256-byte aligned. flags: FSG_BACKWARD_ACCUMULATE. */
+FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, const fsg_tensor* x,
+                                       const fsg_tensor* w_gate, const fsg_tensor* w_up, const fsg_tensor* b_gate,
+                                       const fsg_tensor* b_up, const fsg_tensor* a_saved, const fsg_tensor* b_saved,
+                                       const fsg_tensor* dx, const fsg_tensor* dw_gate, const fsg_tensor* dw_up,
+                                       const fsg_tensor* db_gate, const fsg_tensor* db_up, uint32_t flags,
+                                       uint64_t workspace, uint64_t workspace_bytes);
+
+/* Megatron-style activation on packed y [..., 2N] (gate half first):
+ *   out = silu(y1 + bias1) * (y2 + bias2) * weights
+ * bias [2N] and token weights [T, 1] (T = rows of y) are optional; both may be given. */
+FSG_API fsg_status fsg_glu_forward(fsg_context* ctx, const fsg_tensor* y, const fsg_tensor* bias,
+                                   const fsg_tensor* weights, const fsg_tensor* out);
+/* Its backward: dy [..., 2N] (required), dweights [T, 1] (optional, needs weights), dbias [2N]
+ * (optional, needs bias; the sum of dy over rows). Always overwrites. */
+FSG_API fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, const fsg_tensor* y,
+                                    const fsg_tensor* bias, const fsg_tensor* weights, const fsg_tensor* dy,
+                                    const fsg_tensor* dweights, const fsg_tensor* dbias);
+
+/* GEMM with optional bias: c [M, N] = a [M, K] · b [K, N] + bias [N] (+ c when accumulate).
+ * The library's own matmul: the unfused baseline and the building block of linear layers. */
+FSG_API fsg_status fsg_gemm(fsg_context* ctx, const fsg_tensor* a, const fsg_tensor* b, const fsg_tensor* bias,
+                            const fsg_tensor* c, int32_t accumulate);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FUSED_SWIGLU_H */

@@ -1,0 +1,118 @@
+// backend.h: the internal contract between api.cpp (which validates every argument) and the two
+// backends (cuda/src/*.cu and cuda/src/cpu/*.cpp), which trust what they are given.
+//
+// By the time a backend sees these structs:
+// - every view is 2-D (or 1-D for vectors), byte_offset is folded into `data`, strides are in
+//   elements and >= 0, sizes fit in int32 (rows, cols < 2^31) while offsets need int64;
+// - every tensor of one call has the same dtype, except Vec::dtype of token weights;
+// - outputs do not overlap inputs or each other; M, N, K >= 1 (empty calls never get here).
+// Backends return FSG_OK or an error status after writing a message with fsg::set_error().
+#pragma once
+#include <cstdint>
+
+#include "fused_swiglu.h"
+
+#ifdef __CUDACC__
+#include <cuda_runtime.h>
+#endif
+
+namespace fsg {
+
+enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2 };
+
+inline int dtype_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+
+// A strided 2-D view: element (r, c) lives at data + (r * rs + c * cs) * sizeof(element).
+struct Mat {
+  void* data = nullptr;  // nullptr: absent (optional argument not given)
+  int64_t rows = 0, cols = 0;
+  int64_t rs = 0, cs = 0;
+  DType dtype = DType::F32;
+  bool present() const { return data != nullptr; }
+};
+
+// A strided 1-D view (biases [N], token weights [T]).
+struct Vec {
+  void* data = nullptr;
+  int64_t n = 0;
+  int64_t stride = 1;
+  DType dtype = DType::F32;
+  bool present() const { return data != nullptr; }
+};
+
+// The fused dual GEMM: A = x·Wg + bg, B = x·Wu + bu, both [M, N], accumulated in fp32 with the
+// x tile shared by both products, followed by one of two epilogues:
+//   kForward:  z = silu(A) * B; a_out = A and b_out = B when present.
+//   kBackward: (recompute mode) given dz, da = dz * B * silu'(A), db = dz * silu(A).
+//              da/db are written in the call's dtype (they feed the dX/dW GEMMs).
+struct DualGemmArgs {
+  enum Epilogue : int32_t { kForward = 0, kBackward = 1 };
+  Epilogue epilogue = kForward;
+  Mat x;         // [M, K]
+  Mat wg, wu;    // [K, N]
+  Vec bg, bu;    // [N] optional
+  Mat z, a_out, b_out;  // kForward: z required, a_out/b_out optional, all [M, N]
+  Mat dz, da, db;       // kBackward: all three required, [M, N]
+};
+
+// C = A0·B0 (+ A1·B1) (+ bias broadcast over rows) (+ C when accumulate), fp32 accumulation,
+// C written in its dtype. The second product (a1/b1 present) shares M and N with the first and
+// may have its own K; it gives dX = dA·Wg^T + dB·Wu^T in one pass.
+struct GemmArgs {
+  Mat a0, b0;  // [M, K0], [K0, N]
+  Mat a1, b1;  // optional [M, K1], [K1, N]
+  Vec bias;    // optional [N]
+  Mat c;       // [M, N]
+  bool accumulate = false;
+};
+
+// Elementwise GLU on separate gate/up views (packed halves of y, or stored pre-activations):
+//   g = gate + bias_gate, u = up + bias_up, out = silu(g) * u * w[row]
+struct GluForwardArgs {
+  Mat gate, up;          // [M, N]
+  Vec bias_gate, bias_up;  // optional [N]
+  Vec weights;           // optional [M] (token weights; dtype may differ: F32 or the call's)
+  Mat out;               // [M, N]
+};
+
+// Its backward: dgate = dout*w * u * silu'(g), dup = dout*w * silu(g),
+// dweights[row] = sum_n dout * silu(g) * u (written in weights' dtype, fixed summation order).
+// When accumulate is set, dgate/dup are added into (used by nothing public yet: keep false).
+struct GluBackwardArgs {
+  Mat dout, gate, up;      // [M, N]
+  Vec bias_gate, bias_up;  // optional [N]
+  Vec weights;             // optional [M]
+  Mat dgate, dup;          // [M, N] outputs, required
+  Vec dweights;            // optional [M] output (requires weights)
+};
+
+// dst[c] (+)= sum over rows r of src(r, c), in a fixed order (deterministic), fp32 accumulation.
+struct ColumnSumArgs {
+  Mat src;  // [M, N]
+  Vec dst;  // [N]
+  bool accumulate = false;
+};
+
+// Thread-local error message (defined in api.cpp). printf-style; never prints.
+void set_error(const char* fmt, ...);
+
+// ---- CUDA backend (cuda/src/*.cu). `kernel_path`: 0 auto, 80 force the sm_80 path. ----
+#ifdef __CUDACC__
+using Stream = cudaStream_t;
+#else
+using Stream = struct CUstream_st*;
+#endif
+fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path);
+fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path);
+fsg_status cuda_glu_forward(const GluForwardArgs& a, Stream s);
+fsg_status cuda_glu_backward(const GluBackwardArgs& a, Stream s);
+fsg_status cuda_column_sum(const ColumnSumArgs& a, Stream s);
+
+// ---- CPU backend (cuda/src/cpu/*.cpp), `threads` >= 1 workers. ----
+fsg_status cpu_dual_gemm(const DualGemmArgs& a, int threads);
+fsg_status cpu_gemm(const GemmArgs& a, int threads);
+fsg_status cpu_glu_forward(const GluForwardArgs& a, int threads);
+fsg_status cpu_glu_backward(const GluBackwardArgs& a, int threads);
+fsg_status cpu_column_sum(const ColumnSumArgs& a, int threads);
+
+}  // namespace fsg
