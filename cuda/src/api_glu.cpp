@@ -1,0 +1,123 @@
+// api_glu.cpp: the Megatron-style activation ops on a packed y [..., 2N] (gate half first):
+// fsg_glu_forward / fsg_glu_backward. Argument checks, then the backend's elementwise kernels.
+#include "dispatch.h"
+#include "guard.h"
+#include "tensor_view.h"
+
+using namespace fsg;
+
+namespace {
+
+// y split into its halves, and the optional bias [2N] and token weights [T, 1] that go with it.
+struct Packed {
+  RowsView y;
+  Mat gate, up;
+  Vec bias, bias_gate, bias_up, weights;
+  int64_t N = 0;
+};
+
+fsg_status view_packed(const Call& call, const fsg_tensor* y, const fsg_tensor* bias, const fsg_tensor* weights,
+                       Packed* p) {
+  FSG_TRY(view_rows(call, y, "y", &p->y));
+  const Mat& m = p->y.mat;
+  if (m.cols % 2 != 0) {
+    set_error("%s: y: the last dim must be even (gate and up halves, [..., 2N]), got %lld", call.fn,
+              static_cast<long long>(m.cols));
+    return FSG_ERR_SHAPE;
+  }
+  p->N = m.cols / 2;
+  p->gate = Mat{m.data, m.rows, p->N, m.rs, m.cs, m.dtype};
+  p->up = Mat{static_cast<char*>(m.data) + p->N * m.cs * dtype_bytes(m.dtype), m.rows, p->N, m.rs, m.cs, m.dtype};
+  FSG_TRY(view_optional_vector(call, bias, "bias", m.cols, &p->bias));
+  if (p->bias.present()) {
+    FSG_TRY(expect_dtype(call, "bias", p->bias.dtype, m.dtype, "y"));
+    const Vec& b = p->bias;
+    p->bias_gate = Vec{b.data, p->N, b.stride, b.dtype};
+    p->bias_up = Vec{static_cast<char*>(b.data) + p->N * b.stride * dtype_bytes(b.dtype), p->N, b.stride, b.dtype};
+  }
+  FSG_TRY(view_optional_vector(call, weights, "weights", m.rows, &p->weights));
+  if (p->weights.present() && p->weights.dtype != DType::F32)
+    FSG_TRY(expect_dtype(call, "weights", p->weights.dtype, m.dtype, "y, or float32"));
+  return FSG_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+FSG_API fsg_status fsg_glu_forward(fsg_context* ctx, const fsg_tensor* y, const fsg_tensor* bias,
+                                   const fsg_tensor* weights, const fsg_tensor* out) {
+  const Call call{ctx, "fsg_glu_forward"};
+  return guarded(call.fn, [&] {
+    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(bind_device(ctx));
+    Packed p;
+    FSG_TRY(view_packed(call, y, bias, weights, &p));
+    FSG_TRY(require(out, call.fn, "out"));
+    GluForwardArgs args;
+    FSG_TRY(view_rows_like(call, out, "out", p.y, "y", p.N, "last dim (N, half of y's)", &args.out));
+    FSG_TRY(expect_writable(call, "out", args.out));
+    const Named outs[] = {{"out", args.out}};
+    const Named ins[] = {{"y", p.y.mat}, {"bias", as_mat(p.bias)}, {"weights", as_mat(p.weights)}};
+    FSG_TRY(expect_no_alias(call, outs, ins));
+    if (p.y.mat.rows == 0 || p.N == 0) return FSG_OK;
+    args.gate = p.gate;
+    args.up = p.up;
+    args.bias_gate = p.bias_gate;
+    args.bias_up = p.bias_up;
+    args.weights = p.weights;
+    return run(ctx, args);
+  });
+}
+
+FSG_API fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, const fsg_tensor* y,
+                                    const fsg_tensor* bias, const fsg_tensor* weights, const fsg_tensor* dy,
+                                    const fsg_tensor* dweights, const fsg_tensor* dbias) {
+  const Call call{ctx, "fsg_glu_backward"};
+  return guarded(call.fn, [&] {
+    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(bind_device(ctx));
+    Packed p;
+    FSG_TRY(view_packed(call, y, bias, weights, &p));
+    FSG_TRY(require(dout, call.fn, "dout"));
+    FSG_TRY(require(dy, call.fn, "dy"));
+    Mat dout_m, dy_m;
+    FSG_TRY(view_rows_like(call, dout, "dout", p.y, "y", p.N, "last dim (N, half of y's)", &dout_m));
+    FSG_TRY(view_rows_like(call, dy, "dy", p.y, "y", 2 * p.N, "last dim (2N, as y)", &dy_m));
+    Vec dw, db;
+    if (dweights != nullptr && !p.weights.present()) {
+      set_error("%s: dweights: given, but weights is NULL (nothing to differentiate)", call.fn);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    if (dbias != nullptr && !p.bias.present()) {
+      set_error("%s: dbias: given, but bias is NULL (nothing to differentiate)", call.fn);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    FSG_TRY(view_optional_vector(call, dweights, "dweights", p.y.mat.rows, &dw));
+    FSG_TRY(view_optional_vector(call, dbias, "dbias", 2 * p.N, &db));
+    if (dw.present()) FSG_TRY(expect_dtype(call, "dweights", dw.dtype, p.weights.dtype, "weights"));
+    if (db.present()) FSG_TRY(expect_dtype(call, "dbias", db.dtype, p.y.mat.dtype, "y"));
+    const Named outs[] = {{"dy", dy_m}, {"dweights", as_mat(dw)}, {"dbias", as_mat(db)}};
+    for (const Named& o : outs) FSG_TRY(expect_writable(call, o.name, o.mat));
+    const Named ins[] = {{"dout", dout_m}, {"y", p.y.mat}, {"bias", as_mat(p.bias)}, {"weights", as_mat(p.weights)}};
+    FSG_TRY(expect_no_alias(call, outs, ins));
+    if (p.N == 0) return FSG_OK;
+    if (p.y.mat.rows == 0) return db.present() ? zero_fill(ctx, as_mat(db)) : FSG_OK;
+    GluBackwardArgs args;
+    args.dout = dout_m;
+    args.gate = p.gate;
+    args.up = p.up;
+    args.bias_gate = p.bias_gate;
+    args.bias_up = p.bias_up;
+    args.weights = p.weights;
+    const int esize = dtype_bytes(dy_m.dtype);
+    args.dgate = Mat{dy_m.data, dy_m.rows, p.N, dy_m.rs, dy_m.cs, dy_m.dtype};
+    args.dup = Mat{static_cast<char*>(dy_m.data) + p.N * dy_m.cs * esize, dy_m.rows, p.N, dy_m.rs, dy_m.cs, dy_m.dtype};
+    args.dweights = dw;
+    FSG_TRY(run(ctx, args));
+    if (db.present()) FSG_TRY(run(ctx, ColumnSumArgs{dy_m, db, false}));
+    return FSG_OK;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,236 @@
+// api_swiglu.cpp: fsg_swiglu_forward / fsg_swiglu_backward: argument checks, then the backend.
+//
+// Backward plan (every step on the context's stream, no allocation, deterministic):
+//   1. [dA | dB] into the workspace ([M, 2N], the call's dtype):
+//        stored mode:    elementwise from dz and the saved pre-activations (glu backward)
+//        recompute mode: the fused dual GEMM again, with the backward epilogue
+//   2. db_gate / db_up = column sums of dA / dB
+//   3. dx = dA·Wg^T + dB·Wu^T (one GEMM with two products)
+//   4. dw_gate = x^T·dA, dw_up = x^T·dB
+#include "dispatch.h"
+#include "guard.h"
+#include "tensor_view.h"
+
+using namespace fsg;
+
+namespace {
+
+// The weights and biases shared by forward and backward: [K, N] views of x's dtype.
+struct Params {
+  Mat wg, wu;
+  Vec bg, bu;
+  int64_t K = 0, N = 0;
+};
+
+fsg_status view_params(const Call& call, const RowsView& x, const fsg_tensor* w_gate, const fsg_tensor* w_up,
+                       const fsg_tensor* b_gate, const fsg_tensor* b_up, Params* p) {
+  const DType dt = x.mat.dtype;
+  FSG_TRY(view_matrix(call, w_gate, "w_gate", &p->wg));
+  FSG_TRY(view_matrix(call, w_up, "w_up", &p->wu));
+  p->K = x.mat.cols;
+  p->N = p->wg.cols;
+  FSG_TRY(expect_dim(call, "w_gate", "dim 0 (K, the last dim of x)", p->wg.rows, p->K));
+  FSG_TRY(expect_dim(call, "w_up", "dim 0 (K, the last dim of x)", p->wu.rows, p->K));
+  FSG_TRY(expect_dim(call, "w_up", "dim 1 (N, as w_gate)", p->wu.cols, p->N));
+  FSG_TRY(expect_dtype(call, "w_gate", p->wg.dtype, dt, "x"));
+  FSG_TRY(expect_dtype(call, "w_up", p->wu.dtype, dt, "x"));
+  FSG_TRY(view_optional_vector(call, b_gate, "b_gate", p->N, &p->bg));
+  FSG_TRY(view_optional_vector(call, b_up, "b_up", p->N, &p->bu));
+  if (p->bg.present()) FSG_TRY(expect_dtype(call, "b_gate", p->bg.dtype, dt, "x"));
+  if (p->bu.present()) FSG_TRY(expect_dtype(call, "b_up", p->bu.dtype, dt, "x"));
+  if (p->K == 0) {
+    set_error("%s: x: the last dim (K) must be >= 1", call.fn);
+    return FSG_ERR_SHAPE;
+  }
+  return FSG_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, const fsg_tensor* w_gate,
+                                      const fsg_tensor* w_up, const fsg_tensor* b_gate, const fsg_tensor* b_up,
+                                      const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out) {
+  const Call call{ctx, "fsg_swiglu_forward"};
+  return guarded(call.fn, [&] {
+    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(bind_device(ctx));
+    RowsView xv;
+    Params p;
+    FSG_TRY(view_rows(call, x, "x", &xv));
+    FSG_TRY(view_params(call, xv, w_gate, w_up, b_gate, b_up, &p));
+    FSG_TRY(require(z, call.fn, "z"));
+    DualGemmArgs args;
+    FSG_TRY(view_rows_like(call, z, "z", xv, "x", p.N, "last dim (N, dim 1 of w_gate)", &args.z));
+    FSG_TRY(view_rows_like(call, a_out, "a_out", xv, "x", p.N, "last dim (N)", &args.a_out));
+    FSG_TRY(view_rows_like(call, b_out, "b_out", xv, "x", p.N, "last dim (N)", &args.b_out));
+    const Named outs[] = {{"z", args.z}, {"a_out", args.a_out}, {"b_out", args.b_out}};
+    for (const Named& o : outs) FSG_TRY(expect_writable(call, o.name, o.mat));
+    const Named ins[] = {{"x", xv.mat}, {"w_gate", p.wg}, {"w_up", p.wu}, {"b_gate", as_mat(p.bg)},
+                         {"b_up", as_mat(p.bu)}};
+    FSG_TRY(expect_no_alias(call, outs, ins));
+    if (xv.mat.rows == 0 || p.N == 0) return FSG_OK;
+    args.epilogue = DualGemmArgs::kForward;
+    args.x = xv.mat;
+    args.wg = p.wg;
+    args.wu = p.wu;
+    args.bg = p.bg;
+    args.bu = p.bu;
+    return run(ctx, args);
+  });
+}
+
+FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fsg_tensor* x, int64_t n,
+                                                      uint64_t* out_bytes) {
+  const Call call{ctx, "fsg_swiglu_backward_workspace_size"};
+  return guarded(call.fn, [&] {
+    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require(out_bytes, call.fn, "out_bytes"));
+    RowsView xv;
+    FSG_TRY(view_rows(call, x, "x", &xv));
+    if (n < 0 || n > INT32_MAX) {
+      set_error("%s: n: expected 0..2^31-1, got %lld", call.fn, static_cast<long long>(n));
+      return n < 0 ? FSG_ERR_SHAPE : FSG_ERR_TOO_LARGE;
+    }
+    *out_bytes = static_cast<uint64_t>(xv.mat.rows) * 2 * n * dtype_bytes(xv.mat.dtype);
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, const fsg_tensor* x,
+                                       const fsg_tensor* w_gate, const fsg_tensor* w_up, const fsg_tensor* b_gate,
+                                       const fsg_tensor* b_up, const fsg_tensor* a_saved, const fsg_tensor* b_saved,
+                                       const fsg_tensor* dx, const fsg_tensor* dw_gate, const fsg_tensor* dw_up,
+                                       const fsg_tensor* db_gate, const fsg_tensor* db_up, uint32_t flags,
+                                       uint64_t workspace, uint64_t workspace_bytes) {
+  const Call call{ctx, "fsg_swiglu_backward"};
+  return guarded(call.fn, [&] {
+    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(bind_device(ctx));
+    if ((flags & ~FSG_BACKWARD_ACCUMULATE) != 0) {
+      set_error("%s: flags: unknown bits 0x%x (only FSG_BACKWARD_ACCUMULATE = 1 is defined)", call.fn,
+                flags & ~FSG_BACKWARD_ACCUMULATE);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    const bool accumulate = (flags & FSG_BACKWARD_ACCUMULATE) != 0;
+    RowsView xv, dzv;
+    Params p;
+    FSG_TRY(view_rows(call, x, "x", &xv));
+    FSG_TRY(view_params(call, xv, w_gate, w_up, b_gate, b_up, &p));
+    FSG_TRY(view_rows(call, dz, "dz", &dzv));
+    FSG_TRY(expect_same_leading(call, "dz", dzv, "x", xv));
+    FSG_TRY(expect_dim(call, "dz", "last dim (N)", dzv.mat.cols, p.N));
+    FSG_TRY(expect_dtype(call, "dz", dzv.mat.dtype, xv.mat.dtype, "x"));
+    if ((a_saved == nullptr) != (b_saved == nullptr)) {
+      set_error("%s: a_saved and b_saved: give both (stored mode) or neither (recompute mode); got only %s", call.fn,
+                a_saved ? "a_saved" : "b_saved");
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    Mat a_mat, b_mat;
+    FSG_TRY(view_rows_like(call, a_saved, "a_saved", xv, "x", p.N, "last dim (N)", &a_mat));
+    FSG_TRY(view_rows_like(call, b_saved, "b_saved", xv, "x", p.N, "last dim (N)", &b_mat));
+
+    Mat dx_mat, dwg, dwu;
+    Vec dbg, dbu;
+    FSG_TRY(view_rows_like(call, dx, "dx", xv, "x", p.K, "last dim (K)", &dx_mat));
+    if (dw_gate) {
+      FSG_TRY(view_matrix(call, dw_gate, "dw_gate", &dwg));
+      FSG_TRY(expect_dim(call, "dw_gate", "dim 0 (K)", dwg.rows, p.K));
+      FSG_TRY(expect_dim(call, "dw_gate", "dim 1 (N)", dwg.cols, p.N));
+      FSG_TRY(expect_dtype(call, "dw_gate", dwg.dtype, xv.mat.dtype, "x"));
+    }
+    if (dw_up) {
+      FSG_TRY(view_matrix(call, dw_up, "dw_up", &dwu));
+      FSG_TRY(expect_dim(call, "dw_up", "dim 0 (K)", dwu.rows, p.K));
+      FSG_TRY(expect_dim(call, "dw_up", "dim 1 (N)", dwu.cols, p.N));
+      FSG_TRY(expect_dtype(call, "dw_up", dwu.dtype, xv.mat.dtype, "x"));
+    }
+    FSG_TRY(view_optional_vector(call, db_gate, "db_gate", p.N, &dbg));
+    FSG_TRY(view_optional_vector(call, db_up, "db_up", p.N, &dbu));
+    if (dbg.present()) FSG_TRY(expect_dtype(call, "db_gate", dbg.dtype, xv.mat.dtype, "x"));
+    if (dbu.present()) FSG_TRY(expect_dtype(call, "db_up", dbu.dtype, xv.mat.dtype, "x"));
+
+    const Named outs[] = {{"dx", dx_mat}, {"dw_gate", dwg}, {"dw_up", dwu}, {"db_gate", as_mat(dbg)},
+                          {"db_up", as_mat(dbu)}};
+    for (const Named& o : outs) FSG_TRY(expect_writable(call, o.name, o.mat));
+    const Named ins[] = {{"dz", dzv.mat}, {"x", xv.mat}, {"w_gate", p.wg}, {"w_up", p.wu}, {"b_gate", as_mat(p.bg)},
+                         {"b_up", as_mat(p.bu)}, {"a_saved", a_mat}, {"b_saved", b_mat}};
+    FSG_TRY(expect_no_alias(call, outs, ins));
+
+    const int64_t M = xv.mat.rows, N = p.N;
+    const bool any = dx_mat.present() || dwg.present() || dwu.present() || dbg.present() || dbu.present();
+    if (!any || N == 0) return FSG_OK;
+    if (M == 0) {  // an empty batch: weight and bias grads are zero sums
+      if (accumulate) return FSG_OK;
+      for (const Mat& m : {dwg, dwu, as_mat(dbg), as_mat(dbu)}) FSG_TRY(zero_fill(ctx, m));
+      return FSG_OK;
+    }
+
+    const DType dt = xv.mat.dtype;
+    const uint64_t need = static_cast<uint64_t>(M) * 2 * N * dtype_bytes(dt);
+    if (workspace == 0 || workspace_bytes < need || workspace % 256 != 0) {
+      set_error("%s: workspace: expected %llu bytes (fsg_swiglu_backward_workspace_size), 256-byte aligned; got "
+                "%llu bytes at 0x%llx", call.fn, (unsigned long long)need, (unsigned long long)workspace_bytes,
+                (unsigned long long)workspace);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    char* ws = reinterpret_cast<char*>(workspace);
+    const Mat dA{ws, M, N, 2 * N, 1, dt};
+    const Mat dB{ws + N * dtype_bytes(dt), M, N, 2 * N, 1, dt};
+
+    if (a_mat.present()) {
+      GluBackwardArgs g;
+      g.dout = dzv.mat;
+      g.gate = a_mat;
+      g.up = b_mat;
+      g.dgate = dA;
+      g.dup = dB;
+      FSG_TRY(run(ctx, g));
+    } else {
+      DualGemmArgs d;
+      d.epilogue = DualGemmArgs::kBackward;
+      d.x = xv.mat;
+      d.wg = p.wg;
+      d.wu = p.wu;
+      d.bg = p.bg;
+      d.bu = p.bu;
+      d.dz = dzv.mat;
+      d.da = dA;
+      d.db = dB;
+      FSG_TRY(run(ctx, d));
+    }
+    if (dbg.present()) FSG_TRY(run(ctx, ColumnSumArgs{dA, dbg, accumulate}));
+    if (dbu.present()) FSG_TRY(run(ctx, ColumnSumArgs{dB, dbu, accumulate}));
+    if (dx_mat.present()) {
+      GemmArgs g;
+      g.a0 = dA;
+      g.b0 = transposed(p.wg);
+      g.a1 = dB;
+      g.b1 = transposed(p.wu);
+      g.c = dx_mat;
+      g.accumulate = accumulate;
+      FSG_TRY(run(ctx, g));
+    }
+    const Mat xt = transposed(xv.mat);
+    if (dwg.present()) {
+      GemmArgs g;
+      g.a0 = xt;
+      g.b0 = dA;
+      g.c = dwg;
+      g.accumulate = accumulate;
+      FSG_TRY(run(ctx, g));
+    }
+    if (dwu.present()) {
+      GemmArgs g;
+      g.a0 = xt;
+      g.b0 = dB;
+      g.c = dwu;
+      g.accumulate = accumulate;
+      FSG_TRY(run(ctx, g));
+    }
+    return FSG_OK;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,482 @@
+// context.cpp: contexts (backend + device + current stream), device memory, streams and events.
+// On the CPU backend "device memory" is host memory, work is done when a call returns, and
+// events record host time, so callers can use one code path for both backends.
+#include "context.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <cstdio>
+#include <new>
+#include <thread>
+
+#include "guard.h"
+
+namespace fsg {
+
+fsg_status require(const void* p, const char* fn, const char* arg) {
+  if (p != nullptr) return FSG_OK;
+  set_error("%s: %s must not be NULL", fn, arg);
+  return FSG_ERR_INVALID_ARGUMENT;
+}
+
+fsg_status bind_device(const fsg_context* ctx) {
+  if (ctx->backend != FSG_BACKEND_CUDA) return FSG_OK;
+  int current = -1;
+  FSG_TRY(cuda_status(cudaGetDevice(&current), "cudaGetDevice"));
+  if (current == ctx->device) return FSG_OK;
+  return cuda_status(cudaSetDevice(ctx->device), "cudaSetDevice");
+}
+
+namespace {
+
+// cudart on a machine without a GPU (or driver) reports "insufficient driver" or "no device":
+// both mean zero devices, not an error.
+int cuda_device_count() {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // clear it so later calls do not see it
+    return 0;
+  }
+  return count;
+}
+
+bool is_cuda(const fsg_context* ctx) { return ctx->backend == FSG_BACKEND_CUDA; }
+
+fsg_status check_ctx(const fsg_context* ctx, const char* fn) { return require(ctx, fn, "ctx"); }
+
+}  // namespace
+}  // namespace fsg
+
+using namespace fsg;
+
+extern "C" {
+
+FSG_API fsg_status fsg_cuda_device_count(int32_t* out_count) {
+  return guarded("fsg_cuda_device_count", [&] {
+    FSG_TRY(require(out_count, "fsg_cuda_device_count", "out_count"));
+    *out_count = cuda_device_count();
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, fsg_context** out) {
+  const char* fn = "fsg_context_create";
+  return guarded(fn, [&] {
+    FSG_TRY(require(out, fn, "out"));
+    *out = nullptr;
+    if (backend != FSG_BACKEND_AUTO && backend != FSG_BACKEND_CUDA && backend != FSG_BACKEND_CPU) {
+      set_error("%s: backend: expected 0 (auto), 1 (cuda) or 2 (cpu), got %d", fn, backend);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    int count = cuda_device_count();
+    if (backend == FSG_BACKEND_AUTO) backend = count > 0 ? FSG_BACKEND_CUDA : FSG_BACKEND_CPU;
+    auto* ctx = new fsg_context();
+    ctx->backend = backend;
+    if (backend == FSG_BACKEND_CPU) {
+      unsigned hw = std::thread::hardware_concurrency();
+      ctx->threads = hw == 0 ? 1 : static_cast<int32_t>(hw);
+      std::snprintf(ctx->name, sizeof ctx->name, "CPU (%d threads)", ctx->threads);
+      *out = ctx;
+      return FSG_OK;
+    }
+    if (count == 0) {
+      delete ctx;
+      set_error("%s: backend cuda: no CUDA device or driver on this machine; use backend cpu (2) or auto (0)", fn);
+      return FSG_ERR_NO_DEVICE;
+    }
+    if (device_ordinal < 0 || device_ordinal >= count) {
+      delete ctx;
+      set_error("%s: device_ordinal: expected 0..%d, got %d", fn, count - 1, device_ordinal);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    ctx->device = device_ordinal;
+    cudaDeviceProp prop;
+    fsg_status st = bind_device(ctx);
+    if (st == FSG_OK) st = cuda_status(cudaGetDeviceProperties(&prop, device_ordinal), "cudaGetDeviceProperties");
+    if (st != FSG_OK) {
+      delete ctx;
+      return st;
+    }
+    ctx->compute_capability = prop.major * 10 + prop.minor;
+    std::snprintf(ctx->name, sizeof ctx->name, "%s", prop.name);
+    *out = ctx;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_destroy(fsg_context* ctx) {
+  return guarded("fsg_context_destroy", [&] {
+    delete ctx;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_backend(const fsg_context* ctx, int32_t* out_backend) {
+  const char* fn = "fsg_context_backend";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(out_backend, fn, "out_backend"));
+    *out_backend = ctx->backend;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_device_name(const fsg_context* ctx, char* buf, uint64_t capacity) {
+  const char* fn = "fsg_context_device_name";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(buf, fn, "buf"));
+    if (capacity == 0) {
+      set_error("%s: capacity must be > 0", fn);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    std::snprintf(buf, capacity, "%s", ctx->name);
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_compute_capability(const fsg_context* ctx, int32_t* out) {
+  const char* fn = "fsg_context_compute_capability";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(out, fn, "out"));
+    *out = ctx->compute_capability;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_set_stream(fsg_context* ctx, fsg_stream* stream) {
+  const char* fn = "fsg_context_set_stream";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    ctx->stream = stream == nullptr ? nullptr : stream->stream;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_synchronize(fsg_context* ctx) {
+  const char* fn = "fsg_context_synchronize";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    if (!is_cuda(ctx)) return FSG_OK;
+    FSG_TRY(bind_device(ctx));
+    return cuda_status(cudaStreamSynchronize(ctx->stream), "fsg_context_synchronize: cudaStreamSynchronize");
+  });
+}
+
+FSG_API fsg_status fsg_context_mem_info(const fsg_context* ctx, uint64_t* out_free, uint64_t* out_total) {
+  const char* fn = "fsg_context_mem_info";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(out_free, fn, "out_free"));
+    FSG_TRY(require(out_total, fn, "out_total"));
+    if (!is_cuda(ctx)) {
+      *out_free = 0;
+      *out_total = 0;
+      return FSG_OK;
+    }
+    FSG_TRY(bind_device(ctx));
+    size_t free_bytes = 0, total_bytes = 0;
+    FSG_TRY(cuda_status(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
+    *out_free = free_bytes;
+    *out_total = total_bytes;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_set_num_threads(fsg_context* ctx, int32_t threads) {
+  const char* fn = "fsg_context_set_num_threads";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    if (threads < 0 || threads > 4096) {
+      set_error("%s: threads: expected 0 (all cores) .. 4096, got %d", fn, threads);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    unsigned hw = std::thread::hardware_concurrency();
+    ctx->threads = threads > 0 ? threads : (hw == 0 ? 1 : static_cast<int32_t>(hw));
+    if (!is_cuda(ctx)) std::snprintf(ctx->name, sizeof ctx->name, "CPU (%d threads)", ctx->threads);
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path) {
+  const char* fn = "fsg_context_set_kernel_path";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    if (path != 0 && path != 80) {
+      set_error("%s: path: expected 0 (auto) or 80 (sm_80 mma.sync kernels), got %d", fn, path);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    ctx->kernel_path = path;
+    return FSG_OK;
+  });
+}
+
+// ---- memory ----
+
+FSG_API fsg_status fsg_malloc(fsg_context* ctx, uint64_t bytes, uint64_t* out_ptr) {
+  const char* fn = "fsg_malloc";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(out_ptr, fn, "out_ptr"));
+    *out_ptr = 0;
+    size_t size = bytes == 0 ? 1 : bytes;  // a distinct, freeable pointer even for empty tensors
+    if (!is_cuda(ctx)) {
+      size_t rounded = (size + 255) / 256 * 256;
+      void* p = std::aligned_alloc(256, rounded);
+      if (p == nullptr) {
+        set_error("%s: out of host memory allocating %llu bytes", fn, (unsigned long long)bytes);
+        return FSG_ERR_OUT_OF_MEMORY;
+      }
+      *out_ptr = reinterpret_cast<uint64_t>(p);
+      return FSG_OK;
+    }
+    FSG_TRY(bind_device(ctx));
+    void* p = nullptr;
+    cudaError_t err = cudaMallocAsync(&p, size, ctx->stream);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      if (err == cudaErrorMemoryAllocation) {
+        set_error("%s: out of device memory allocating %llu bytes", fn, (unsigned long long)bytes);
+        return FSG_ERR_OUT_OF_MEMORY;
+      }
+      return cuda_status(err, "fsg_malloc: cudaMallocAsync");
+    }
+    *out_ptr = reinterpret_cast<uint64_t>(p);
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_free(fsg_context* ctx, uint64_t ptr) {
+  const char* fn = "fsg_free";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    if (ptr == 0) return FSG_OK;
+    void* p = reinterpret_cast<void*>(ptr);
+    if (!is_cuda(ctx)) {
+      std::free(p);
+      return FSG_OK;
+    }
+    FSG_TRY(bind_device(ctx));
+    return cuda_status(cudaFreeAsync(p, ctx->stream), "fsg_free: cudaFreeAsync");
+  });
+}
+
+namespace {
+
+fsg_status copy(fsg_context* ctx, void* dst, const void* src, uint64_t bytes, cudaMemcpyKind kind, const char* fn) {
+  FSG_TRY(check_ctx(ctx, fn));
+  if (bytes == 0) return FSG_OK;
+  FSG_TRY(require(dst, fn, "dst"));
+  FSG_TRY(require(src, fn, "src"));
+  if (!is_cuda(ctx)) {
+    std::memmove(dst, src, bytes);
+    return FSG_OK;
+  }
+  FSG_TRY(bind_device(ctx));
+  return cuda_status(cudaMemcpyAsync(dst, src, bytes, kind, ctx->stream), fn);
+}
+
+}  // namespace
+
+FSG_API fsg_status fsg_memcpy_h2d_async(fsg_context* ctx, uint64_t dst, const void* src, uint64_t bytes) {
+  return guarded("fsg_memcpy_h2d_async", [&] {
+    return copy(ctx, reinterpret_cast<void*>(dst), src, bytes, cudaMemcpyHostToDevice, "fsg_memcpy_h2d_async");
+  });
+}
+
+FSG_API fsg_status fsg_memcpy_d2h_async(fsg_context* ctx, void* dst, uint64_t src, uint64_t bytes) {
+  return guarded("fsg_memcpy_d2h_async", [&] {
+    return copy(ctx, dst, reinterpret_cast<const void*>(src), bytes, cudaMemcpyDeviceToHost, "fsg_memcpy_d2h_async");
+  });
+}
+
+FSG_API fsg_status fsg_memcpy_d2d_async(fsg_context* ctx, uint64_t dst, uint64_t src, uint64_t bytes) {
+  return guarded("fsg_memcpy_d2d_async", [&] {
+    return copy(ctx, reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), bytes,
+                cudaMemcpyDeviceToDevice, "fsg_memcpy_d2d_async");
+  });
+}
+
+FSG_API fsg_status fsg_memset_async(fsg_context* ctx, uint64_t dst, int32_t byte_value, uint64_t bytes) {
+  const char* fn = "fsg_memset_async";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    if (bytes == 0) return FSG_OK;
+    FSG_TRY(require(reinterpret_cast<void*>(dst), fn, "dst"));
+    if (!is_cuda(ctx)) {
+      std::memset(reinterpret_cast<void*>(dst), byte_value, bytes);
+      return FSG_OK;
+    }
+    FSG_TRY(bind_device(ctx));
+    return cuda_status(cudaMemsetAsync(reinterpret_cast<void*>(dst), byte_value, bytes, ctx->stream), fn);
+  });
+}
+
+// ---- streams ----
+
+FSG_API fsg_status fsg_stream_create(fsg_context* ctx, fsg_stream** out) {
+  const char* fn = "fsg_stream_create";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(out, fn, "out"));
+    *out = nullptr;
+    auto* s = new fsg_stream();
+    if (is_cuda(ctx)) {
+      fsg_status st = bind_device(ctx);
+      if (st == FSG_OK) st = cuda_status(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), fn);
+      if (st != FSG_OK) {
+        delete s;
+        return st;
+      }
+    }
+    *out = s;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_stream_destroy(fsg_context* ctx, fsg_stream* stream) {
+  const char* fn = "fsg_stream_destroy";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    if (stream == nullptr) return FSG_OK;
+    fsg_status st = FSG_OK;
+    if (stream->stream != nullptr) {
+      if (ctx->stream == stream->stream) ctx->stream = nullptr;
+      st = bind_device(ctx);
+      if (st == FSG_OK) st = cuda_status(cudaStreamDestroy(stream->stream), fn);
+    }
+    delete stream;
+    return st;
+  });
+}
+
+FSG_API fsg_status fsg_stream_query(fsg_context* ctx, fsg_stream* stream) {
+  const char* fn = "fsg_stream_query";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(stream, fn, "stream"));
+    if (stream->stream == nullptr) return FSG_OK;
+    FSG_TRY(bind_device(ctx));
+    cudaError_t err = cudaStreamQuery(stream->stream);
+    if (err == cudaErrorNotReady) {
+      cudaGetLastError();
+      return FSG_ERR_NOT_READY;
+    }
+    return cuda_status(err, fn);
+  });
+}
+
+FSG_API fsg_status fsg_stream_synchronize(fsg_context* ctx, fsg_stream* stream) {
+  const char* fn = "fsg_stream_synchronize";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(stream, fn, "stream"));
+    if (stream->stream == nullptr) return FSG_OK;
+    FSG_TRY(bind_device(ctx));
+    return cuda_status(cudaStreamSynchronize(stream->stream), fn);
+  });
+}
+
+// ---- events ----
+
+FSG_API fsg_status fsg_event_create(fsg_context* ctx, fsg_event** out) {
+  const char* fn = "fsg_event_create";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(out, fn, "out"));
+    *out = nullptr;
+    auto* e = new fsg_event();
+    if (is_cuda(ctx)) {
+      fsg_status st = bind_device(ctx);
+      if (st == FSG_OK) st = cuda_status(cudaEventCreate(&e->event), fn);
+      if (st != FSG_OK) {
+        delete e;
+        return st;
+      }
+    }
+    *out = e;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_event_destroy(fsg_context* ctx, fsg_event* event) {
+  const char* fn = "fsg_event_destroy";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    if (event == nullptr) return FSG_OK;
+    fsg_status st = FSG_OK;
+    if (event->event != nullptr) {
+      st = bind_device(ctx);
+      if (st == FSG_OK) st = cuda_status(cudaEventDestroy(event->event), fn);
+    }
+    delete event;
+    return st;
+  });
+}
+
+FSG_API fsg_status fsg_event_record(fsg_context* ctx, fsg_event* event) {
+  const char* fn = "fsg_event_record";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(event, fn, "event"));
+    event->recorded = true;
+    if (event->event == nullptr) {
+      event->host_time = std::chrono::steady_clock::now();
+      return FSG_OK;
+    }
+    FSG_TRY(bind_device(ctx));
+    return cuda_status(cudaEventRecord(event->event, ctx->stream), fn);
+  });
+}
+
+FSG_API fsg_status fsg_event_query(fsg_context* ctx, fsg_event* event) {
+  const char* fn = "fsg_event_query";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(event, fn, "event"));
+    if (event->event == nullptr) return FSG_OK;
+    FSG_TRY(bind_device(ctx));
+    cudaError_t err = cudaEventQuery(event->event);
+    if (err == cudaErrorNotReady) {
+      cudaGetLastError();
+      return FSG_ERR_NOT_READY;
+    }
+    return cuda_status(err, fn);
+  });
+}
+
+FSG_API fsg_status fsg_event_synchronize(fsg_context* ctx, fsg_event* event) {
+  const char* fn = "fsg_event_synchronize";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(event, fn, "event"));
+    if (event->event == nullptr) return FSG_OK;
+    FSG_TRY(bind_device(ctx));
+    return cuda_status(cudaEventSynchronize(event->event), fn);
+  });
+}
+
+FSG_API fsg_status fsg_event_elapsed_ms(fsg_context* ctx, fsg_event* start, fsg_event* end, float* out_ms) {
+  const char* fn = "fsg_event_elapsed_ms";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(start, fn, "start"));
+    FSG_TRY(require(end, fn, "end"));
+    FSG_TRY(require(out_ms, fn, "out_ms"));
+    if (!start->recorded || !end->recorded) {
+      set_error("%s: %s was never recorded", fn, start->recorded ? "end" : "start");
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    if (start->event == nullptr || end->event == nullptr) {
+      std::chrono::duration<float, std::milli> d = end->host_time - start->host_time;
+      *out_ms = d.count();
+      return FSG_OK;
+    }
+    FSG_TRY(bind_device(ctx));
+    return cuda_status(cudaEventElapsedTime(out_ms, start->event, end->event), fn);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,28 @@
+// dispatch.h: sends a validated op to the context's backend (CUDA kernels or CPU loops).
+#pragma once
+#include "context.h"
+
+namespace fsg {
+
+inline bool on_cuda(const fsg_context* ctx) { return ctx->backend == FSG_BACKEND_CUDA; }
+
+inline fsg_status run(const fsg_context* ctx, const DualGemmArgs& a) {
+  return on_cuda(ctx) ? cuda_dual_gemm(a, ctx->stream, ctx->kernel_path) : cpu_dual_gemm(a, ctx->threads);
+}
+inline fsg_status run(const fsg_context* ctx, const GemmArgs& a) {
+  return on_cuda(ctx) ? cuda_gemm(a, ctx->stream, ctx->kernel_path) : cpu_gemm(a, ctx->threads);
+}
+inline fsg_status run(const fsg_context* ctx, const GluForwardArgs& a) {
+  return on_cuda(ctx) ? cuda_glu_forward(a, ctx->stream) : cpu_glu_forward(a, ctx->threads);
+}
+inline fsg_status run(const fsg_context* ctx, const GluBackwardArgs& a) {
+  return on_cuda(ctx) ? cuda_glu_backward(a, ctx->stream) : cpu_glu_backward(a, ctx->threads);
+}
+inline fsg_status run(const fsg_context* ctx, const ColumnSumArgs& a) {
+  return on_cuda(ctx) ? cuda_column_sum(a, ctx->stream) : cpu_column_sum(a, ctx->threads);
+}
+
+// Writes zeros into every element of a strided view (gradients of an empty batch).
+fsg_status zero_fill(const fsg_context* ctx, const Mat& m);
+
+}  // namespace fsg

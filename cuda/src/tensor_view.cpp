@@ -1,0 +1,313 @@
+// tensor_view.cpp: descriptor checks (see tensor_view.h).
+#include "tensor_view.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <utility>
+
+#include "guard.h"
+
+namespace fsg {
+namespace {
+
+constexpr int64_t kMaxDim = INT32_MAX;  // the kernels index rows and columns with int32
+
+std::string shape_string(const fsg_tensor* t) {
+  std::string s = "[";
+  for (int i = 0; i < t->ndim; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(t->shape[i]);
+  }
+  return s + "]";
+}
+
+fsg_status parse_dtype(const Call& call, const fsg_tensor* t, const char* name, DType* out) {
+  const fsg_dtype d = t->dtype;
+  if (d.lanes == 1) {
+    if (d.code == FSG_DTYPE_FLOAT && d.bits == 32) return *out = DType::F32, FSG_OK;
+    if (d.code == FSG_DTYPE_FLOAT && d.bits == 16) return *out = DType::F16, FSG_OK;
+    if (d.code == FSG_DTYPE_BFLOAT && d.bits == 16) return *out = DType::BF16, FSG_OK;
+  }
+  set_error("%s: %s: unsupported dtype {code %u, bits %u, lanes %u}; expected float32, float16 or bfloat16",
+            call.fn, name, d.code, d.bits, d.lanes);
+  return FSG_ERR_DTYPE;
+}
+
+// The device the tensor claims, and (on CUDA) the device its pointer really belongs to.
+fsg_status check_device(const Call& call, const fsg_tensor* t, const char* name, const void* data) {
+  const bool cuda = call.ctx->backend == FSG_BACKEND_CUDA;
+  const int want_type = cuda ? FSG_DEVICE_CUDA : FSG_DEVICE_CPU;
+  const int want_id = cuda ? call.ctx->device : 0;
+  if (t->device.device_type != want_type || t->device.device_id != want_id) {
+    set_error("%s: %s: tensor is on device {type %d, id %d} but the context is %s device %d", call.fn, name,
+              t->device.device_type, t->device.device_id, cuda ? "CUDA" : "CPU", want_id);
+    return FSG_ERR_DEVICE_MISMATCH;
+  }
+  if (!cuda) return FSG_OK;
+  cudaPointerAttributes attr{};
+  cudaError_t err = cudaPointerGetAttributes(&attr, data);
+  if (err != cudaSuccess) cudaGetLastError();
+  const bool on_device = err == cudaSuccess &&
+                         (attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged) &&
+                         attr.device == call.ctx->device;
+  if (!on_device) {
+    set_error("%s: %s: data %p is not memory of CUDA device %d (host memory, freed, or another device)", call.fn,
+              name, data, call.ctx->device);
+    return FSG_ERR_DEVICE_MISMATCH;
+  }
+  return FSG_OK;
+}
+
+// Structural checks shared by every view: pointers, rank, sizes, strides, dtype, device.
+fsg_status check_common(const Call& call, const fsg_tensor* t, const char* name, int min_rank, int max_rank,
+                        DType* dtype, int64_t* strides) {
+  if (t == nullptr) {
+    set_error("%s: %s must not be NULL", call.fn, name);
+    return FSG_ERR_INVALID_ARGUMENT;
+  }
+  if (t->ndim < min_rank || t->ndim > max_rank) {
+    if (min_rank == max_rank)
+      set_error("%s: %s: expected rank %d, got rank %d", call.fn, name, min_rank, t->ndim);
+    else
+      set_error("%s: %s: expected rank %d..%d, got rank %d", call.fn, name, min_rank, max_rank, t->ndim);
+    return FSG_ERR_SHAPE;
+  }
+  if (t->shape == nullptr) {
+    set_error("%s: %s: shape must not be NULL", call.fn, name);
+    return FSG_ERR_INVALID_ARGUMENT;
+  }
+  for (int i = 0; i < t->ndim; ++i) {
+    if (t->shape[i] < 0) {
+      set_error("%s: %s: negative size %" PRId64 " in dim %d of shape %s", call.fn, name, t->shape[i], i,
+                shape_string(t).c_str());
+      return FSG_ERR_SHAPE;
+    }
+  }
+  FSG_TRY(parse_dtype(call, t, name, dtype));
+  int64_t compact = 1;
+  for (int i = t->ndim - 1; i >= 0; --i) {
+    strides[i] = t->strides ? t->strides[i] : compact;
+    compact *= t->shape[i] > 0 ? t->shape[i] : 1;
+    if (strides[i] < 0) {
+      set_error("%s: %s: negative stride %" PRId64 " in dim %d is not supported", call.fn, name, strides[i], i);
+      return FSG_ERR_LAYOUT;
+    }
+  }
+  if (t->data == nullptr) {
+    set_error("%s: %s: data pointer is NULL", call.fn, name);
+    return FSG_ERR_INVALID_ARGUMENT;
+  }
+  const void* data = static_cast<const char*>(t->data) + t->byte_offset;
+  return check_device(call, t, name, data);
+}
+
+fsg_status check_size(const Call& call, const char* name, const char* what, int64_t n) {
+  if (n <= kMaxDim) return FSG_OK;
+  set_error("%s: %s: %s = %" PRId64 " exceeds the supported maximum %" PRId64 " (2^31 - 1)", call.fn, name, what, n,
+            kMaxDim);
+  return FSG_ERR_TOO_LARGE;
+}
+
+void* data_of(const fsg_tensor* t) { return static_cast<char*>(t->data) + t->byte_offset; }
+
+// Smallest and one-past-largest byte touched by a view.
+void byte_span(const Mat& m, uintptr_t* lo, uintptr_t* hi) {
+  const int64_t last = (m.rows - 1) * m.rs + (m.cols - 1) * m.cs;
+  *lo = reinterpret_cast<uintptr_t>(m.data);
+  *hi = *lo + static_cast<uintptr_t>((last + 1) * dtype_bytes(m.dtype));
+}
+
+// Views whose dims do not interleave: the larger stride steps over the whole inner dim.
+bool is_nested(const Mat& m) {
+  if (m.rows <= 1 || m.cols <= 1) return (m.rows <= 1 || m.rs >= 1) && (m.cols <= 1 || m.cs >= 1);
+  if (m.cs >= 1 && m.rs >= m.cols * m.cs) return true;
+  return m.rs >= 1 && m.cs >= m.rows * m.rs;
+}
+
+// For two nested views with identical shape, strides and dtype whose bases differ by d elements:
+// do they share an element? True iff d = i*rs + j*cs with |i| < rows, |j| < cols.
+bool same_lattice_overlaps(const Mat& m, int64_t d) {
+  if (d < 0) d = -d;
+  int64_t outer = m.rs, outer_n = m.rows, inner = m.cs, inner_n = m.cols;
+  if (m.cols > 1 && m.rows > 1 && m.cs > m.rs) std::swap(outer, inner), std::swap(outer_n, inner_n);
+  if (outer_n <= 1) outer = INT64_MAX / 4, outer_n = 1;  // only i = 0 is possible
+  if (inner_n <= 1) inner = 1, inner_n = 1;                // only j = 0 is possible
+  if (outer == 0 || inner == 0) return true;
+  const int64_t q = d / outer;
+  for (int64_t i = q - 1; i <= q + 1; ++i) {
+    if (i < 0 || i >= outer_n) continue;
+    const int64_t rem = d - i * outer;
+    if (rem % inner == 0 && std::llabs(rem / inner) < inner_n) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "float32";
+    case DType::F16: return "float16";
+    case DType::BF16: return "bfloat16";
+  }
+  return "?";
+}
+
+fsg_status view_rows(const Call& call, const fsg_tensor* t, const char* name, RowsView* out) {
+  int64_t strides[kMaxRank];
+  DType dtype;
+  FSG_TRY(check_common(call, t, name, 2, kMaxRank, &dtype, strides));
+  const int last = t->ndim - 1;
+  int64_t rows = 1;
+  for (int i = 0; i < last; ++i) {
+    out->leading[i] = t->shape[i];
+    if (t->shape[i] != 0 && rows > INT64_MAX / t->shape[i]) rows = INT64_MAX;
+    else rows *= t->shape[i];
+  }
+  // Leading dims collapse when each steps exactly over the next one (size-1 dims are free).
+  int64_t row_stride = 0;
+  bool have_inner = false;
+  for (int i = last - 1; i >= 0; --i) {
+    if (t->shape[i] == 1) continue;
+    if (!have_inner) {
+      row_stride = strides[i];
+      have_inner = true;
+      continue;
+    }
+    int64_t expect = 0;
+    for (int k = i + 1; k < last; ++k) {
+      if (t->shape[k] != 1) {
+        expect = strides[k] * t->shape[k];
+        break;
+      }
+    }
+    if (strides[i] != expect) {
+      set_error("%s: %s: leading dims of shape %s must collapse into one row dimension (stride of dim %d is %" PRId64
+                ", expected %" PRId64 ")", call.fn, name, shape_string(t).c_str(), i, strides[i], expect);
+      return FSG_ERR_LAYOUT;
+    }
+  }
+  if (!have_inner) row_stride = t->shape[last] * strides[last];
+  FSG_TRY(check_size(call, name, "rows (product of leading dims)", rows));
+  FSG_TRY(check_size(call, name, "last dim", t->shape[last]));
+  out->ndim = t->ndim;
+  out->mat = Mat{data_of(t), rows, t->shape[last], row_stride, strides[last], dtype};
+  return FSG_OK;
+}
+
+fsg_status view_matrix(const Call& call, const fsg_tensor* t, const char* name, Mat* out) {
+  int64_t strides[kMaxRank];
+  DType dtype;
+  FSG_TRY(check_common(call, t, name, 2, 2, &dtype, strides));
+  FSG_TRY(check_size(call, name, "dim 0", t->shape[0]));
+  FSG_TRY(check_size(call, name, "dim 1", t->shape[1]));
+  *out = Mat{data_of(t), t->shape[0], t->shape[1], strides[0], strides[1], dtype};
+  return FSG_OK;
+}
+
+fsg_status view_vector(const Call& call, const fsg_tensor* t, const char* name, int64_t expected_n, Vec* out) {
+  int64_t strides[kMaxRank];
+  DType dtype;
+  FSG_TRY(check_common(call, t, name, 1, 2, &dtype, strides));
+  if (t->ndim == 2 && t->shape[1] != 1) {
+    set_error("%s: %s: expected shape [%" PRId64 "] or [%" PRId64 ", 1], got %s", call.fn, name, expected_n,
+              expected_n, shape_string(t).c_str());
+    return FSG_ERR_SHAPE;
+  }
+  if (t->shape[0] != expected_n) {
+    set_error("%s: %s: expected %" PRId64 " elements, got shape %s", call.fn, name, expected_n,
+              shape_string(t).c_str());
+    return FSG_ERR_SHAPE;
+  }
+  *out = Vec{data_of(t), t->shape[0], strides[0], dtype};
+  return FSG_OK;
+}
+
+fsg_status view_optional_vector(const Call& call, const fsg_tensor* t, const char* name, int64_t expected_n,
+                                Vec* out) {
+  *out = Vec{};
+  if (t == nullptr) return FSG_OK;
+  return view_vector(call, t, name, expected_n, out);
+}
+
+fsg_status expect_dtype(const Call& call, const char* name, DType got, DType want, const char* want_from) {
+  if (got == want) return FSG_OK;
+  set_error("%s: %s: expected dtype %s (the dtype of %s), got %s", call.fn, name, dtype_name(want), want_from,
+            dtype_name(got));
+  return FSG_ERR_DTYPE;
+}
+
+fsg_status expect_dim(const Call& call, const char* name, const char* what, int64_t got, int64_t want) {
+  if (got == want) return FSG_OK;
+  set_error("%s: %s: expected %s = %" PRId64 ", got %" PRId64, call.fn, name, what, want, got);
+  return FSG_ERR_SHAPE;
+}
+
+fsg_status expect_same_leading(const Call& call, const char* name, const RowsView& got, const char* ref_name,
+                               const RowsView& ref) {
+  bool same = got.ndim == ref.ndim;
+  for (int i = 0; same && i < got.ndim - 1; ++i) same = got.leading[i] == ref.leading[i];
+  if (same) return FSG_OK;
+  std::string a, b;
+  for (int i = 0; i < got.ndim - 1; ++i) a += std::to_string(got.leading[i]) + ", ";
+  for (int i = 0; i < ref.ndim - 1; ++i) b += std::to_string(ref.leading[i]) + ", ";
+  set_error("%s: %s: expected leading dims [%s...] (those of %s), got [%s...]", call.fn, name, b.c_str(), ref_name,
+            a.c_str());
+  return FSG_ERR_SHAPE;
+}
+
+fsg_status expect_writable(const Call& call, const char* name, const Mat& m) {
+  if (m.rows == 0 || m.cols == 0 || is_nested(m)) return FSG_OK;
+  set_error("%s: %s: output strides [%" PRId64 ", %" PRId64 "] for shape [%" PRId64 ", %" PRId64
+            "] would write some elements twice; outputs need non-overlapping strides", call.fn, name, m.rs, m.cs,
+            m.rows, m.cols);
+  return FSG_ERR_LAYOUT;
+}
+
+fsg_status expect_writable(const Call& call, const char* name, const Vec& v) {
+  if (v.n <= 1 || v.stride >= 1) return FSG_OK;
+  set_error("%s: %s: output stride 0 for %" PRId64 " elements would write one element %" PRId64 " times", call.fn,
+            name, v.n, v.n);
+  return FSG_ERR_LAYOUT;
+}
+
+fsg_status expect_disjoint(const Call& call, const char* out_name, const Mat& out, const char* other_name,
+                           const Mat& other) {
+  if (!out.present() || !other.present() || out.rows == 0 || out.cols == 0 || other.rows == 0 || other.cols == 0)
+    return FSG_OK;
+  uintptr_t lo_a, hi_a, lo_b, hi_b;
+  byte_span(out, &lo_a, &hi_a);
+  byte_span(other, &lo_b, &hi_b);
+  if (hi_a <= lo_b || hi_b <= lo_a) return FSG_OK;
+  // Spans intersect: still disjoint when both are the same lattice shifted off it (packed halves,
+  // interleaved columns).
+  const int esize = dtype_bytes(out.dtype);
+  const intptr_t d_bytes = static_cast<intptr_t>(lo_b) - static_cast<intptr_t>(lo_a);
+  const bool same_lattice = out.dtype == other.dtype && out.rows == other.rows && out.cols == other.cols &&
+                            out.rs == other.rs && out.cs == other.cs && d_bytes % esize == 0 && is_nested(out);
+  if (same_lattice && !same_lattice_overlaps(out, d_bytes / esize)) return FSG_OK;
+  set_error("%s: %s overlaps %s in memory; outputs must not alias inputs or other outputs", call.fn, out_name,
+            other_name);
+  return FSG_ERR_ALIAS;
+}
+
+fsg_status view_rows_like(const Call& call, const fsg_tensor* t, const char* name, const RowsView& like,
+                          const char* like_name, int64_t cols, const char* cols_what, Mat* out) {
+  *out = Mat{};
+  if (t == nullptr) return FSG_OK;
+  RowsView v;
+  FSG_TRY(view_rows(call, t, name, &v));
+  FSG_TRY(expect_same_leading(call, name, v, like_name, like));
+  FSG_TRY(expect_dim(call, name, cols_what, v.mat.cols, cols));
+  FSG_TRY(expect_dtype(call, name, v.mat.dtype, like.mat.dtype, like_name));
+  *out = v.mat;
+  return FSG_OK;
+}
+
+Mat as_mat(const Vec& v) { return Mat{v.data, 1, v.n, 0, v.stride, v.dtype}; }
+
+Mat transposed(const Mat& m) { return Mat{m.data, m.cols, m.rows, m.cs, m.rs, m.dtype}; }
+
+}  // namespace fsg
