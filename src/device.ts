@@ -1,0 +1,309 @@
+// device.ts: Device (an fsg_context: a backend, a device and a current stream), Stream, Event.
+import { check, fail, Status } from "./errors.ts";
+import { hostPtr, lib } from "./ffi.ts";
+import { DEVICE_CPU, DEVICE_CUDA } from "./descriptor.ts";
+
+export type Backend = "auto" | "cuda" | "cpu";
+const BACKEND_CODE: Record<Backend, number> = { auto: 0, cuda: 1, cpu: 2 };
+
+export interface DeviceOptions {
+  /** "auto" (default): CUDA when a device exists, else the CPU backend. */
+  backend?: Backend;
+  /** CUDA device ordinal (default 0). */
+  ordinal?: number;
+}
+
+/** Number of CUDA devices the library sees (0 without GPU or driver). */
+export function cudaDeviceCount(): number {
+  const out = new Int32Array(1);
+  check(lib.fsg_cuda_device_count(hostPtr(out)), "fsg_cuda_device_count");
+  return out[0]!;
+}
+
+/** True when at least one CUDA device is usable. */
+export function hasCuda(): boolean {
+  return cudaDeviceCount() > 0;
+}
+
+/** A backend bound to one device; all work of its tensors is enqueued on its current stream. */
+export class Device {
+  /** fsg_context* as BigInt. */
+  readonly handle: bigint;
+  readonly backend: "cuda" | "cpu";
+  readonly ordinal: number;
+  /** Device name, e.g. "NVIDIA H100 80GB HBM3" or "CPU (2 threads)". */
+  readonly name: string;
+  /** major*10+minor on CUDA, 0 on the CPU backend. */
+  readonly computeCapability: number;
+  #stream: Stream | null = null;
+  #liveStorages = 0;
+  #closing = false;
+  #destroyed = false;
+  /** Host buffers that async copies may still read or write; released at synchronize(). */
+  #inFlight: NodeJS.TypedArray[] = [];
+  #inFlightBytes = 0;
+
+  private constructor(handle: bigint, ordinal: number) {
+    this.handle = handle;
+    const out = new Int32Array(1);
+    check(lib.fsg_context_backend(handle, hostPtr(out)), "fsg_context_backend");
+    this.backend = out[0] === BACKEND_CODE.cuda ? "cuda" : "cpu";
+    this.ordinal = this.backend === "cuda" ? ordinal : 0;
+    check(lib.fsg_context_compute_capability(handle, hostPtr(out)), "fsg_context_compute_capability");
+    this.computeCapability = out[0]!;
+    const buf = new Uint8Array(256);
+    check(lib.fsg_context_device_name(handle, hostPtr(buf), BigInt(buf.length)), "fsg_context_device_name");
+    const end = buf.indexOf(0);
+    this.name = new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
+  }
+
+  /** Opens a context. Throws FSG_ERR_NO_DEVICE for backend "cuda" without a GPU. */
+  static open(options: DeviceOptions = {}): Device {
+    const backend = options.backend ?? "auto";
+    const code = BACKEND_CODE[backend];
+    if (code === undefined) fail("FSG_ERR_INVALID_ARGUMENT", `backend: expected "auto", "cuda" or "cpu", got ${String(backend)}`);
+    const ordinal = options.ordinal ?? 0;
+    if (!Number.isInteger(ordinal) || ordinal < 0) fail("FSG_ERR_INVALID_ARGUMENT", `ordinal: expected an integer >= 0, got ${ordinal}`);
+    const out = new BigUint64Array(1);
+    check(lib.fsg_context_create(code, ordinal, hostPtr(out)), "fsg_context_create");
+    return new Device(out[0]!, ordinal);
+  }
+
+  /** DLPack device of this context's tensors. */
+  get deviceType(): number {
+    return this.backend === "cuda" ? DEVICE_CUDA : DEVICE_CPU;
+  }
+
+  get disposed(): boolean {
+    return this.#closing;
+  }
+
+  /** Throws when the device was disposed. */
+  assertOpen(): void {
+    if (this.#closing) fail("FSG_ERR_INVALID_ARGUMENT", `device '${this.name}' was disposed`);
+  }
+
+  /** Waits for all work on the current stream; releases host buffers held for async copies. */
+  synchronize(): void {
+    this.assertOpen();
+    check(lib.fsg_context_synchronize(this.handle), "fsg_context_synchronize");
+    this.#inFlight = [];
+    this.#inFlightBytes = 0;
+  }
+
+  /** Free and total device memory in bytes (host memory on the CPU backend). */
+  memInfo(): { free: number; total: number } {
+    this.assertOpen();
+    const free = new BigUint64Array(1);
+    const total = new BigUint64Array(1);
+    check(lib.fsg_context_mem_info(this.handle, hostPtr(free), hostPtr(total)), "fsg_context_mem_info");
+    return { free: Number(free[0]), total: Number(total[0]) };
+  }
+
+  /** CPU backend worker threads (0: hardware concurrency). Ignored on CUDA. */
+  setNumThreads(threads: number): void {
+    this.assertOpen();
+    check(lib.fsg_context_set_num_threads(this.handle, threads), "fsg_context_set_num_threads");
+  }
+
+  /** Forces the kernel family on CUDA: 0 auto, 80 the sm_80 mma.sync path (for tests). */
+  setKernelPath(path: 0 | 80): void {
+    this.assertOpen();
+    check(lib.fsg_context_set_kernel_path(this.handle, path), "fsg_context_set_kernel_path");
+  }
+
+  /** The stream work is enqueued on (null: the default stream). */
+  get stream(): Stream | null {
+    return this.#stream;
+  }
+
+  set stream(s: Stream | null) {
+    this.assertOpen();
+    if (s !== null && s.device !== this) fail("FSG_ERR_DEVICE_MISMATCH", "stream: belongs to another device");
+    check(lib.fsg_context_set_stream(this.handle, s?.handle ?? 0n), "fsg_context_set_stream");
+    this.#stream = s;
+  }
+
+  /** Runs `fn` with `stream` as the current stream, then restores the previous one. */
+  withStream<T>(stream: Stream, fn: () => T): T {
+    const previous = this.#stream;
+    this.stream = stream;
+    try {
+      return fn();
+    } finally {
+      if (!this.#closing) this.stream = previous;
+    }
+  }
+
+  createStream(): Stream {
+    return Stream.create(this);
+  }
+
+  createEvent(): Event {
+    return Event.create(this);
+  }
+
+  /** Keeps `buffer` referenced until the next synchronize() (an async copy may still use it). */
+  retainUntilSync(buffer: NodeJS.TypedArray): void {
+    if (this.backend === "cpu") return; // the CPU backend copies before returning
+    this.#inFlight.push(buffer);
+    this.#inFlightBytes += buffer.byteLength;
+    if (this.#inFlightBytes > 256 * 1024 * 1024) this.synchronize();
+  }
+
+  /** @internal storage bookkeeping: the context lives until its last allocation is freed. */
+  _storageOpened(): void {
+    this.assertOpen();
+    this.#liveStorages++;
+  }
+
+  /** @internal */
+  _storageClosed(): void {
+    this.#liveStorages--;
+    if (this.#closing && this.#liveStorages === 0) this.#destroy();
+  }
+
+  #destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    check(lib.fsg_context_destroy(this.handle), "fsg_context_destroy");
+  }
+
+  /**
+   * Closes the device. The context is destroyed once every tensor allocated on it is disposed
+   * (or collected); new work on it throws. Calling it again is a no-op.
+   */
+  dispose(): void {
+    if (this.#closing) return;
+    if (this === defaultDeviceInstance) defaultDeviceInstance = null;
+    this.#closing = true;
+    if (this.#liveStorages === 0) this.#destroy();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return `Device(${this.backend}:${this.ordinal} "${this.name}")`;
+  }
+}
+
+let defaultDeviceInstance: Device | null = null;
+
+/** The device tensors go to when none is named: Device.open({ backend: "auto" }), made once. */
+export function defaultDevice(): Device {
+  defaultDeviceInstance ??= Device.open({ backend: "auto" });
+  return defaultDeviceInstance;
+}
+
+/** A CUDA stream (on the CPU backend, work is done when the call returns). */
+export class Stream {
+  readonly device: Device;
+  readonly handle: bigint;
+  #destroyed = false;
+
+  private constructor(device: Device, handle: bigint) {
+    this.device = device;
+    this.handle = handle;
+  }
+
+  static create(device: Device): Stream {
+    device.assertOpen();
+    const out = new BigUint64Array(1);
+    check(lib.fsg_stream_create(device.handle, hostPtr(out)), "fsg_stream_create");
+    return new Stream(device, out[0]!);
+  }
+
+  #assertLive(): void {
+    if (this.#destroyed) fail("FSG_ERR_INVALID_ARGUMENT", "stream was disposed");
+  }
+
+  /** True when all work enqueued on the stream has completed. */
+  query(): boolean {
+    this.#assertLive();
+    const s = lib.fsg_stream_query(this.device.handle, this.handle);
+    if (s === Status.FSG_ERR_NOT_READY) return false;
+    check(s, "fsg_stream_query");
+    return true;
+  }
+
+  synchronize(): void {
+    this.#assertLive();
+    check(lib.fsg_stream_synchronize(this.device.handle, this.handle), "fsg_stream_synchronize");
+  }
+
+  /** Destroys the stream (the device goes back to the default stream if this one was current). */
+  dispose(): void {
+    if (this.#destroyed) return;
+    if (this.device.stream === this && !this.device.disposed) this.device.stream = null;
+    this.#destroyed = true;
+    check(lib.fsg_stream_destroy(this.device.handle, this.handle), "fsg_stream_destroy");
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** A CUDA event (host time on the CPU backend). */
+export class Event {
+  readonly device: Device;
+  readonly handle: bigint;
+  #destroyed = false;
+
+  private constructor(device: Device, handle: bigint) {
+    this.device = device;
+    this.handle = handle;
+  }
+
+  static create(device: Device): Event {
+    device.assertOpen();
+    const out = new BigUint64Array(1);
+    check(lib.fsg_event_create(device.handle, hostPtr(out)), "fsg_event_create");
+    return new Event(device, out[0]!);
+  }
+
+  #assertLive(): void {
+    if (this.#destroyed) fail("FSG_ERR_INVALID_ARGUMENT", "event was disposed");
+  }
+
+  /** Records the event on the device's current stream. Returns this. */
+  record(): this {
+    this.#assertLive();
+    check(lib.fsg_event_record(this.device.handle, this.handle), "fsg_event_record");
+    return this;
+  }
+
+  /** True when the work before the record has completed. */
+  query(): boolean {
+    this.#assertLive();
+    const s = lib.fsg_event_query(this.device.handle, this.handle);
+    if (s === Status.FSG_ERR_NOT_READY) return false;
+    check(s, "fsg_event_query");
+    return true;
+  }
+
+  synchronize(): void {
+    this.#assertLive();
+    check(lib.fsg_event_synchronize(this.device.handle, this.handle), "fsg_event_synchronize");
+  }
+
+  /** Milliseconds from this (recorded earlier) to `end`. */
+  elapsedMs(end: Event): number {
+    this.#assertLive();
+    const out = new Float32Array(1);
+    check(lib.fsg_event_elapsed_ms(this.device.handle, this.handle, end.handle, hostPtr(out)), "fsg_event_elapsed_ms");
+    return out[0]!;
+  }
+
+  dispose(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    check(lib.fsg_event_destroy(this.device.handle, this.handle), "fsg_event_destroy");
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

@@ -1,0 +1,20 @@
+// fused-swiglu: the public API.
+export { FusedSwiGLUError, Status, statusName, type StatusCode } from "./errors.ts";
+export { libraryPath, ABI_VERSION } from "./ffi.ts";
+export { Device, Stream, Event, defaultDevice, hasCuda, cudaDeviceCount, type Backend, type DeviceOptions } from "./device.ts";
+export { Tensor, Storage, contiguousStrides, type TensorOptions } from "./tensor.ts";
+export { f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits, f16BitsToF32, roundTo, type DType } from "./dtype.ts";
+export {
+  weightsIn, weightsSeparate, weightsLinear, weightsPacked, weightsInterleaved, viewsOf, storageShape, disposeWeights,
+  LAYOUTS, type Layout, type WeightViews,
+} from "./layouts.ts";
+export {
+  fusedSwiglu, fusedSwigluBackward, backwardWorkspaceSize, glu, swiglu, biasSwiglu, weightedSwiglu, swigluBackward,
+  matmul, unfusedSwiglu,
+  type FusedForwardOptions, type FusedBackwardArgs, type GluOptions, type GluBackwardResult, type MatmulOptions,
+} from "./ops.ts";
+export {
+  SwiGLUFunction, SwiGLUContext, weightGradsLike,
+  type SaveMode, type SwiGLUForwardOptions, type SwiGLUBackwardOptions, type SwiGLUGrads,
+} from "./function.ts";
+export { SwiGLU, type SwiGLUOptions, type SwiGLULayerGrads } from "./layer.ts";
