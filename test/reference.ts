@@ -1,0 +1,133 @@
+// reference.ts: the float64 oracle of every op, forward and backward. Row-major dense arrays;
+// weights are logical [K, N] whatever their layout on the device.
+export type Arr = ArrayLike<number>;
+
+export const sigmoid = (a: number): number => 1 / (1 + Math.exp(-a));
+/** a * sigmoid(a): silu(-1e4) = -0, silu(-Inf) = NaN (as -Inf * 0 on the device). */
+export const silu = (a: number): number => a * sigmoid(a);
+export const dsilu = (a: number): number => {
+  const s = sigmoid(a);
+  return s * (1 + a * (1 - s));
+};
+
+/** c [M, N] = a [M, K] · b [K, N] (+ bias [N]) (+ c0 [M, N]). */
+export function gemmRef(a: Arr, b: Arr, M: number, K: number, N: number, bias?: Arr | null, c0?: Arr | null): Float64Array {
+  const c = new Float64Array(M * N);
+  const row = new Float64Array(N);
+  for (let i = 0; i < M; i++) {
+    row.fill(0);
+    for (let k = 0; k < K; k++) {
+      const aik = a[i * K + k]!;
+      const off = k * N;
+      for (let j = 0; j < N; j++) row[j] += aik * b[off + j]!;
+    }
+    for (let j = 0; j < N; j++) c[i * N + j] = row[j]! + (bias ? bias[j]! : 0) + (c0 ? c0[i * N + j]! : 0);
+  }
+  return c;
+}
+
+/** [R, C] -> [C, R]. */
+export function transposeRef(a: Arr, R: number, C: number): Float64Array {
+  const t = new Float64Array(R * C);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) t[c * R + r] = a[r * C + c]!;
+  return t;
+}
+
+export interface FusedInputs {
+  x: Arr; // [M, K]
+  wGate: Arr; // [K, N]
+  wUp: Arr; // [K, N]
+  bGate?: Arr | null; // [N]
+  bUp?: Arr | null; // [N]
+  M: number;
+  K: number;
+  N: number;
+}
+
+/** z = silu(a) * b with a = x·Wg + bg, b = x·Wu + bu. */
+export function swigluForwardRef(p: FusedInputs): { z: Float64Array; a: Float64Array; b: Float64Array } {
+  const a = gemmRef(p.x, p.wGate, p.M, p.K, p.N, p.bGate);
+  const b = gemmRef(p.x, p.wUp, p.M, p.K, p.N, p.bUp);
+  const z = new Float64Array(p.M * p.N);
+  for (let i = 0; i < z.length; i++) z[i] = silu(a[i]!) * b[i]!;
+  return { z, a, b };
+}
+
+export interface FusedGradsRef {
+  dx: Float64Array;
+  dwGate: Float64Array;
+  dwUp: Float64Array;
+  dbGate: Float64Array;
+  dbUp: Float64Array;
+}
+
+export function columnSum(a: Arr, M: number, N: number): Float64Array {
+  const s = new Float64Array(N);
+  for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) s[j] += a[i * N + j]!;
+  return s;
+}
+
+/** Gradients of sum(dz ⊙ z) w.r.t. x, Wg, Wu, bg, bu. */
+export function swigluBackwardRef(p: FusedInputs, dz: Arr): FusedGradsRef {
+  const { M, K, N } = p;
+  const { a, b } = swigluForwardRef(p);
+  const da = new Float64Array(M * N);
+  const db = new Float64Array(M * N);
+  for (let i = 0; i < M * N; i++) {
+    da[i] = dz[i]! * b[i]! * dsilu(a[i]!);
+    db[i] = dz[i]! * silu(a[i]!);
+  }
+  const dxg = gemmRef(da, transposeRef(p.wGate, K, N), M, N, K);
+  const dx = gemmRef(db, transposeRef(p.wUp, K, N), M, N, K, null, dxg);
+  const xt = transposeRef(p.x, M, K);
+  return {
+    dx,
+    dwGate: gemmRef(xt, da, K, M, N),
+    dwUp: gemmRef(xt, db, K, M, N),
+    dbGate: columnSum(da, M, N),
+    dbUp: columnSum(db, M, N),
+  };
+}
+
+export interface GluInputs {
+  y: Arr; // [M, 2N]
+  M: number;
+  N: number;
+  bias?: Arr | null; // [2N]
+  weights?: Arr | null; // [M]
+}
+
+/** out = silu(y1 + b1) * (y2 + b2) * w. */
+export function gluForwardRef(p: GluInputs): Float64Array {
+  const { M, N, y, bias, weights } = p;
+  const out = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      const g = y[i * 2 * N + j]! + (bias ? bias[j]! : 0);
+      const u = y[i * 2 * N + N + j]! + (bias ? bias[N + j]! : 0);
+      out[i * N + j] = silu(g) * u * (weights ? weights[i]! : 1);
+    }
+  }
+  return out;
+}
+
+/** Gradients of sum(dout ⊙ out) w.r.t. y [M, 2N], bias [2N] and weights [M]. */
+export function gluBackwardRef(p: GluInputs, dout: Arr): { dy: Float64Array; dbias: Float64Array; dweights: Float64Array } {
+  const { M, N, y, bias, weights } = p;
+  const dy = new Float64Array(M * 2 * N);
+  const dweights = new Float64Array(M);
+  for (let i = 0; i < M; i++) {
+    const w = weights ? weights[i]! : 1;
+    let sw = 0;
+    for (let j = 0; j < N; j++) {
+      const g = y[i * 2 * N + j]! + (bias ? bias[j]! : 0);
+      const u = y[i * 2 * N + N + j]! + (bias ? bias[N + j]! : 0);
+      const d = dout[i * N + j]!;
+      dy[i * 2 * N + j] = d * w * u * dsilu(g);
+      dy[i * 2 * N + N + j] = d * w * silu(g);
+      sw += d * silu(g) * u;
+    }
+    dweights[i] = sw;
+  }
+  return { dy, dbias: columnSum(dy, M, 2 * N), dweights };
+}
