@@ -89,6 +89,34 @@ export function swigluBackwardRef(p: FusedInputs, dz: Arr): FusedGradsRef {
   };
 }
 
+/**
+ * The error scale of the backward: the same computation on absolute values (|dA|·|Wg|^T + ...,
+ * |x|^T·|dA|, sums of |dA|), so that cancellation in the exact result does not inflate the
+ * relative error of rounded intermediates (dA, dB are held in the call's dtype).
+ */
+export function swigluBackwardScaleRef(p: FusedInputs, dz: Arr): FusedGradsRef {
+  const abs = (a: Arr) => Float64Array.from(a as ArrayLike<number>, Math.abs);
+  const { M, K, N } = p;
+  const { a, b } = swigluForwardRef(p);
+  const da = new Float64Array(M * N);
+  const db = new Float64Array(M * N);
+  for (let i = 0; i < M * N; i++) {
+    da[i] = Math.abs(dz[i]! * b[i]! * dsilu(a[i]!));
+    db[i] = Math.abs(dz[i]! * silu(a[i]!));
+  }
+  const wg = abs(p.wGate);
+  const wu = abs(p.wUp);
+  const dxg = gemmRef(da, transposeRef(wg, K, N), M, N, K);
+  const xt = transposeRef(abs(p.x), M, K);
+  return {
+    dx: gemmRef(db, transposeRef(wu, K, N), M, N, K, null, dxg),
+    dwGate: gemmRef(xt, da, K, M, N),
+    dwUp: gemmRef(xt, db, K, M, N),
+    dbGate: columnSum(da, M, N),
+    dbUp: columnSum(db, M, N),
+  };
+}
+
 export interface GluInputs {
   y: Arr; // [M, 2N]
   M: number;

@@ -12,6 +12,11 @@ export interface AllCloseOptions {
   rtol?: number;
   /** Passes also when max |out - ref| <= atol (default 0: off). */
   atol?: number;
+  /**
+   * Norm to divide by instead of ||ref||: e.g. the reference computed on absolute values
+   * (|A|·|B| for a product), the natural error scale when terms cancel.
+   */
+  scale?: ArrayLike<number>;
 }
 
 declare module "bun:test" {
@@ -27,7 +32,7 @@ export interface CloseReport {
   mismatch: string | null;
 }
 
-export function compare(out: ArrayLike<number>, ref: ArrayLike<number>): CloseReport {
+export function compare(out: ArrayLike<number>, ref: ArrayLike<number>, scale?: ArrayLike<number>): CloseReport {
   if (out.length !== ref.length) {
     return { rel: Infinity, maxAbs: Infinity, maxAbsAt: -1, mismatch: `length ${out.length} != reference length ${ref.length}` };
   }
@@ -55,6 +60,10 @@ export function compare(out: ArrayLike<number>, ref: ArrayLike<number>): CloseRe
       maxAbsAt = i;
     }
   }
+  if (scale) {
+    den = 0;
+    for (let i = 0; i < scale.length; i++) if (Number.isFinite(scale[i]!)) den += scale[i]! * scale[i]!;
+  }
   const rel = den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
   return { rel, maxAbs, maxAbsAt, mismatch };
 }
@@ -67,14 +76,14 @@ expect.extend({
     if (out === null || typeof out !== "object" || typeof out.length !== "number") {
       return { pass: false, message: () => `toBeAllClose: expected an array of numbers, got ${String(received)}` };
     }
-    const r = compare(out, ref);
+    const r = compare(out, ref, options.scale);
     const pass = r.mismatch === null && (r.rel <= rtol || (atol > 0 && r.maxAbs <= atol));
     const at = r.maxAbsAt >= 0 ? ` at index ${r.maxAbsAt} (got ${out[r.maxAbsAt]}, expected ${ref[r.maxAbsAt]})` : "";
     return {
       pass,
       message: () =>
         `expected ${pass ? "not " : ""}to be all close (rtol ${rtol}${atol ? `, atol ${atol}` : ""}): ` +
-        `relative error ${r.rel.toExponential(3)}, max abs error ${r.maxAbs.toExponential(3)}${at}` +
+        `relative error${options.scale ? " (to the given scale)" : ""} ${r.rel.toExponential(3)}, max abs error ${r.maxAbs.toExponential(3)}${at}` +
         (r.mismatch ? `; non-finite mismatch at ${r.mismatch}` : "") + ` over ${ref.length} values`,
     };
   },

@@ -1,0 +1,106 @@
+// Fused forward: shape fuzz x every layout x every dtype x bias on/off, rank-3 inputs, stored
+// pre-activations, the unfused baseline, against the float64 reference.
+import { expect, test } from "bun:test";
+import type { Device } from "../src/device.ts";
+import type { DType } from "../src/dtype.ts";
+import { disposeWeights, LAYOUTS, type Layout } from "../src/layouts.ts";
+import { fusedSwiglu, unfusedSwiglu } from "../src/ops.ts";
+import { Tensor } from "../src/tensor.ts";
+import { disposeAll, DTYPE_LIST, f64, forEachBackend, poison, randn, randomWeights, RTOL } from "./helpers.ts";
+import { swigluForwardRef } from "./reference.ts";
+
+/** [M, K, N]: 1, primes, non-multiples of any tile, and a few large dims. */
+export const SHAPES: [number, number, number][] = [
+  [1, 1, 1], [1, 7, 13], [7, 13, 1], [13, 61, 7], [61, 127, 13], [127, 61, 257], [257, 127, 61],
+  [64, 64, 64], [65, 129, 63], [2000, 32, 48], [16, 1024, 96], [8, 64, 2048], [256, 384, 320],
+];
+
+interface Case {
+  layout: Layout;
+  dtype: DType;
+  bias: boolean;
+  lead: number[]; // leading dims of x (M = their product)
+  K: number;
+  N: number;
+  preactivations?: boolean;
+}
+
+export function checkForward(dev: Device, c: Case): void {
+  const { layout, dtype, bias, lead, K, N } = c;
+  const M = lead.reduce((a, b) => a * b, 1);
+  const x = randn([...lead, K], dtype, dev);
+  const w = randomWeights(layout, K, N, dtype, dev);
+  const bGate = bias ? randn([N], dtype, dev, 0.5) : null;
+  const bUp = bias ? randn([N], dtype, dev, 0.5) : null;
+  const z = poison(Tensor.empty([...lead, N], dtype, { device: dev }));
+  const aOut = c.preactivations ? poison(Tensor.empty([...lead, N], dtype, { device: dev })) : null;
+  const bOut = c.preactivations ? poison(Tensor.empty([...lead, N], dtype, { device: dev })) : null;
+  try {
+    const ret = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, out: z, aOut, bOut });
+    expect(ret).toBe(z);
+    const ref = swigluForwardRef({ x: f64(x), wGate: f64(w.gate), wUp: f64(w.up), bGate: bGate && f64(bGate), bUp: bUp && f64(bUp), M, K, N });
+    expect(z.toFloat32()).toBeAllClose(ref.z, { rtol: RTOL[dtype] });
+    if (aOut && bOut) {
+      expect(aOut.toFloat32()).toBeAllClose(ref.a, { rtol: RTOL[dtype] });
+      expect(bOut.toFloat32()).toBeAllClose(ref.b, { rtol: RTOL[dtype] });
+    }
+  } finally {
+    disposeAll(x, bGate, bUp, z, aOut, bOut);
+    disposeWeights(w);
+  }
+}
+
+forEachBackend("fused forward", (device) => {
+  let i = 0;
+  for (const dtype of DTYPE_LIST) {
+    for (const layout of LAYOUTS) {
+      for (const bias of [false, true]) {
+        const shapes = [0, 1, 2].map((j) => SHAPES[(3 * i + j) % SHAPES.length]!);
+        i++;
+        test(`${dtype} ${layout} bias=${bias} shapes ${shapes.map((s) => s.join("x")).join(", ")}`, () => {
+          for (const [M, K, N] of shapes) checkForward(device(), { layout, dtype, bias, lead: [M], K, N });
+        });
+      }
+    }
+  }
+
+  for (const dtype of DTYPE_LIST) {
+    test(`${dtype} rank-3 x [B, S, K] over every layout, pre-activations stored`, () => {
+      LAYOUTS.forEach((layout, j) => {
+        checkForward(device(), { layout, dtype, bias: j % 2 === 0, lead: [3, 17], K: 61, N: 37, preactivations: true });
+      });
+    });
+  }
+
+  test("allocates z [..., N] when no out is given", () => {
+    const dev = device();
+    const x = randn([2, 5, 7], "float32", dev);
+    const w = randomWeights("packed", 7, 11, "float32", dev);
+    const z = fusedSwiglu(x, w.gate, w.up);
+    expect(z.shape).toEqual([2, 5, 11]);
+    expect(z.dtype).toBe("float32");
+    const ref = swigluForwardRef({ x: f64(x), wGate: f64(w.gate), wUp: f64(w.up), M: 10, K: 7, N: 11 });
+    expect(z.toFloat32()).toBeAllClose(ref.z, { rtol: RTOL.float32 });
+    disposeAll(x, z);
+    disposeWeights(w);
+  });
+
+  for (const dtype of DTYPE_LIST) {
+    test(`${dtype} unfused baseline (two GEMMs + activation) matches the reference`, () => {
+      const dev = device();
+      for (const [lead, K, N, layout] of [[[33], 64, 48, "linear"], [[2, 9], 31, 17, "interleaved"]] as const) {
+        const M = lead.reduce((a: number, b: number) => a * b, 1);
+        const x = randn([...lead, K], dtype, dev);
+        const w = randomWeights(layout, K, N, dtype, dev);
+        const bGate = randn([N], dtype, dev, 0.5);
+        const bUp = randn([N], dtype, dev, 0.5);
+        const z = unfusedSwiglu(x, w.gate, w.up, { bGate, bUp });
+        expect(z.shape).toEqual([...lead, N]);
+        const ref = swigluForwardRef({ x: f64(x), wGate: f64(w.gate), wUp: f64(w.up), bGate: f64(bGate), bUp: f64(bUp), M, K, N });
+        expect(z.toFloat32()).toBeAllClose(ref.z, { rtol: RTOL[dtype] });
+        disposeAll(x, bGate, bUp, z);
+        disposeWeights(w);
+      }
+    });
+  }
+});

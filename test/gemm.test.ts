@@ -1,0 +1,53 @@
+// fsg_gemm through matmul(): bias on/off, accumulate, transposed (strided) b, rank-3 a, dtypes.
+import { expect, test } from "bun:test";
+import { matmul } from "../src/ops.ts";
+import { Tensor } from "../src/tensor.ts";
+import { disposeAll, DTYPE_LIST, f64, forEachBackend, poison, randn, RTOL } from "./helpers.ts";
+import { gemmRef } from "./reference.ts";
+
+const SHAPES: [number, number, number][] = [[1, 1, 1], [7, 13, 61], [61, 7, 13], [127, 257, 33], [300, 64, 1000], [13, 1024, 7]];
+
+forEachBackend("gemm", (device) => {
+  let i = 0;
+  for (const dtype of DTYPE_LIST) {
+    for (const bias of [false, true]) {
+      for (const accumulate of [false, true]) {
+        for (const bT of [false, true]) {
+          const [M, K, N] = SHAPES[i++ % SHAPES.length]!;
+          test(`${dtype} ${M}x${K}x${N} bias=${bias} accumulate=${accumulate} b=${bT ? "transposed view" : "contiguous"}`, () => {
+            const dev = device();
+            const a = randn([M, K], dtype, dev);
+            const bStore = randn(bT ? [N, K] : [K, N], dtype, dev, 1 / Math.sqrt(K));
+            const b = bT ? bStore.t() : bStore.view();
+            const bb = bias ? randn([N], dtype, dev) : null;
+            const c = accumulate ? randn([M, N], dtype, dev) : poison(Tensor.empty([M, N], dtype, { device: dev }));
+            const c0 = accumulate ? f64(c) : null;
+            const ret = matmul(a, b, { bias: bb, out: c, accumulate });
+            expect(ret).toBe(c);
+            const ref = gemmRef(f64(a), f64(b), M, K, N, bb && f64(bb), c0);
+            expect(c.toFloat32()).toBeAllClose(ref, { rtol: RTOL[dtype] });
+            disposeAll(a, bStore, b, bb, c);
+          });
+        }
+      }
+    }
+  }
+
+  test("rank-3 a [B, S, K] gives c [B, S, N]; output may be a strided column block", () => {
+    const dev = device();
+    const a = randn([2, 5, 9], "float32", dev);
+    const b = randn([9, 6], "float32", dev);
+    const c = matmul(a, b);
+    expect(c.shape).toEqual([2, 5, 6]);
+    expect(c.toFloat32()).toBeAllClose(gemmRef(f64(a), f64(b), 10, 9, 6), { rtol: RTOL.float32 });
+    const a2 = a.reshape([10, 9]);
+    const wide = poison(Tensor.empty([10, 20], "float32", { device: dev }));
+    const block = wide.slice(1, 7, 6);
+    matmul(a2, b, { out: block });
+    expect(block.toFloat32()).toBeAllClose(gemmRef(f64(a), f64(b), 10, 9, 6), { rtol: RTOL.float32 });
+    // The rest of the wide buffer is untouched (still NaN).
+    const all = wide.toFloat32();
+    expect(Number.isNaN(all[0]!) && Number.isNaN(all[19]!) && Number.isNaN(all[13]!)).toBe(true);
+    disposeAll(a, b, c, a2, wide, block);
+  });
+});
