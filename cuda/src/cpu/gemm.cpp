@@ -1,0 +1,332 @@
+// gemm.cpp: the CPU backend's GEMMs, fsg::cpu_gemm and fsg::cpu_dual_gemm (see backend.h).
+//
+// Blocked like BLIS, simplified: the output is cut into MC x NC tiles, one task each, run in
+// parallel. A task walks K in KC steps; for each step it converts and packs its A rows into
+// MR-row panels and each B operand into NR-column panels (contiguous float, zero-padded, so any
+// strides and dtypes reduce to one layout), then runs an MR x NR register-blocked micro-kernel
+// that the compiler vectorizes. Sums stay in a per-worker fp32 tile until the epilogue, which
+// adds bias / accumulates / applies the SwiGLU math and rounds once to the output dtype.
+#include <algorithm>
+#include <cstdint>
+#include <new>
+#include <vector>
+
+#include "activation_math.h"
+#include "backend.h"
+#include "cpu/convert.h"
+#include "cpu/parallel.h"
+
+namespace fsg {
+namespace {
+
+using cpu::load;
+using cpu::store;
+
+constexpr int kMR = 4;         // micro-tile rows
+constexpr int kNR = 16;        // micro-tile columns (a multiple of every SIMD width we target)
+constexpr int64_t kMC = 128;   // task tile rows
+constexpr int64_t kNC = 128;   // task tile columns (multiple of kNR)
+constexpr int64_t kKC = 256;   // K step: an A panel (kMR x kKC floats) stays in L1
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// One K segment of the sum: A [M, K] times one or two B [K, N] (dual GEMM: gate and up).
+struct Segment {
+  const Mat* a;
+  const Mat* b[2];
+};
+
+// ---- packing: any strides and dtype -> contiguous float panels ----
+
+// dst: ceil(mc / kMR) panels, panel p = [kc][kMR] holding rows p*kMR.. of the block; rows
+// past mc are zero.
+template <DType T>
+void pack_a(const Mat& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  for (int64_t p = 0; p < mc; p += kMR) {
+    float* panel = dst + p * kc;
+    const int64_t rows = std::min<int64_t>(kMR, mc - p);
+    if (a.cs <= a.rs) {  // walk each row along k
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t base = (i0 + p + r) * a.rs + k0 * a.cs;
+        if (a.cs == 1) {
+          for (int64_t k = 0; k < kc; ++k) panel[k * kMR + r] = load<T>(a.data, base + k);
+        } else {
+          for (int64_t k = 0; k < kc; ++k) panel[k * kMR + r] = load<T>(a.data, base + k * a.cs);
+        }
+      }
+    } else {  // column-major-ish: walk each k across rows
+      for (int64_t k = 0; k < kc; ++k) {
+        const int64_t base = (k0 + k) * a.cs + (i0 + p) * a.rs;
+        for (int64_t r = 0; r < rows; ++r) panel[k * kMR + r] = load<T>(a.data, base + r * a.rs);
+      }
+    }
+    for (int64_t r = rows; r < kMR; ++r)
+      for (int64_t k = 0; k < kc; ++k) panel[k * kMR + r] = 0.0f;
+  }
+}
+
+// dst: ceil(nc / kNR) panels, panel q = [kc][kNR] holding columns q*kNR.. of the block;
+// columns past nc are zero.
+template <DType T>
+void pack_b(const Mat& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t q = 0; q < nc; q += kNR) {
+    float* panel = dst + q * kc;
+    const int64_t cols = std::min<int64_t>(kNR, nc - q);
+    if (b.cs <= b.rs) {  // row-major-ish (incl. packed halves and interleaved cs=2)
+      for (int64_t k = 0; k < kc; ++k) {
+        const int64_t base = (k0 + k) * b.rs + (j0 + q) * b.cs;
+        float* out = panel + k * kNR;
+        if (b.cs == 1) {
+          for (int64_t c = 0; c < cols; ++c) out[c] = load<T>(b.data, base + c);
+        } else {
+          for (int64_t c = 0; c < cols; ++c) out[c] = load<T>(b.data, base + c * b.cs);
+        }
+        for (int64_t c = cols; c < kNR; ++c) out[c] = 0.0f;
+      }
+    } else {  // transposed (nn.Linear [N, K] storage): each column is contiguous along k
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t base = (j0 + q + c) * b.cs + k0 * b.rs;
+        if (b.rs == 1) {
+          for (int64_t k = 0; k < kc; ++k) panel[k * kNR + c] = load<T>(b.data, base + k);
+        } else {
+          for (int64_t k = 0; k < kc; ++k) panel[k * kNR + c] = load<T>(b.data, base + k * b.rs);
+        }
+      }
+      for (int64_t c = cols; c < kNR; ++c)
+        for (int64_t k = 0; k < kc; ++k) panel[k * kNR + c] = 0.0f;
+    }
+  }
+}
+
+// ---- micro-kernel: c[kMR][kNR] (row stride ldc) += a_panel · b_panel ----
+// Written as plain loops with fixed trip counts so the compiler keeps acc in vector registers.
+// micro_cols computes NW of the kNR panel columns: a 4x16 fp32 tile needs 16 xmm registers
+// (all of them on SSE, so it would spill) but only 8 ymm ones on AVX2.
+template <int NW, bool kFma>
+__attribute__((always_inline)) inline void micro_cols(int64_t kc, const float* __restrict a,
+                                                      const float* __restrict b, float* __restrict c,
+                                                      int64_t ldc) {
+  float acc[kMR][NW] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* bk = b + k * kNR;
+    const float* ak = a + k * kMR;
+#pragma GCC unroll 4
+    for (int r = 0; r < kMR; ++r) {
+      const float av = ak[r];
+#pragma GCC unroll 16
+      for (int j = 0; j < NW; ++j) {
+        if constexpr (kFma) {
+          acc[r][j] = __builtin_fmaf(av, bk[j], acc[r][j]);
+        } else {
+          acc[r][j] += av * bk[j];
+        }
+      }
+    }
+  }
+  for (int r = 0; r < kMR; ++r)
+    for (int j = 0; j < NW; ++j) c[r * ldc + j] += acc[r][j];
+}
+
+using MicroKernel = void (*)(int64_t, const float*, const float*, float*, int64_t);
+
+// Baseline x86-64 (SSE2) or any other target: two 4x8 halves.
+void micro_kernel_generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc) {
+  micro_cols<kNR / 2, false>(kc, a, b, c, ldc);
+  micro_cols<kNR / 2, false>(kc, a, b + kNR / 2, c + kNR / 2, ldc);
+}
+
+// FSG_CPU_GENERIC_ONLY (tests): never take the AVX2 path, to exercise the baseline kernel.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(FSG_CPU_GENERIC_ONLY)
+#define FSG_CPU_AVX2 1
+#endif
+
+#ifdef FSG_CPU_AVX2
+// The same loops compiled for AVX2+FMA, chosen at run time: the library is built without -march.
+__attribute__((target("avx2,fma"))) void micro_kernel_avx2(int64_t kc, const float* a, const float* b,
+                                                            float* c, int64_t ldc) {
+  micro_cols<kNR, true>(kc, a, b, c, ldc);
+}
+#endif
+
+MicroKernel pick_micro_kernel() {
+#ifdef FSG_CPU_AVX2
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return micro_kernel_avx2;
+#endif
+  return micro_kernel_generic;
+}
+
+const MicroKernel micro_kernel = pick_micro_kernel();
+
+// ---- the blocked driver, shared by both entry points ----
+
+struct Plan {
+  int64_t m, n;
+  int64_t mc, nc;            // task tile size (mc <= kMC, nc <= kNC)
+  int64_t tiles_m, tiles_n;
+  int64_t ldc;               // row stride of the fp32 accumulator tile
+  int nb;                    // B operands per segment (1 or 2)
+  size_t per_worker;         // floats of scratch per worker
+};
+
+Plan make_plan(int64_t m, int64_t n, int nb) {
+  Plan p;
+  p.m = m;
+  p.n = n;
+  p.mc = std::min(m, kMC);
+  p.nc = std::min(n, kNC);
+  p.tiles_m = (m + p.mc - 1) / p.mc;
+  p.tiles_n = (n + p.nc - 1) / p.nc;
+  p.ldc = round_up(p.nc, kNR);
+  p.nb = nb;
+  const int64_t mcp = round_up(p.mc, kMR);
+  const int64_t apack = mcp * kKC, bpack = kKC * p.ldc, acc = mcp * p.ldc;
+  p.per_worker = size_t(round_up(apack + bpack + nb * acc, 16));
+  return p;
+}
+
+// Computes the fp32 sums of one tile into acc[0..nb) (each mcp x ldc), then calls epi.
+template <DType T, class Epilogue>
+void run_tile(const Plan& p, const Segment* segs, int nsegs, int64_t tile, float* scratch,
+              const Epilogue& epi) {
+  const int64_t i0 = (tile / p.tiles_n) * p.mc, j0 = (tile % p.tiles_n) * p.nc;
+  const int64_t mc = std::min(p.mc, p.m - i0), nc = std::min(p.nc, p.n - j0);
+  const int64_t mcp = round_up(mc, kMR), ncp = round_up(nc, kNR);
+  float* apack = scratch;
+  float* bpack = apack + round_up(p.mc, kMR) * kKC;
+  float* acc[2] = {bpack + kKC * p.ldc, nullptr};
+  if (p.nb == 2) acc[1] = acc[0] + round_up(p.mc, kMR) * p.ldc;
+  for (int b = 0; b < p.nb; ++b) std::fill(acc[b], acc[b] + mcp * p.ldc, 0.0f);
+
+  for (int s = 0; s < nsegs; ++s) {
+    const Segment& seg = segs[s];
+    const int64_t k_total = seg.a->cols;
+    for (int64_t k0 = 0; k0 < k_total; k0 += kKC) {
+      const int64_t kc = std::min(kKC, k_total - k0);
+      pack_a<T>(*seg.a, i0, mc, k0, kc, apack);
+      for (int b = 0; b < p.nb; ++b) {
+        pack_b<T>(*seg.b[b], k0, kc, j0, nc, bpack);
+        for (int64_t ir = 0; ir < mcp; ir += kMR)
+          for (int64_t jr = 0; jr < ncp; jr += kNR)
+            micro_kernel(kc, apack + ir * kc, bpack + jr * kc, acc[b] + ir * p.ldc + jr, p.ldc);
+      }
+    }
+  }
+  epi(i0, mc, j0, nc, acc[0], acc[1], p.ldc);
+}
+
+// Allocates per-worker scratch and runs every tile in parallel. Never throws.
+template <DType T, class Epilogue>
+fsg_status run_blocked(const char* who, const Plan& p, const Segment* segs, int nsegs, int threads,
+                       const Epilogue& epi) {
+  const int64_t tiles = p.tiles_m * p.tiles_n;
+  const int workers = int(std::min<int64_t>(threads, tiles));
+  std::vector<float> scratch;
+  try {
+    scratch.resize(p.per_worker * size_t(workers));
+  } catch (const std::bad_alloc&) {
+    set_error("%s: out of memory allocating %llu bytes of CPU scratch", who,
+              (unsigned long long)(p.per_worker * size_t(workers) * sizeof(float)));
+    return FSG_ERR_OUT_OF_MEMORY;
+  } catch (...) {
+    set_error("%s: cannot allocate CPU scratch", who);
+    return FSG_ERR_OUT_OF_MEMORY;
+  }
+  float* base = scratch.data();
+  const bool ok = cpu::parallel_for(tiles, workers, [&](int64_t t, int w) {
+    run_tile<T>(p, segs, nsegs, t, base + p.per_worker * size_t(w), epi);
+  });
+  if (!ok) {
+    set_error("%s: internal error in a CPU worker", who);
+    return FSG_ERR_INTERNAL;
+  }
+  return FSG_OK;
+}
+
+// ---- cpu_gemm ----
+
+template <DType T>
+fsg_status gemm_typed(const GemmArgs& g, int threads) {
+  Segment segs[2] = {{&g.a0, {&g.b0, nullptr}}, {&g.a1, {&g.b1, nullptr}}};
+  const int nsegs = (g.a1.present() && g.b1.present()) ? 2 : 1;
+  const Plan p = make_plan(g.c.rows, g.c.cols, 1);
+  auto epi = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* acc, const float*,
+                 int64_t ldc) {
+    for (int64_t r = 0; r < mc; ++r) {
+      const int64_t row = (i0 + r) * g.c.rs;
+      for (int64_t c = 0; c < nc; ++c) {
+        float v = acc[r * ldc + c];
+        if (g.bias.present()) v += load(g.bias, j0 + c);
+        const int64_t idx = row + (j0 + c) * g.c.cs;
+        if (g.accumulate) v += load<T>(g.c.data, idx);
+        store<T>(g.c.data, idx, v);
+      }
+    }
+  };
+  return run_blocked<T>("cpu_gemm", p, segs, nsegs, threads, epi);
+}
+
+// ---- cpu_dual_gemm ----
+
+template <DType T>
+fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
+  Segment seg = {&d.x, {&d.wg, &d.wu}};
+  const bool fwd = d.epilogue == DualGemmArgs::kForward;
+  const Mat& out0 = fwd ? d.z : d.da;
+  const Plan p = make_plan(out0.rows, out0.cols, 2);
+  auto epi = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* accg,
+                 const float* accu, int64_t ldc) {
+    for (int64_t r = 0; r < mc; ++r) {
+      const int64_t i = i0 + r;
+      for (int64_t c = 0; c < nc; ++c) {
+        const int64_t j = j0 + c;
+        const float a = accg[r * ldc + c] + cpu::load_or_zero(d.bg, j);
+        const float b = accu[r * ldc + c] + cpu::load_or_zero(d.bu, j);
+        if (fwd) {
+          store<T>(d.z.data, i * d.z.rs + j * d.z.cs, siluf(a) * b);
+          if (d.a_out.present()) store<T>(d.a_out.data, i * d.a_out.rs + j * d.a_out.cs, a);
+          if (d.b_out.present()) store<T>(d.b_out.data, i * d.b_out.rs + j * d.b_out.cs, b);
+        } else {
+          const float dz = load<T>(d.dz.data, i * d.dz.rs + j * d.dz.cs);
+          store<T>(d.da.data, i * d.da.rs + j * d.da.cs, dz * b * dsiluf(a));
+          store<T>(d.db.data, i * d.db.rs + j * d.db.cs, dz * siluf(a));
+        }
+      }
+    }
+  };
+  return run_blocked<T>("cpu_dual_gemm", p, &seg, 1, threads, epi);
+}
+
+}  // namespace
+
+fsg_status cpu_gemm(const GemmArgs& a, int threads) {
+  try {
+    switch (a.c.dtype) {
+      case DType::F32: return gemm_typed<DType::F32>(a, threads);
+      case DType::F16: return gemm_typed<DType::F16>(a, threads);
+      case DType::BF16: return gemm_typed<DType::BF16>(a, threads);
+    }
+    set_error("cpu_gemm: unknown dtype %d", int(a.c.dtype));
+    return FSG_ERR_DTYPE;
+  } catch (...) {
+    set_error("cpu_gemm: unexpected internal exception");
+    return FSG_ERR_INTERNAL;
+  }
+}
+
+fsg_status cpu_dual_gemm(const DualGemmArgs& a, int threads) {
+  try {
+    switch (a.x.dtype) {
+      case DType::F32: return dual_gemm_typed<DType::F32>(a, threads);
+      case DType::F16: return dual_gemm_typed<DType::F16>(a, threads);
+      case DType::BF16: return dual_gemm_typed<DType::BF16>(a, threads);
+    }
+    set_error("cpu_dual_gemm: unknown dtype %d", int(a.x.dtype));
+    return FSG_ERR_DTYPE;
+  } catch (...) {
+    set_error("cpu_dual_gemm: unexpected internal exception");
+    return FSG_ERR_INTERNAL;
+  }
+}
+
+}  // namespace fsg
