@@ -241,7 +241,7 @@ forEachBackend("tensor", (device) => {
       return sum;
     });
     expect(result).toBeGreaterThan(0);
-    expect(dev.stream).toBe(null);
+    expect(dev.stream).toBeNull();
     end.synchronize();
     expect(end.query()).toBe(true);
     expect(start.query()).toBe(true);
@@ -252,7 +252,7 @@ forEachBackend("tensor", (device) => {
     expect(stream.query()).toBe(true);
     dev.stream = stream;
     stream.dispose(); // the device falls back to the default stream
-    expect(dev.stream).toBe(null);
+    expect(dev.stream).toBeNull();
     expect(() => stream.query()).toThrow(FusedSwiGLUError);
     stream.dispose(); // no-op
   });
