@@ -91,7 +91,7 @@ export class Device {
     this.#inFlightBytes = 0;
   }
 
-  /** Free and total device memory in bytes (host memory on the CPU backend). */
+  /** Free and total device memory in bytes (both 0 on the CPU backend). */
   memInfo(): { free: number; total: number } {
     this.assertOpen();
     const free = new BigUint64Array(1);

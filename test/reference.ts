@@ -53,6 +53,23 @@ export function swigluForwardRef(p: FusedInputs): { z: Float64Array; a: Float64A
   return { z, a, b };
 }
 
+/**
+ * The error scale of the forward: with Sa = |x|·|Wg| + |bg| and Sb = |x|·|Wu| + |bu| (what an
+ * fp32 accumulation's error is proportional to), z's scale is |silu'(a)|·|b|·Sa + |silu(a)|·Sb + |z|.
+ */
+export function swigluForwardScaleRef(p: FusedInputs): { z: Float64Array; a: Float64Array; b: Float64Array } {
+  const abs = (a: Arr | null | undefined) => (a ? Float64Array.from(a as ArrayLike<number>, Math.abs) : null);
+  const { a, b, z } = swigluForwardRef(p);
+  const xa = abs(p.x)!;
+  const sa = gemmRef(xa, abs(p.wGate)!, p.M, p.K, p.N, abs(p.bGate));
+  const sb = gemmRef(xa, abs(p.wUp)!, p.M, p.K, p.N, abs(p.bUp));
+  const sz = new Float64Array(z.length);
+  for (let i = 0; i < z.length; i++) {
+    sz[i] = Math.abs(dsilu(a[i]!) * b[i]!) * sa[i]! + Math.abs(silu(a[i]!)) * sb[i]! + Math.abs(z[i]!);
+  }
+  return { z: sz, a: sa, b: sb };
+}
+
 export interface FusedGradsRef {
   dx: Float64Array;
   dwGate: Float64Array;
