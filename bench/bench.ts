@@ -1,0 +1,256 @@
+// bench.ts: `bun run bench` — kernel times (CUDA events, median of >= 100 runs over rotated input
+// sets), end-to-end JS call times (tinybench), measured ceilings and floors, cuBLAS baselines,
+// accuracy against a float64 host reference, memory, then a console table, JSON and an SVG plot.
+//
+//   bun bench/bench.ts                          all shapes, bf16 + fp16, every op
+//   bun bench/bench.ts --quick                  2 shapes, bf16 (under a minute on a GPU)
+//   bun bench/bench.ts --shapes 8192x4096x14336,1x4096x14336 --dtype bf16 --op fwd,bwd-store
+//   bun bench/bench.ts --cpu-smoke              one tiny shape, few runs: exits 0 on the CPU backend (CI)
+// Other flags: --json <path> --plot <path> --out-dir <dir> --iters <n> --warmup <n> --no-e2e
+//   --dtype float32 (reference only) --backend cpu (force the CPU backend on a GPU machine)
+// On the CPU backend only tiny shapes run (larger ones are replaced, and it says so).
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Device, Tensor, type DType } from "../src/index.ts";
+import { OPS, ShapeBench, flopsOf, memoryOf, minBytesOf, parseShape, shapeKey, BYTES, type Op, type Shape } from "./cases.ts";
+import { floorMs, measureCopy, measureMatmul, type Ceilings } from "./ceilings.ts";
+import { Cublas } from "./cublas.ts";
+import { copyD2D, devicePtr } from "./data.ts";
+import { writePlot } from "./plot.ts";
+import { TOLERANCE } from "./reference.ts";
+import { printShapeTable, writeJson, type CaseResult, type MemoryResult, type Results } from "./report.ts";
+import { deviceSlug, sysInfo } from "./sysinfo.ts";
+import { EventTimer, timeEndToEnd } from "./timing.ts";
+
+const FULL_SHAPES = [
+  "1x4096x14336", "16x4096x14336", "128x4096x14336", "2048x4096x14336", "8192x4096x14336",
+  "8192x4096x11008", "4096x2048x5632", "16384x1024x2816",
+];
+const QUICK_SHAPES = ["16x4096x14336", "2048x4096x14336"];
+const CPU_SHAPES = ["1x128x256", "16x128x256", "64x256x512"];
+const CPU_SMOKE_SHAPES = ["16x64x96"];
+/** Largest M·K·N run on the CPU backend. */
+const CPU_MAX_WORK = 2 ** 24;
+
+const DTYPE_ALIASES: Record<string, DType> = {
+  bf16: "bfloat16", bfloat16: "bfloat16", fp16: "float16", f16: "float16", float16: "float16", half: "float16",
+  fp32: "float32", f32: "float32", float32: "float32",
+};
+
+interface Args {
+  quick: boolean;
+  cpuSmoke: boolean;
+  shapes: string[] | null;
+  dtypes: DType[] | null;
+  ops: Op[] | null;
+  json: string | null;
+  plot: string | null;
+  outDir: string | null;
+  iters: number | null;
+  warmup: number | null;
+  e2e: boolean;
+  backend: "auto" | "cpu" | "cuda";
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, cpuSmoke: false, shapes: null, dtypes: null, ops: null, json: null, plot: null, outDir: null, iters: null, warmup: null, e2e: true, backend: "auto" };
+  const value = (i: number, flag: string): string => {
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value`);
+    return v;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i]!;
+    const [flag, inline] = f.includes("=") ? [f.slice(0, f.indexOf("=")), f.slice(f.indexOf("=") + 1)] : [f, undefined];
+    const take = () => inline ?? value(i++, flag);
+    switch (flag) {
+      case "--quick": a.quick = true; break;
+      case "--cpu-smoke": a.cpuSmoke = true; break;
+      case "--no-e2e": a.e2e = false; break;
+      case "--shapes": a.shapes = take().split(",").filter(Boolean); break;
+      case "--dtype": a.dtypes = take().split(",").map((d) => {
+        const t = DTYPE_ALIASES[d.trim()];
+        if (!t) throw new Error(`--dtype: unknown '${d}' (bf16, fp16, fp32)`);
+        return t;
+      }); break;
+      case "--op": a.ops = take().split(",").map((o) => {
+        if (!(OPS as readonly string[]).includes(o)) throw new Error(`--op: unknown '${o}' (${OPS.join(", ")})`);
+        return o as Op;
+      }); break;
+      case "--json": a.json = take(); break;
+      case "--plot": a.plot = take(); break;
+      case "--out-dir": a.outDir = take(); break;
+      case "--iters": a.iters = Number(take()); break;
+      case "--warmup": a.warmup = Number(take()); break;
+      case "--backend": a.backend = take() as Args["backend"]; break;
+      case "--help": case "-h":
+        console.log("usage: see the header comment of bench/bench.ts");
+        process.exit(0);
+      default: throw new Error(`unknown flag ${f} (see the header of bench/bench.ts)`);
+    }
+  }
+  return a;
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const device = Device.open({ backend: args.cpuSmoke && args.backend === "auto" ? "auto" : args.backend });
+  const cpu = device.backend === "cpu";
+  const notes: string[] = [];
+  const say = (s: string) => {
+    console.log(s);
+    notes.push(s);
+  };
+
+  // ---- what to run ----
+  let shapeTexts = args.shapes ?? (args.cpuSmoke ? CPU_SMOKE_SHAPES : args.quick ? QUICK_SHAPES : FULL_SHAPES);
+  if (cpu) {
+    const tooBig = shapeTexts.filter((t) => { const s = parseShape(t); return s.M * s.K * s.N > CPU_MAX_WORK; });
+    if (tooBig.length > 0 || !args.shapes) {
+      shapeTexts = args.cpuSmoke ? CPU_SMOKE_SHAPES : shapeTexts.filter((t) => !tooBig.includes(t));
+      if (shapeTexts.length === 0) shapeTexts = CPU_SHAPES;
+      say(`CPU backend (${device.name}): tiny shapes only (${shapeTexts.join(", ")})` +
+        (tooBig.length ? `; skipped ${tooBig.join(", ")}` : "") + ". Timings here say nothing about the GPU.");
+    }
+  }
+  const shapes: Shape[] = shapeTexts.map(parseShape);
+  const dtypes: DType[] = args.dtypes ?? (args.quick || args.cpuSmoke ? ["bfloat16"] : ["bfloat16", "float16"]);
+  const ops: Op[] = args.ops ?? [...OPS];
+  const iters = args.iters ?? (args.cpuSmoke ? 10 : 100);
+  const warmup = args.warmup ?? (args.cpuSmoke ? 2 : cpu ? 3 : 10);
+  const e2eTime = args.cpuSmoke ? 20 : args.quick ? 100 : 200;
+  const rotateBytes = cpu ? 0 : 256 * 2 ** 20;
+
+  // ---- baselines and ceilings ----
+  let cublas: Cublas | null = null;
+  let cublasInfo: Results["cublas"];
+  if (cpu) {
+    cublasInfo = { skipped: "CPU backend: cuBLAS baselines skipped" };
+    say("cuBLAS: skipped (CPU backend)");
+  } else {
+    const c = Cublas.open();
+    if (typeof c === "string") {
+      cublasInfo = { skipped: c };
+      say(`cuBLAS: skipped (${c})`);
+    } else {
+      cublas = c;
+      cublasInfo = { path: c.path, version: c.version };
+      console.log(`cuBLAS ${c.version} from ${c.path}`);
+    }
+  }
+  const system = sysInfo(device);
+  console.log(`device: ${device.name} (${device.backend}, cc ${device.computeCapability}), driver ${system.driver ?? "?"}, CUDA ${system.cuda ?? "?"}, Bun ${Bun.version}`);
+  const timer = new EventTimer(device);
+  const copyBytes = cpu ? 64 * 2 ** 20 : 2 ** 30;
+  const ceilings: Ceilings = { copyBytes, copyGBs: measureCopy(device, timer, copyBytes, cpu ? 5 : 20), matmul: {} };
+  for (const dt of dtypes) {
+    const n = cpu ? 256 : 8192;
+    try {
+      ceilings.matmul[dt] = measureMatmul(device, timer, cublas, dt, n, cpu ? 3 : 20);
+    } catch (e) {
+      say(`matmul ceiling ${dt}: failed (${(e as Error).message})`);
+    }
+  }
+  console.log(`ceilings: copy ${ceilings.copyGBs.toFixed(0)} GB/s (read+write, ${copyBytes / 2 ** 20} MiB), matmul ` +
+    Object.entries(ceilings.matmul).map(([d, m]) => `${d} ${m!.tflops.toFixed(1)} TFLOP/s (${m!.size}^3, ${m!.source})`).join(", "));
+
+  // Head start before each timed loop: ~1 ms of copies so the host gets ahead of the GPU.
+  const scratch = cpu ? null : Tensor.empty([64 * 2 ** 20], "float32", { device });
+  const headStart = scratch
+    ? () => {
+        const half = scratch.numel * 2;
+        for (let k = 0; k < 3; k++) copyD2D(device, devicePtr(scratch) + BigInt(half), devicePtr(scratch), half);
+      }
+    : undefined;
+  scratch?.fill(0);
+
+  // ---- cases ----
+  const cases: CaseResult[] = [];
+  const memory: MemoryResult[] = [];
+  let failures = 0;
+  for (const dtype of dtypes) {
+    for (const shape of shapes) {
+      let sb: ShapeBench;
+      try {
+        sb = new ShapeBench({ device, shape, dtype, cublas, rotateBytes });
+      } catch (e) {
+        say(`${shapeKey(shape)} ${dtype}: setup failed: ${(e as Error).message}`);
+        failures++;
+        continue;
+      }
+      const shapeCases: CaseResult[] = [];
+      const mem: MemoryResult = { shape, dtype, ...memoryOf(shape, dtype, sb.workspaceBytes), method: "computed from allocations" };
+      memory.push(mem);
+      for (const op of ops) {
+        const runnables = sb.runnables(op);
+        const opCases: CaseResult[] = [];
+        for (const r of runnables) {
+          try {
+            const checks = r.check?.() ?? [];
+            const maxError = checks.length ? Math.max(...checks.map((c) => c.normwise)) : null;
+            const pass = maxError === null ? null : maxError <= TOLERANCE[dtype];
+            if (pass === false) {
+              failures++;
+              console.error(`CHECK FAILED: ${shapeKey(shape)} ${dtype} ${op} ${r.impl}: ` + checks.map((c) => `${c.name} ${c.normwise.toExponential(2)}`).join(", "));
+            }
+            const st = timer.time(r.run, { warmup, iters, headStart });
+            const flops = flopsOf(op, shape);
+            const minBytes = minBytesOf(op, shape, dtype);
+            const floor = floorMs(flops, minBytes, ceilings, dtype);
+            const readsWeights = !op.startsWith("act");
+            opCases.push({
+              shape, dtype, op, impl: r.impl, sets: sb.nSets,
+              kernelMs: { median: st.median, min: st.min, max: st.max, mean: st.mean, n: st.n },
+              e2eMs: null, flops, minBytes, floorMs: floor, fractionOfFloor: floor / st.median,
+              tflops: flops > 0 ? flops / (st.median * 1e-3) / 1e12 : null,
+              gbs: minBytes / (st.median * 1e-3) / 1e9,
+              weightGBs: shape.M <= 128 && readsWeights ? (2 * shape.K * shape.N * BYTES[dtype]) / (st.median * 1e-3) / 1e9 : null,
+              speedup: {}, checks, maxError, pass,
+            });
+          } catch (e) {
+            failures++;
+            say(`${shapeKey(shape)} ${dtype} ${op} ${r.impl}: failed: ${(e as Error).message}`);
+          }
+        }
+        if (args.e2e && opCases.length > 0) {
+          const ok = runnables.filter((r) => opCases.some((c) => c.impl === r.impl));
+          try {
+            const e2e = await timeEndToEnd(ok.map((r) => ({ name: r.impl, run: r.run })), device, { timeMs: e2eTime, minIters: 10 });
+            for (const c of opCases) c.e2eMs = e2e.get(c.impl) ?? null;
+          } catch (e) {
+            say(`${shapeKey(shape)} ${dtype} ${op}: end-to-end timing failed: ${(e as Error).message}`);
+          }
+        }
+        const fused = opCases.find((c) => c.impl === "fused");
+        if (fused) for (const c of opCases) if (c !== fused) fused.speedup[c.impl] = c.kernelMs.median / fused.kernelMs.median;
+        shapeCases.push(...opCases);
+      }
+      printShapeTable(shapeCases, mem);
+      cases.push(...shapeCases);
+      sb.dispose();
+      device.synchronize();
+    }
+  }
+  scratch?.dispose();
+  timer.dispose();
+
+  // ---- files ----
+  const date = new Date().toISOString().slice(0, 10);
+  const outDir = args.outDir ?? (args.cpuSmoke ? join(tmpdir(), "fused-swiglu-bench") : join(import.meta.dir, "results"));
+  const jsonPath = args.json ?? join(outDir, `${deviceSlug(device)}-${date}.json`);
+  const plotPath = args.plot ?? jsonPath.replace(/\.json$/, "") + ".svg";
+  const results: Results = {
+    system, cublas: cublasInfo, ceilings,
+    settings: { shapes: shapes.map(shapeKey), dtypes, ops, iters, warmup, rotateBytes, e2eTimeMs: args.e2e ? e2eTime : null, tolerance: TOLERANCE, weightLayout: "packed [K, 2N], gate columns first" },
+    notes, cases, memory,
+  };
+  writeJson(jsonPath, results);
+  console.log(`\nresults: ${jsonPath}`);
+  if (writePlot(plotPath, results)) console.log(`plot: ${plotPath}`);
+  else console.log("plot: skipped (no case at K=4096, N=14336)");
+  cublas?.dispose();
+  if (failures > 0) console.error(`${failures} check(s) or case(s) failed`);
+  return failures > 0 ? 1 : 0;
+}
+
+process.exit(await main());
