@@ -1,0 +1,160 @@
+// activation.cu: the elementwise CUDA kernels.
+//   glu_forward_kernel   out = silu(gate + bg) * (up + bu) * w[row]; grid-stride over rows
+//                        (blockIdx.x) and column blocks (blockIdx.y), columns across threads.
+//   glu_backward_kernel  dgate, dup, and dweights[row] = sum_n dout*silu(g)*u: one block per row,
+//                        a fixed-order block reduction (deterministic, no atomics).
+//   column_sum_kernel    dst[c] (+)= sum_r src(r, c): a block owns 32 columns (one warp wide, so
+//                        reads coalesce along a row) and 16 row phases; each thread sums its
+//                        rows with 4 independent partial sums, then the 16 phases are added in
+//                        a fixed order. No scratch, no atomics: bitwise reproducible.
+#include <cuda_runtime.h>
+
+#include "activation_math.h"
+#include "backend.h"
+#include "kernel_util.cuh"
+
+namespace fsg {
+namespace {
+
+constexpr int kBlock = 256;
+
+template <class T>
+__global__ void glu_forward_kernel(MatRef gate, MatRef up, VecRef bg, VecRef bu, VecRef w, MatRef out, int64_t m,
+                                   int64_t n) {
+  for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
+    const float wr = w.load_or(r, 1.f);
+    for (int64_t c = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; c < n;
+         c += static_cast<int64_t>(gridDim.y) * blockDim.x) {
+      const float g = gate.load<T>(r, c) + bg.load_or(c, 0.f);
+      const float u = up.load<T>(r, c) + bu.load_or(c, 0.f);
+      out.store<T>(r, c, siluf(g) * u * wr);
+    }
+  }
+}
+
+// Fixed-order sum of one float per thread over the block (blockDim.x == kBlock).
+__device__ float block_sum(float v) {
+  __shared__ float warp_sums[kBlock / 32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float s = 0.f;
+  if (threadIdx.x == 0)
+    for (int i = 0; i < kBlock / 32; ++i) s += warp_sums[i];
+  __syncthreads();  // warp_sums may be reused by the next row
+  return s;         // valid in thread 0
+}
+
+template <class T>
+__global__ void glu_backward_kernel(MatRef dout, MatRef gate, MatRef up, VecRef bg, VecRef bu, VecRef w,
+                                    MatRef dgate, MatRef dup, VecRef dw, int64_t m, int64_t n) {
+  for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
+    const float wr = w.load_or(r, 1.f);
+    float part = 0.f;
+    for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+      const float g = gate.load<T>(r, c) + bg.load_or(c, 0.f);
+      const float u = up.load<T>(r, c) + bu.load_or(c, 0.f);
+      const float d = dout.load<T>(r, c);
+      const float s = siluf(g);
+      dgate.store<T>(r, c, d * wr * u * dsiluf(g));
+      dup.store<T>(r, c, d * wr * s);
+      part += d * s * u;
+    }
+    if (dw.p) {  // uniform across the block
+      const float total = block_sum(part);
+      if (threadIdx.x == 0) dw.store(r, total);
+    }
+  }
+}
+
+constexpr int kColCols = 32, kColPhases = 16;
+
+template <class T>
+__global__ void column_sum_kernel(MatRef src, VecRef dst, int64_t m, int64_t n, int accumulate) {
+  __shared__ float partial[kColPhases][kColCols];
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kColCols + threadIdx.x;
+  const int y = threadIdx.y;
+  float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+  if (c < n) {
+    int64_t r = y;
+    for (; r + 3 * kColPhases < m; r += 4 * kColPhases) {  // 4 loads in flight per thread
+      s0 += src.load<T>(r, c);
+      s1 += src.load<T>(r + kColPhases, c);
+      s2 += src.load<T>(r + 2 * kColPhases, c);
+      s3 += src.load<T>(r + 3 * kColPhases, c);
+    }
+    for (; r < m; r += kColPhases) s0 += src.load<T>(r, c);
+  }
+  partial[y][threadIdx.x] = (s0 + s1) + (s2 + s3);
+  __syncthreads();
+  if (y == 0 && c < n) {
+    float total = 0.f;
+    for (int i = 0; i < kColPhases; ++i) total += partial[i][threadIdx.x];
+    if (accumulate) total += dst.load(c);
+    dst.store(c, total);
+  }
+}
+
+unsigned clamp_grid(int64_t v, int64_t cap) { return static_cast<unsigned>(v < cap ? (v < 1 ? 1 : v) : cap); }
+
+template <class T>
+fsg_status glu_forward(const GluForwardArgs& a, cudaStream_t s) {
+  const int64_t m = a.gate.rows, n = a.gate.cols;
+  const dim3 grid(clamp_grid(m, 1u << 30), clamp_grid((n + kBlock - 1) / kBlock, 65535));
+  glu_forward_kernel<T><<<grid, kBlock, 0, s>>>(mat_ref(a.gate), mat_ref(a.up), vec_ref(a.bias_gate),
+                                                 vec_ref(a.bias_up), vec_ref(a.weights), mat_ref(a.out), m, n);
+  return launch_status("glu_forward_kernel");
+}
+
+template <class T>
+fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
+  const int64_t m = a.gate.rows, n = a.gate.cols;
+  glu_backward_kernel<T><<<clamp_grid(m, 1u << 30), kBlock, 0, s>>>(
+      mat_ref(a.dout), mat_ref(a.gate), mat_ref(a.up), vec_ref(a.bias_gate), vec_ref(a.bias_up), vec_ref(a.weights),
+      mat_ref(a.dgate), mat_ref(a.dup), vec_ref(a.dweights), m, n);
+  return launch_status("glu_backward_kernel");
+}
+
+template <class T>
+fsg_status column_sum(const ColumnSumArgs& a, cudaStream_t s) {
+  const int64_t m = a.src.rows, n = a.src.cols;
+  const dim3 block(kColCols, kColPhases);
+  column_sum_kernel<T><<<clamp_grid((n + kColCols - 1) / kColCols, 0x7fffffff), block, 0, s>>>(
+      mat_ref(a.src), vec_ref(a.dst), m, n, a.accumulate ? 1 : 0);
+  return launch_status("column_sum_kernel");
+}
+
+}  // namespace
+
+fsg_status cuda_glu_forward(const GluForwardArgs& a, Stream s) {
+  switch (a.gate.dtype) {
+    case DType::F32: return glu_forward<float>(a, s);
+    case DType::F16: return glu_forward<__half>(a, s);
+    case DType::BF16: return glu_forward<__nv_bfloat16>(a, s);
+  }
+  set_error("cuda_glu_forward: unknown dtype %d", static_cast<int>(a.gate.dtype));
+  return FSG_ERR_DTYPE;
+}
+
+fsg_status cuda_glu_backward(const GluBackwardArgs& a, Stream s) {
+  switch (a.gate.dtype) {
+    case DType::F32: return glu_backward<float>(a, s);
+    case DType::F16: return glu_backward<__half>(a, s);
+    case DType::BF16: return glu_backward<__nv_bfloat16>(a, s);
+  }
+  set_error("cuda_glu_backward: unknown dtype %d", static_cast<int>(a.gate.dtype));
+  return FSG_ERR_DTYPE;
+}
+
+fsg_status cuda_column_sum(const ColumnSumArgs& a, Stream s) {
+  switch (a.src.dtype) {
+    case DType::F32: return column_sum<float>(a, s);
+    case DType::F16: return column_sum<__half>(a, s);
+    case DType::BF16: return column_sum<__nv_bfloat16>(a, s);
+  }
+  set_error("cuda_column_sum: unknown dtype %d", static_cast<int>(a.src.dtype));
+  return FSG_ERR_DTYPE;
+}
+
+}  // namespace fsg

@@ -1,0 +1,146 @@
+// dual_gemm_sm80.cu: fsg::cuda_dual_gemm, the fused SwiGLU dual GEMM for sm_80 and newer.
+//
+// One launch: each block loads an x tile (128 rows) once and gate + up weight tiles (64 columns
+// each) beside it, accumulates A = x·Wg and B = x·Wu in fp32 (mma_tile.cuh), then runs the
+// epilogue on registers:
+//   kForward:  z = silu(A + bg) * (B + bu); a_out / b_out get the pre-activations when present;
+//   kBackward: da = dz * B * silu'(A), db = dz * silu(A) (recompute-mode backward).
+// Instantiations: dtype x smem layout of x x smem layout of the weights x epilogue. The layouts
+// and the cp.async/generic loaders are chosen at launch from strides and alignment.
+#include <cuda_runtime.h>
+
+#include "activation_math.h"
+#include "backend.h"
+#include "kernel_util.cuh"
+#include "mma_tile.cuh"
+
+namespace fsg {
+namespace {
+
+constexpr int kCols = kTileR / 2;  // output columns per block (64 gate + 64 up)
+
+struct DualParams {
+  Product prod;
+  int64_t m, n, m_tiles, n_tiles;
+  VecRef bg, bu;
+  MatRef z, a_out, b_out;  // kForward (a_out/b_out: p == nullptr when absent)
+  MatRef dz, da, db;       // kBackward
+};
+
+// 2 blocks per SM for 16-bit (<= 128 registers); 3xTF32 needs more registers, so 1.
+template <DType D> constexpr int min_blocks() { return D == DType::F32 ? 1 : 2; }
+
+template <DType D, Layout LA, Layout LB, int EPI>
+__global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(const __grid_constant__ DualParams p) {
+  using T = typename Elem<D>::T;
+  extern __shared__ __align__(16) char smem[];
+  int64_t tm, tn;
+  tile_coords(p.m_tiles, p.n_tiles, tm, tn);
+  const int64_t m0 = tm * kTileR, n0 = tn * kCols;
+  Acc acc;
+  mainloop<D, LA, LB, 2>(p.prod, p.prod, 1, m0, n0, smem, acc);
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wm = warp >> 1, wn = warp & 1, g = lane >> 2, t = lane & 3;
+  // Biases of this thread's 8 columns (n8 tile ni, element e).
+  float bg[4][2], bu[4][2];
+#pragma unroll
+  for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int64_t col = n0 + wn * 32 + ni * 8 + 2 * t + e;
+      bg[ni][e] = col < p.n ? p.bg.load_or(col, 0.f) : 0.f;
+      bu[ni][e] = col < p.n ? p.bu.load_or(col, 0.f) : 0.f;
+    }
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int64_t row = m0 + wm * 32 + mi * 16 + h * 8 + g;
+      if (row >= p.m) continue;
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int64_t col = n0 + wn * 32 + ni * 8 + 2 * t + e;
+          if (col >= p.n) continue;
+          const float a = acc[mi][ni][2 * h + e] + bg[ni][e];
+          const float b = acc[mi][ni + 4][2 * h + e] + bu[ni][e];
+          if constexpr (EPI == DualGemmArgs::kForward) {
+            p.z.store<T>(row, col, siluf(a) * b);
+            if (p.a_out.p) p.a_out.store<T>(row, col, a);
+            if (p.b_out.p) p.b_out.store<T>(row, col, b);
+          } else {
+            const float d = p.dz.load<T>(row, col);
+            p.da.store<T>(row, col, d * b * dsiluf(a));
+            p.db.store<T>(row, col, d * siluf(a));
+          }
+        }
+    }
+}
+
+template <DType D, Layout LA, Layout LB, int EPI>
+fsg_status launch(const DualParams& p, cudaStream_t s) {
+  auto* kernel = dual_gemm_kernel<D, LA, LB, EPI>;
+  const int smem = smem_bytes(D);
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e != cudaSuccess) {
+    set_error("dual_gemm_kernel: cudaFuncSetAttribute(%d bytes of shared memory): %s", smem, cudaGetErrorString(e));
+    return FSG_ERR_CUDA;
+  }
+  const dim3 grid(static_cast<unsigned>(p.m_tiles), static_cast<unsigned>(p.n_tiles));
+  kernel<<<grid, kThreads, smem, s>>>(p);
+  return launch_status("dual_gemm_kernel");
+}
+
+template <DType D, Layout LA, Layout LB>
+fsg_status pick_epilogue(const DualParams& p, int epi, cudaStream_t s) {
+  return epi == DualGemmArgs::kForward ? launch<D, LA, LB, DualGemmArgs::kForward>(p, s)
+                                       : launch<D, LA, LB, DualGemmArgs::kBackward>(p, s);
+}
+
+template <DType D>
+fsg_status run(const DualGemmArgs& a, cudaStream_t s) {
+  const int bytes = dtype_bytes(D);
+  DualParams p{};
+  p.m = a.x.rows, p.n = a.wg.cols;
+  p.m_tiles = (p.m + kTileR - 1) / kTileR;
+  p.n_tiles = (p.n + kCols - 1) / kCols;
+  if (p.n_tiles > 65535) {
+    set_error("cuda_dual_gemm: N = %lld exceeds %lld columns", static_cast<long long>(p.n), 65535LL * kCols);
+    return FSG_ERR_TOO_LARGE;
+  }
+  const int64_t k = a.x.cols;
+  p.prod.a = TileSrc{a.x.data, a.x.rs, a.x.cs, p.m, k, 0};
+  p.prod.b[0] = TileSrc{a.wg.data, a.wg.cs, a.wg.rs, p.n, k, 0};
+  p.prod.b[1] = TileSrc{a.wu.data, a.wu.cs, a.wu.rs, p.n, k, 0};
+  p.prod.ktiles = k_tiles(k, bytes);
+  const Layout la = preferred_layout(p.prod.a), lb = preferred_layout(p.prod.b[0]);
+  p.prod.a.async = can_async(p.prod.a, la, bytes);
+  p.prod.b[0].async = can_async(p.prod.b[0], lb, bytes);
+  p.prod.b[1].async = can_async(p.prod.b[1], lb, bytes);  // up follows gate's layout
+  p.bg = vec_ref(a.bg), p.bu = vec_ref(a.bu);
+  p.z = mat_ref(a.z), p.a_out = mat_ref(a.a_out), p.b_out = mat_ref(a.b_out);
+  p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
+  const int epi = a.epilogue;
+  if (la == Layout::kKMajor)
+    return lb == Layout::kKMajor ? pick_epilogue<D, Layout::kKMajor, Layout::kKMajor>(p, epi, s)
+                                 : pick_epilogue<D, Layout::kKMajor, Layout::kMNMajor>(p, epi, s);
+  return lb == Layout::kKMajor ? pick_epilogue<D, Layout::kMNMajor, Layout::kKMajor>(p, epi, s)
+                               : pick_epilogue<D, Layout::kMNMajor, Layout::kMNMajor>(p, epi, s);
+}
+
+}  // namespace
+
+fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path) {
+  (void)kernel_path;  // only the sm_80 path exists so far
+  switch (a.x.dtype) {
+    case DType::F32: return run<DType::F32>(a, s);
+    case DType::F16: return run<DType::F16>(a, s);
+    case DType::BF16: return run<DType::BF16>(a, s);
+  }
+  set_error("cuda_dual_gemm: unknown dtype %d", static_cast<int>(a.x.dtype));
+  return FSG_ERR_DTYPE;
+}
+
+}  // namespace fsg
