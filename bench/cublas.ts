@@ -37,6 +37,12 @@ const symbols = {
   },
 } as const;
 
+// libcublasLt is opened only so libcublas's dependency on it resolves; bun:ffi needs one symbol.
+const ltSymbols = {
+  // size_t cublasLtGetVersion(void)
+  cublasLtGetVersion: { args: [], returns: u64 },
+} as const;
+
 /** cublasOperation_t */
 export const OP_N = 0;
 export const OP_T = 1;
@@ -130,14 +136,14 @@ export class Cublas {
   readonly path: string;
   readonly version: number;
   #lib: Library<typeof symbols>;
-  #lt: Library<Record<string, never>> | null;
+  #lt: Library<typeof ltSymbols> | null;
   #handle: bigint;
   #alpha = new Float32Array([1]);
   #beta = new Float32Array([0]);
   #alphaPtr: bigint;
   #betaPtr: bigint;
 
-  private constructor(path: string, lib: Library<typeof symbols>, lt: Library<Record<string, never>> | null) {
+  private constructor(path: string, lib: Library<typeof symbols>, lt: Library<typeof ltSymbols> | null) {
     this.path = path;
     this.#lib = lib;
     this.#lt = lt;
@@ -160,9 +166,9 @@ export class Cublas {
       const found = findIn(dir);
       if (!found) continue;
       tried.push(found.cublas);
-      let lt: Library<Record<string, never>> | null = null;
+      let lt: Library<typeof ltSymbols> | null = null;
       try {
-        if (found.lt) lt = dlopen(found.lt, {});
+        if (found.lt) lt = dlopen(found.lt, ltSymbols);
         const lib = dlopen(found.cublas, symbols);
         try {
           return new Cublas(found.cublas, lib, lt);
