@@ -1,0 +1,26 @@
+// examples.test.ts: the demo (the project's main job) and the benchmark harness keep working.
+// They run as subprocesses on the CPU backend with tiny shapes; their speed is never asserted.
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+
+const root = join(import.meta.dir, "..");
+
+function runBun(args: string[]): { exitCode: number; output: string } {
+  const proc = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "pipe", stderr: "pipe", env: process.env });
+  return { exitCode: proc.exitCode ?? -1, output: proc.stdout.toString() + proc.stderr.toString() };
+}
+
+describe("examples", () => {
+  test("the demo verifies itself on the CPU backend", () => {
+    const { exitCode, output } = runBun(["examples/demo.ts", "--backend", "cpu", "--m", "17", "--k", "96", "--n", "80"]);
+    expect(output).toContain("PASS");
+    expect(output).not.toContain("FAIL");
+    expect(exitCode).toBe(0);
+  });
+
+  test("the benchmark harness runs end to end (--cpu-smoke)", () => {
+    const { exitCode, output } = runBun(["bench/bench.ts", "--cpu-smoke"]);
+    if (exitCode !== 0) console.error(output);
+    expect(exitCode).toBe(0);
+  });
+});
