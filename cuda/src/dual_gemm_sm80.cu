@@ -27,8 +27,8 @@ struct DualParams {
   MatRef dz, da, db;       // kBackward
 };
 
-// 2 blocks per SM for 16-bit (<= 128 registers); 3xTF32 needs more registers, so 1.
-template <DType D> constexpr int min_blocks() { return D == DType::F32 ? 1 : 2; }
+// 2 blocks per SM (at 8 warps per block 3xTF32 needs more registers: 1).
+template <DType D> constexpr int min_blocks() { return D == DType::F32 && kThreads > 128 ? 1 : 2; }
 
 template <DType D, Layout LA, Layout LB, int EPI>
 __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(const __grid_constant__ DualParams p) {
@@ -53,10 +53,10 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
       bu[ni][e] = col < p.n ? p.bu.load_or(col, 0.f) : 0.f;
     }
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int mi = 0; mi < kWarpM16; ++mi)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int64_t row = m0 + wm * 32 + mi * 16 + h * 8 + g;
+      const int64_t row = m0 + wm * kWarpRows + mi * 16 + h * 8 + g;
       if (row >= p.m) continue;
 #pragma unroll
       for (int ni = 0; ni < 4; ++ni)

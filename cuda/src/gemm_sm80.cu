@@ -23,7 +23,7 @@ struct GemmParams {
   int accumulate;
 };
 
-template <DType D> constexpr int min_blocks() { return D == DType::F32 ? 1 : 2; }
+template <DType D> constexpr int min_blocks() { return D == DType::F32 && kThreads > 128 ? 1 : 2; }
 
 template <DType D, Layout LA, Layout LB>
 __global__ void __launch_bounds__(kThreads, min_blocks<D>()) gemm_kernel(const __grid_constant__ GemmParams p) {
@@ -45,10 +45,10 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) gemm_kernel(const _
       if (col >= p.n) continue;
       const float bias = p.bias.load_or(col, 0.f);
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
+      for (int mi = 0; mi < kWarpM16; ++mi)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const int64_t row = m0 + wm * 32 + mi * 16 + h * 8 + g;
+          const int64_t row = m0 + wm * kWarpRows + mi * 16 + h * 8 + g;
           if (row >= p.m) continue;
           float v = acc[mi][ni][2 * h + e] + bias;
           if (p.accumulate) v += p.c.load<T>(row, col);

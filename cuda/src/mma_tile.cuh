@@ -1,18 +1,21 @@
 // mma_tile.cuh: the tensor-core main loop shared by the dual GEMM and the GEMM (sm_80+).
 //
-// A block (8 warps) computes a 128 x 128 fp32 accumulator tile: rows are M, columns are the
-// B tile's 128 rows, which come from NSRC sources sharing the A tile: one [K,N] operand (GEMM,
-// 128 columns) or gate + up (dual GEMM, 64 columns each). Warps are 4 (M) x 2 (N); a warp owns
-// 32 rows x 64 columns = acc[2 m16][8 n8][4]. In the dual GEMM a warp's n8 tiles 0..3 are gate
+// A block computes a 128 x 128 fp32 accumulator tile: rows are M, columns are the B tile's 128
+// rows, which come from NSRC sources sharing the A tile: one [K,N] operand (GEMM, 128 columns)
+// or gate + up (dual GEMM, 64 columns each). Warps are (128 / kWarpRows) (M) x 2 (N); a warp owns
+// kWarpRows rows x 64 columns = acc[kWarpM16 m16][8 n8][4]. In the dual GEMM a warp's n8 tiles 0..3 are gate
 // columns and 4..7 the matching up columns, so the epilogue finds A and B in one thread.
 //
 // Math per dtype:
 //   f16/bf16: mma.sync m16n8k16 (fp32 accumulate), fragments by ldmatrix (.trans for an
 //             MN-major tile, so a transposed operand stays on the fast path);
 //   f32:      3xTF32 on mma.sync m16n8k8: each operand is split into hi = tf32(x) and
-//             lo = tf32(x - hi), and acc += lo*hi + hi*lo + hi*hi (lo*lo, ~2^-22 relative, is
-//             dropped). This keeps fp32-level accuracy (~1e-6) at a third of TF32 throughput,
-//             where plain TF32 would give ~1e-3. Fragments are scalar shared loads.
+//             lo = tf32(x - hi), and lo*hi + hi*lo + hi*hi (lo*lo, ~2^-22 relative, is dropped)
+//             is summed by the tensor core into a zeroed temporary per k8 step, which is then
+//             added to the accumulator with an IEEE fp32 add: the tensor core's own fp32
+//             accumulation truncates, and over K = 1000 that alone cost ~1e-5. This keeps
+//             fp32-level accuracy (~1e-6) at a third of TF32 throughput, where plain TF32 would
+//             give ~1e-3. Fragments are scalar shared loads.
 // Pipeline: kStages-deep ring of (A, B) tiles filled by tile_load.cuh; one __syncthreads per
 // K tile. A "product" list lets the GEMM run A0·B0 then A1·B1 (its own K) into one accumulator.
 #pragma once
@@ -99,7 +102,7 @@ template <int NSRC> __device__ __forceinline__ int warp_col(int wn, int ni) {
   return (ni / kPer) * kSrcCols + wn * (kSrcCols / 2) + (ni % kPer) * 8;
 }
 
-using Acc = float[2][8][4];
+using Acc = float[kWarpM16][8][4];
 
 // acc += A_tile · B_tile^T over one K tile, 16-bit operands.
 template <DType D, Layout LA, Layout LB, int NSRC>
@@ -114,10 +117,10 @@ __device__ __forceinline__ void mma_tile16(const uint16_t* sa, const uint16_t* s
   const int b_k = LB == Layout::kKMajor ? (i & 1) * 8 : r + (i & 1) * 8;
 #pragma unroll
   for (int kk = 0; kk < G::BK; kk += 16) {
-    uint32_t af[2][4], bf[8][2];
+    uint32_t af[kWarpM16][4], bf[8][2];
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi) {
-      const uint32_t addr = smem_u32(sa + tile_off<2, LA>(wm * 32 + mi * 16 + a_row, kk + a_k));
+    for (int mi = 0; mi < kWarpM16; ++mi) {
+      const uint32_t addr = smem_u32(sa + tile_off<2, LA>(wm * kWarpRows + mi * 16 + a_row, kk + a_k));
       if (LA == Layout::kKMajor) ldsm_x4(addr, af[mi]); else ldsm_x4_t(addr, af[mi]);
     }
 #pragma unroll
@@ -128,7 +131,7 @@ __device__ __forceinline__ void mma_tile16(const uint16_t* sa, const uint16_t* s
       bf[2 * np][0] = t[0], bf[2 * np][1] = t[1], bf[2 * np + 1][0] = t[2], bf[2 * np + 1][1] = t[3];
     }
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < kWarpM16; ++mi)
 #pragma unroll
       for (int ni = 0; ni < 8; ++ni) mma16816<D>(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
   }
@@ -141,10 +144,10 @@ __device__ __forceinline__ void mma_tile32(const float* sa, const float* sb, Acc
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int kk = 0; kk < Geo<4>::BK; kk += 8) {
-    uint32_t ah[2][4], al[2][4];
+    uint32_t ah[kWarpM16][4], al[kWarpM16][4];
 #pragma unroll
-    for (int mi = 0; mi < 2; ++mi) {
-      const int m = wm * 32 + mi * 16 + g;
+    for (int mi = 0; mi < kWarpM16; ++mi) {
+      const int m = wm * kWarpRows + mi * 16 + g;
       split_tf32(sa[tile_off<4, LA>(m, kk + t)], ah[mi][0], al[mi][0]);
       split_tf32(sa[tile_off<4, LA>(m + 8, kk + t)], ah[mi][1], al[mi][1]);
       split_tf32(sa[tile_off<4, LA>(m, kk + t + 4)], ah[mi][2], al[mi][2]);
@@ -157,10 +160,13 @@ __device__ __forceinline__ void mma_tile32(const float* sa, const float* sb, Acc
       split_tf32(sb[tile_off<4, LB>(n, kk + t)], bh0, bl0);
       split_tf32(sb[tile_off<4, LB>(n, kk + t + 4)], bh1, bl1);
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        mma1688_tf32(acc[mi][ni], al[mi], bh0, bh1);
-        mma1688_tf32(acc[mi][ni], ah[mi], bl0, bl1);
-        mma1688_tf32(acc[mi][ni], ah[mi], bh0, bh1);
+      for (int mi = 0; mi < kWarpM16; ++mi) {
+        float part[4] = {0.f, 0.f, 0.f, 0.f};
+        mma1688_tf32(part, al[mi], bh0, bh1);
+        mma1688_tf32(part, ah[mi], bl0, bl1);
+        mma1688_tf32(part, ah[mi], bh0, bh1);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[mi][ni][j] += part[j];
       }
     }
   }
@@ -189,7 +195,7 @@ __device__ __forceinline__ void mainloop(const Product& p0, const Product& p1, i
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp >> 1, wn = warp & 1;
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int mi = 0; mi < kWarpM16; ++mi)
 #pragma unroll
     for (int ni = 0; ni < 8; ++ni)
 #pragma unroll

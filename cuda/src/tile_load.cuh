@@ -20,8 +20,16 @@ namespace fsg {
 
 enum class Layout : int { kKMajor = 0, kMNMajor = 1 };
 
-constexpr int kThreads = 256;  // 8 warps per block
-constexpr int kTileR = 128;    // rows (M or N) of one operand tile in shared memory
+// m16 tiles per warp along M: 2 gives 32x64 warp tiles and 8 warps per block; 4 gives 64x64
+// warp tiles and 4 warps (less shared-memory traffic per mma, but measured 2-6% slower on H100
+// for the Llama shape, and 3xTF32 spills there). Kept switchable for tuning.
+#ifndef FSG_WARP_M16
+#define FSG_WARP_M16 2
+#endif
+constexpr int kTileR = 128;  // rows (M or N) of one operand tile in shared memory
+constexpr int kWarpM16 = FSG_WARP_M16;
+constexpr int kWarpRows = 16 * kWarpM16;
+constexpr int kThreads = 32 * 2 * (kTileR / kWarpRows);  // warps: (128 / kWarpRows) along M x 2 along N
 constexpr int kStages = 4;     // cp.async pipeline depth
 
 // Tile geometry for an element of `kBytes` bytes (2: f16/bf16, 4: f32). BK is 64 bytes of K.

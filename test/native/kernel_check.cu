@@ -1,6 +1,7 @@
 // kernel_check.cu: standalone check of the CUDA kernels (cuda/src/*.cu) against a float64 CPU
 // reference, without the rest of the library (set_error is stubbed below).
-//   build + run: test/native/run.sh [--quick]     (--quick: small shapes, no timing; for memcheck)
+//   build + run: test/native/run.sh [--quick | --time]
+//   --quick: small shapes, no timing (for memcheck); --time: timings only
 // Every case draws fresh random inputs (no zeros), poisons outputs with NaN, and prints
 // max|out - ref| / max|ref| over the checked elements. Layouts: x compact / padded rows /
 // transposed; weights row-major [K,N], nn.Linear [N,K] (transposed view), packed halves of
@@ -397,6 +398,7 @@ static void time_llama(WLayout wl, bool gemm_only) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+  const bool time_only = argc > 1 && strcmp(argv[1], "--time") == 0;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s (sm_%d%d)%s\n", prop.name, prop.major, prop.minor, quick ? " [quick]" : "");
@@ -408,6 +410,7 @@ int main(int argc, char** argv) {
     shapes.insert(shapes.end(), more.begin(), more.end());
   }
   for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    if (time_only) break;
     for (const Shape& s : shapes) {
       for (WLayout wl : {kRowMajor, kLinearT, kPacked, kInterleaved}) check_dual(dt, s.m, s.n, s.k, wl, 0, false, true);
       check_dual(dt, s.m, s.n, s.k, kRowMajor, 3, false, false);  // misaligned x rows: generic loader
@@ -421,6 +424,7 @@ int main(int argc, char** argv) {
       check_column_sum(dt, s.m, s.n, 3, dt, true);
     }
     if (!quick) check_column_sum(dt, 8192, 1433, 0, DType::F32, false);
+    if (!quick) check_dual(dt, 4099, 1100, 2050, kLinearT, 0, false, true);  // several M groups of the raster
   }
   printf("cases: %d, failed: %d; worst max_rel_err f32 %.3e, f16 %.3e, bf16 %.3e\n", g_cases, g_fail, g_worst[0],
          g_worst[1], g_worst[2]);

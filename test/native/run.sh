@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh: build test/native/kernel_check.cu with the CUDA kernels and run it.
-#   test/native/run.sh [--quick] [--memcheck]
+#   test/native/run.sh [--quick | --time] [--memcheck]
 #   --quick     small shapes only, no timing
+#   --time      timings only
 #   --memcheck  run under compute-sanitizer --tool memcheck (use with --quick)
 # Env: NVCC (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc), ARCHS (default "80 90a"),
 #      BUILD_DIR (default build/native).
