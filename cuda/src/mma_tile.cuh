@@ -87,7 +87,8 @@ __device__ __forceinline__ void mma1688_tf32(float (&c)[4], const uint32_t (&a)[
 // x = hi + lo with hi, lo both tf32 (round to nearest, ties away: cvt.rna).
 __device__ __forceinline__ void split_tf32(float x, uint32_t& hi, uint32_t& lo) {
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(x));
-  const float rest = x - __uint_as_float(hi);
+  // An infinite hi leaves no finite remainder: Inf - Inf would turn Inf inputs into NaN.
+  const float rest = isinf(__uint_as_float(hi)) ? 0.0f : x - __uint_as_float(hi);
   asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
 }
 
@@ -164,6 +165,11 @@ __device__ __forceinline__ void mma_tile32(const float* sa, const float* sb, Acc
         float part[4] = {0.f, 0.f, 0.f, 0.f};
         mma1688_tf32(part, al[mi], bh0, bh1);
         mma1688_tf32(part, ah[mi], bl0, bl1);
+        // The correction terms are tiny unless an operand is Inf or NaN (Inf * lo, whose sign
+        // may oppose the hi term's, or Inf * 0). The hi*hi term below carries the true Inf or
+        // NaN, so a non-finite correction is dropped rather than allowed to poison it.
+#pragma unroll
+        for (int j = 0; j < 4; ++j) part[j] = isfinite(part[j]) ? part[j] : 0.0f;
         mma1688_tf32(part, ah[mi], bh0, bh1);
 #pragma unroll
         for (int j = 0; j < 4; ++j) acc[mi][ni][j] += part[j];
