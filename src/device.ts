@@ -3,6 +3,9 @@ import { check, fail, Status } from "./errors.ts";
 import { hostPtr, lib } from "./ffi.ts";
 import { DEVICE_CPU, DEVICE_CUDA } from "./descriptor.ts";
 
+/** Kernel families, see Device.setKernelPath. */
+export type KernelPath = 0 | 1 | 80 | 90;
+
 export type Backend = "auto" | "cuda" | "cpu";
 const BACKEND_CODE: Record<Backend, number> = { auto: 0, cuda: 1, cpu: 2 };
 
@@ -106,8 +109,12 @@ export class Device {
     check(lib.fsg_context_set_num_threads(this.handle, threads), "fsg_context_set_num_threads");
   }
 
-  /** Forces the kernel family on CUDA: 0 auto, 80 the sm_80 mma.sync path (for tests). */
-  setKernelPath(path: 0 | 80): void {
+  /**
+   * Chooses the kernel family on CUDA (tests, benchmarks): 0 auto, 1 the small-M (decode)
+   * kernels wherever they apply, 80 always the sm_80 mma.sync kernels, 90 the sm_90a wgmma
+   * kernels wherever they apply (compute capability 9.0 only). Ignored on the CPU backend.
+   */
+  setKernelPath(path: KernelPath): void {
     this.assertOpen();
     check(lib.fsg_context_set_kernel_path(this.handle, path), "fsg_context_set_kernel_path");
   }

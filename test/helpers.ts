@@ -1,8 +1,8 @@
 // helpers.ts: shared test plumbing: fresh seeded inputs, layouts, poisoning, and running one
-// suite body on every backend (CPU always; CUDA, and CUDA with the sm_80 path forced, when a GPU
+// suite body on every backend (CPU always; CUDA, and CUDA with each kernel family forced, when a GPU
 // is there: those describe blocks skip visibly otherwise).
 import { afterAll, beforeAll, describe } from "bun:test";
-import { Device } from "../src/device.ts";
+import { Device, type KernelPath } from "../src/device.ts";
 import type { DType } from "../src/dtype.ts";
 import { storageShape, weightsIn, type Layout, type WeightViews } from "../src/layouts.ts";
 import { mulberry32, numelOf, Tensor } from "../src/tensor.ts";
@@ -53,18 +53,31 @@ export interface Backend {
   open: () => Device;
 }
 
+function cudaComputeCapability(): number {
+  if (!hasCuda) return 0;
+  const d = Device.open({ backend: "cuda" });
+  const cc = d.computeCapability;
+  d.dispose();
+  return cc;
+}
+
+function cudaWithPath(path: KernelPath): () => Device {
+  return () => {
+    const d = Device.open({ backend: "cuda" });
+    d.setKernelPath(path);
+    return d;
+  };
+}
+
+const cc = cudaComputeCapability();
+
+/** Every backend and, on CUDA, every kernel family forced, so each path passes every test. */
 export const BACKENDS: Backend[] = [
   { label: "cpu backend", enabled: true, open: () => Device.open({ backend: "cpu" }) },
-  { label: "cuda backend (auto kernel path)", enabled: hasCuda, open: () => Device.open({ backend: "cuda" }) },
-  {
-    label: "cuda backend (sm_80 path forced)",
-    enabled: hasCuda,
-    open: () => {
-      const d = Device.open({ backend: "cuda" });
-      d.setKernelPath(80);
-      return d;
-    },
-  },
+  { label: "cuda backend (auto kernel path)", enabled: hasCuda, open: cudaWithPath(0) },
+  { label: "cuda backend (sm_80 path forced)", enabled: hasCuda, open: cudaWithPath(80) },
+  { label: "cuda backend (small-M path forced)", enabled: hasCuda, open: cudaWithPath(1) },
+  { label: "cuda backend (sm_90a path forced)", enabled: cc === 90, open: cudaWithPath(90) },
 ];
 
 /** Runs `body` once per backend inside describe.if(enabled). The device opens in beforeAll. */

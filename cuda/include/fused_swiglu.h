@@ -99,7 +99,10 @@ FSG_API fsg_status fsg_context_synchronize(fsg_context* ctx); /* waits for the c
 FSG_API fsg_status fsg_context_mem_info(const fsg_context* ctx, uint64_t* out_free, uint64_t* out_total);
 /* CPU backend worker threads (0: hardware concurrency). Ignored on CUDA. */
 FSG_API fsg_status fsg_context_set_num_threads(fsg_context* ctx, int32_t threads);
-/* Forces the kernel family on CUDA: 0 auto, 80 the sm_80 mma.sync path. For tests. */
+/* Chooses the kernel family on CUDA, for tests and benchmarks: 0 auto (by device and shape),
+ * 1 the small-M (decode) kernels wherever they apply, 80 always the sm_80 mma.sync kernels,
+ * 90 the sm_90a wgmma kernels wherever they apply (compute capability 9.0 only). Calls a
+ * family cannot take fall back to the sm_80 kernels. Ignored on the CPU backend. */
 FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path);
 
 /* ---- memory (stream-ordered on the current stream) ---- */
@@ -169,6 +172,14 @@ FSG_API fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, co
  * The library's own matmul: the unfused baseline and the building block of linear layers. */
 FSG_API fsg_status fsg_gemm(fsg_context* ctx, const fsg_tensor* a, const fsg_tensor* b, const fsg_tensor* bias,
                             const fsg_tensor* c, int32_t accumulate);
+
+/* Linear layer backward, for c = a·b + bias (fsg_gemm): da = dc·b^T [M, K], db = a^T·dc [K, N]
+ * (any non-overlapping strides, e.g. the nn.Linear [N, K] storage seen transposed), dbias = the
+ * sum of dc over rows [N]. Each output is computed only when non-NULL. flags:
+ * FSG_BACKWARD_ACCUMULATE adds into the outputs. */
+FSG_API fsg_status fsg_linear_backward(fsg_context* ctx, const fsg_tensor* dc, const fsg_tensor* a,
+                                       const fsg_tensor* b, const fsg_tensor* da, const fsg_tensor* db,
+                                       const fsg_tensor* dbias, uint32_t flags);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
-// api_gemm.cpp: fsg_gemm, the library's own matmul (c = a·b + bias, optionally accumulated):
-// the unfused baseline and the building block of linear layers.
+// api_gemm.cpp: fsg_gemm, the library's own matmul (c = a·b + bias, optionally accumulated), and
+// fsg_linear_backward, its gradients: the unfused baseline and the building block of linear layers.
 #include "dispatch.h"
 #include "guard.h"
 #include "tensor_view.h"
@@ -41,6 +41,76 @@ FSG_API fsg_status fsg_gemm(fsg_context* ctx, const fsg_tensor* a, const fsg_ten
     args.a0 = av.mat;
     args.accumulate = accumulate == 1;
     return run(ctx, args);
+  });
+}
+
+}  // extern "C"
+
+extern "C" {
+
+FSG_API fsg_status fsg_linear_backward(fsg_context* ctx, const fsg_tensor* dc, const fsg_tensor* a,
+                                       const fsg_tensor* b, const fsg_tensor* da, const fsg_tensor* db,
+                                       const fsg_tensor* dbias, uint32_t flags) {
+  const Call call{ctx, "fsg_linear_backward"};
+  return guarded(call.fn, [&] {
+    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(bind_device(ctx));
+    if ((flags & ~FSG_BACKWARD_ACCUMULATE) != 0) {
+      set_error("%s: flags: unknown bits 0x%x (only FSG_BACKWARD_ACCUMULATE = 1 is defined)", call.fn,
+                flags & ~FSG_BACKWARD_ACCUMULATE);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    const bool accumulate = (flags & FSG_BACKWARD_ACCUMULATE) != 0;
+    RowsView av, dcv;
+    Mat bm, da_m, db_m;
+    Vec dbias_v;
+    FSG_TRY(view_rows(call, a, "a", &av));
+    FSG_TRY(view_matrix(call, b, "b", &bm));
+    const int64_t K = av.mat.cols, N = bm.cols;
+    FSG_TRY(expect_dim(call, "b", "dim 0 (K, the last dim of a)", bm.rows, K));
+    FSG_TRY(expect_dtype(call, "b", bm.dtype, av.mat.dtype, "a"));
+    FSG_TRY(view_rows(call, dc, "dc", &dcv));
+    FSG_TRY(expect_same_leading(call, "dc", dcv, "a", av));
+    FSG_TRY(expect_dim(call, "dc", "last dim (N, dim 1 of b)", dcv.mat.cols, N));
+    FSG_TRY(expect_dtype(call, "dc", dcv.mat.dtype, av.mat.dtype, "a"));
+    FSG_TRY(view_rows_like(call, da, "da", av, "a", K, "last dim (K)", &da_m));
+    if (db != nullptr) {
+      FSG_TRY(view_matrix(call, db, "db", &db_m));
+      FSG_TRY(expect_dim(call, "db", "dim 0 (K)", db_m.rows, K));
+      FSG_TRY(expect_dim(call, "db", "dim 1 (N)", db_m.cols, N));
+      FSG_TRY(expect_dtype(call, "db", db_m.dtype, av.mat.dtype, "a"));
+    }
+    FSG_TRY(view_optional_vector(call, dbias, "dbias", N, &dbias_v));
+    if (dbias_v.present()) FSG_TRY(expect_dtype(call, "dbias", dbias_v.dtype, av.mat.dtype, "a"));
+    const Named outs[] = {{"da", da_m}, {"db", db_m}, {"dbias", as_mat(dbias_v)}};
+    for (const Named& o : outs) FSG_TRY(expect_writable(call, o.name, o.mat));
+    const Named ins[] = {{"dc", dcv.mat}, {"a", av.mat}, {"b", bm}};
+    FSG_TRY(expect_no_alias(call, outs, ins));
+    if (K == 0 || N == 0) return FSG_OK;
+    const int64_t M = av.mat.rows;
+    if (M == 0) {  // an empty batch: weight and bias grads are zero sums
+      if (accumulate) return FSG_OK;
+      FSG_TRY(zero_fill(ctx, db_m));
+      return zero_fill(ctx, as_mat(dbias_v));
+    }
+    if (da_m.present()) {
+      GemmArgs g;
+      g.a0 = dcv.mat;
+      g.b0 = transposed(bm);
+      g.c = da_m;
+      g.accumulate = accumulate;
+      FSG_TRY(run(ctx, g));
+    }
+    if (db_m.present()) {
+      GemmArgs g;
+      g.a0 = transposed(av.mat);
+      g.b0 = dcv.mat;
+      g.c = db_m;
+      g.accumulate = accumulate;
+      FSG_TRY(run(ctx, g));
+    }
+    if (dbias_v.present()) FSG_TRY(run(ctx, ColumnSumArgs{dcv.mat, dbias_v, accumulate}));
+    return FSG_OK;
   });
 }
 

@@ -12,9 +12,8 @@
 
 #include "fused_swiglu.h"
 
-#ifdef __CUDACC__
-#include <cuda_runtime.h>
-#endif
+// cudaStream_t is CUstream_st*; declared here so CPU-only files need no CUDA headers.
+struct CUstream_st;
 
 namespace fsg {
 
@@ -96,14 +95,11 @@ struct ColumnSumArgs {
 // Thread-local error message (defined in api.cpp). printf-style; never prints.
 void set_error(const char* fmt, ...);
 
-// ---- CUDA backend (cuda/src/*.cu). `kernel_path`: 0 auto, 80 force the sm_80 path. ----
-#ifdef __CUDACC__
-using Stream = cudaStream_t;
-#else
-using Stream = struct CUstream_st*;
-#endif
-fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path);
-fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path);
+// ---- CUDA backend (cuda/src/*.cu). `kernel_path` is the context's (see kernels.h) and `cc`
+// the device's compute capability (major*10 + minor). ----
+using Stream = ::CUstream_st*;
+fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path, int cc);
+fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path, int cc);
 fsg_status cuda_glu_forward(const GluForwardArgs& a, Stream s);
 fsg_status cuda_glu_backward(const GluBackwardArgs& a, Stream s);
 fsg_status cuda_column_sum(const ColumnSumArgs& a, Stream s);

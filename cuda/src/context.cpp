@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "guard.h"
+#include "kernels.h"
 
 namespace fsg {
 
@@ -204,8 +205,14 @@ FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path) {
   const char* fn = "fsg_context_set_kernel_path";
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
-    if (path != 0 && path != 80) {
-      set_error("%s: path: expected 0 (auto) or 80 (sm_80 mma.sync kernels), got %d", fn, path);
+    if (path != kPathAuto && path != kPathSmallM && path != kPathSm80 && path != kPathSm90) {
+      set_error("%s: path: expected 0 (auto), 1 (small-M kernels), 80 (sm_80 mma.sync) or 90 (sm_90a wgmma), got %d",
+                fn, path);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    if (path == kPathSm90 && is_cuda(ctx) && ctx->compute_capability != 90) {
+      set_error("%s: path 90 needs a compute capability 9.0 GPU (H100/H200); this device is %d.%d", fn,
+                ctx->compute_capability / 10, ctx->compute_capability % 10);
       return FSG_ERR_INVALID_ARGUMENT;
     }
     ctx->kernel_path = path;

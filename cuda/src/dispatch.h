@@ -7,10 +7,10 @@ namespace fsg {
 inline bool on_cuda(const fsg_context* ctx) { return ctx->backend == FSG_BACKEND_CUDA; }
 
 inline fsg_status run(const fsg_context* ctx, const DualGemmArgs& a) {
-  return on_cuda(ctx) ? cuda_dual_gemm(a, ctx->stream, ctx->kernel_path) : cpu_dual_gemm(a, ctx->threads);
+  return on_cuda(ctx) ? cuda_dual_gemm(a, ctx->stream, ctx->kernel_path, ctx->compute_capability) : cpu_dual_gemm(a, ctx->threads);
 }
 inline fsg_status run(const fsg_context* ctx, const GemmArgs& a) {
-  return on_cuda(ctx) ? cuda_gemm(a, ctx->stream, ctx->kernel_path) : cpu_gemm(a, ctx->threads);
+  return on_cuda(ctx) ? cuda_gemm(a, ctx->stream, ctx->kernel_path, ctx->compute_capability) : cpu_gemm(a, ctx->threads);
 }
 inline fsg_status run(const fsg_context* ctx, const GluForwardArgs& a) {
   return on_cuda(ctx) ? cuda_glu_forward(a, ctx->stream) : cpu_glu_forward(a, ctx->threads);

@@ -1,4 +1,4 @@
-// dual_gemm_sm80.cu: fsg::cuda_dual_gemm, the fused SwiGLU dual GEMM for sm_80 and newer.
+// dual_gemm_sm80.cu: fsg::cuda_dual_gemm_sm80, the fused SwiGLU dual GEMM for sm_80 and newer.
 //
 // One launch: each block loads an x tile (128 rows) once and gate + up weight tiles (64 columns
 // each) beside it, accumulates A = x·Wg and B = x·Wu in fp32 (mma_tile.cuh), then runs the
@@ -11,6 +11,7 @@
 
 #include "activation_math.h"
 #include "backend.h"
+#include "kernels.h"
 #include "kernel_util.cuh"
 #include "mma_tile.cuh"
 
@@ -132,8 +133,7 @@ fsg_status run(const DualGemmArgs& a, cudaStream_t s) {
 
 }  // namespace
 
-fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path) {
-  (void)kernel_path;  // only the sm_80 path exists so far
+fsg_status cuda_dual_gemm_sm80(const DualGemmArgs& a, Stream s) {
   switch (a.x.dtype) {
     case DType::F32: return run<DType::F32>(a, s);
     case DType::F16: return run<DType::F16>(a, s);

@@ -1,4 +1,4 @@
-// gemm_sm80.cu: fsg::cuda_gemm, C = A0·B0 (+ A1·B1) (+ bias) (+ C) for sm_80 and newer.
+// gemm_sm80.cu: fsg::cuda_gemm_sm80, C = A0·B0 (+ A1·B1) (+ bias) (+ C) for sm_80 and newer.
 //
 // The same tensor-core main loop as the dual GEMM (mma_tile.cuh) with one 128-column B source;
 // the optional second product (its own K) continues the K-tile sequence into the same fp32
@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include "backend.h"
+#include "kernels.h"
 #include "kernel_util.cuh"
 #include "mma_tile.cuh"
 
@@ -106,8 +107,7 @@ fsg_status run(const GemmArgs& a, cudaStream_t s) {
 
 }  // namespace
 
-fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path) {
-  (void)kernel_path;  // only the sm_80 path exists so far
+fsg_status cuda_gemm_sm80(const GemmArgs& a, Stream s) {
   switch (a.c.dtype) {
     case DType::F32: return run<DType::F32>(a, s);
     case DType::F16: return run<DType::F16>(a, s);

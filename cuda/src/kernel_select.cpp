@@ -1,0 +1,34 @@
+// kernel_select.cpp: cuda_dual_gemm / cuda_gemm pick a kernel family (see kernels.h) from the
+// context's kernel path, the device's compute capability and the call's shape.
+#include "kernels.h"
+
+namespace fsg {
+
+namespace {
+// sm_90a code runs on compute capability 9.0 exactly.
+bool is_hopper(int cc) { return cc == 90; }
+}  // namespace
+
+fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path, int cc) {
+  bool handled = false;
+  if (kernel_path == kPathAuto || kernel_path == kPathSmallM) {
+    fsg_status st = cuda_dual_gemm_small_m(a, s, kernel_path == kPathSmallM, &handled);
+    if (handled || st != FSG_OK) return st;
+  }
+  if ((kernel_path == kPathAuto || kernel_path == kPathSm90) && is_hopper(cc)) {
+    fsg_status st = cuda_dual_gemm_sm90(a, s, kernel_path == kPathSm90, &handled);
+    if (handled || st != FSG_OK) return st;
+  }
+  return cuda_dual_gemm_sm80(a, s);
+}
+
+fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path, int cc) {
+  bool handled = false;
+  if ((kernel_path == kPathAuto || kernel_path == kPathSm90) && is_hopper(cc)) {
+    fsg_status st = cuda_gemm_sm90(a, s, kernel_path == kPathSm90, &handled);
+    if (handled || st != FSG_OK) return st;
+  }
+  return cuda_gemm_sm80(a, s);
+}
+
+}  // namespace fsg
