@@ -72,7 +72,13 @@ export interface FusedBackwardArgs {
   dbUp?: Tensor | null;
   /** Add into the outputs instead of overwriting them. */
   accumulate?: boolean;
-  /** Override the workspace (tests): bytes to allocate and to declare. */
+  /**
+   * Scratch of at least backwardWorkspaceSize(x, N) bytes to reuse across calls (training loops,
+   * timed loops): `new Storage(device, bytes)`, retain() it, release() it when done. Allocated and
+   * freed (stream-ordered) per call when absent.
+   */
+  workspace?: Storage | null;
+  /** Override the workspace size declared to the library (tests). */
   workspaceBytes?: number;
 }
 
@@ -89,9 +95,11 @@ export function backwardWorkspaceSize(x: Tensor, n: number): number {
 export function fusedSwigluBackward(dz: Tensor, x: Tensor, wGate: Tensor, wUp: Tensor, a: FusedBackwardArgs): void {
   const device = deviceOf(x, "x");
   wGate.assertLive("wGate");
-  const bytes = a.workspaceBytes ?? backwardWorkspaceSize(x, lastDim(wGate));
-  const workspace = bytes > 0 ? new Storage(device, bytes) : null;
-  workspace?.retain();
+  if (a.workspace?.freed) fail("FSG_ERR_INVALID_ARGUMENT", "workspace: the storage was already freed");
+  const bytes = a.workspaceBytes ?? (a.workspace ? a.workspace.bytes : backwardWorkspaceSize(x, lastDim(wGate)));
+  const owned = a.workspace ? null : bytes > 0 ? new Storage(device, bytes) : null;
+  const workspace = a.workspace ?? owned;
+  owned?.retain();
   try {
     check(
       lib.fsg_swiglu_backward(device.handle, addr(dz, "dz"), addr(x, "x"), addr(wGate, "wGate"), addr(wUp, "wUp"),
@@ -101,7 +109,7 @@ export function fusedSwigluBackward(dz: Tensor, x: Tensor, wGate: Tensor, wUp: T
       "fsg_swiglu_backward",
     );
   } finally {
-    workspace?.release(); // stream-ordered: freed after the kernels that use it
+    owned?.release(); // stream-ordered: freed after the kernels that use it
   }
 }
 

@@ -6,8 +6,8 @@ import type { Device } from "../src/device.ts";
 import type { DType } from "../src/dtype.ts";
 import { weightGradsLike } from "../src/function.ts";
 import { disposeWeights, LAYOUTS, type Layout } from "../src/layouts.ts";
-import { fusedSwiglu, fusedSwigluBackward } from "../src/ops.ts";
-import { Tensor } from "../src/tensor.ts";
+import { backwardWorkspaceSize, fusedSwiglu, fusedSwigluBackward } from "../src/ops.ts";
+import { Storage, Tensor } from "../src/tensor.ts";
 import { disposeAll, DTYPE_LIST, f64, forEachBackend, poison, randn, randomWeights, RTOL } from "./helpers.ts";
 import { swigluBackwardRef, swigluBackwardScaleRef } from "./reference.ts";
 
@@ -126,6 +126,30 @@ forEachBackend("fused backward", (device) => {
         });
       });
     }
+    test(`${dtype}: a caller-provided workspace, reused across calls, gives the allocating path's result`, () => {
+      const dev = device();
+      const [M, K, N] = [45, 37, 29];
+      const x = randn([M, K], dtype, dev);
+      const dz = randn([M, N], dtype, dev);
+      const w = randomWeights("separate", K, N, dtype, dev);
+      const workspace = new Storage(dev, backwardWorkspaceSize(x, N));
+      workspace.retain();
+      const grads = () => [Tensor.empty([M, K], dtype, { device: dev }), Tensor.empty([K, N], dtype, { device: dev })];
+      const [dxRef, dwRef] = grads();
+      fusedSwigluBackward(dz, x, w.gate, w.up, { dx: dxRef, dwGate: dwRef });
+      for (let round = 0; round < 2; round++) {
+        const [dx, dw] = grads().map(poison);
+        fusedSwigluBackward(dz, x, w.gate, w.up, { dx, dwGate: dw, workspace });
+        expect(Array.from(dx!.toRaw())).toEqual(Array.from(dxRef!.toRaw()));
+        expect(Array.from(dw!.toRaw())).toEqual(Array.from(dwRef!.toRaw()));
+        disposeAll(dx, dw);
+      }
+      workspace.release();
+      expect(() => fusedSwigluBackward(dz, x, w.gate, w.up, { dx: dxRef, workspace })).toThrow(/workspace/);
+      disposeAll(x, dz, dxRef, dwRef);
+      disposeWeights(w);
+    });
+
     test(`${dtype}: rank-3 x [B, S, K], both modes`, () => {
       for (const mode of ["stored", "recompute"] as const) {
         checkBackward(device(), { layout: "packed", dtype, mode, subset: "all", bias: true, lead: [2, 3, 11], K: 29, N: 31 });

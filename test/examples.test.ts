@@ -18,6 +18,13 @@ describe("examples", () => {
     expect(exitCode).toBe(0);
   });
 
+  test("the README's quick start runs", () => {
+    const { exitCode, output } = runBun(["examples/quickstart.ts", "--small"]);
+    expect(output).toContain("grads: wGate, wUp, bGate, bUp");
+    expect(output).toContain("recompute-mode grads: dx, dwGate, dwUp, dbGate, dbUp");
+    expect(exitCode).toBe(0);
+  });
+
   test("the benchmark harness runs end to end (--cpu-smoke)", () => {
     const { exitCode, output } = runBun(["bench/bench.ts", "--cpu-smoke"]);
     if (exitCode !== 0) console.error(output);
