@@ -55,12 +55,8 @@ FSG_API fsg_status fsg_linear_backward(fsg_context* ctx, const fsg_tensor* dc, c
   return guarded(call.fn, [&] {
     FSG_TRY(require(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
-    if ((flags & ~FSG_BACKWARD_ACCUMULATE) != 0) {
-      set_error("%s: flags: unknown bits 0x%x (only FSG_BACKWARD_ACCUMULATE = 1 is defined)", call.fn,
-                flags & ~FSG_BACKWARD_ACCUMULATE);
-      return FSG_ERR_INVALID_ARGUMENT;
-    }
-    const bool accumulate = (flags & FSG_BACKWARD_ACCUMULATE) != 0;
+    bool accumulate = false;
+    FSG_TRY(parse_backward_flags(call, flags, &accumulate));
     RowsView av, dcv;
     Mat bm, da_m, db_m;
     Vec dbias_v;
@@ -74,12 +70,7 @@ FSG_API fsg_status fsg_linear_backward(fsg_context* ctx, const fsg_tensor* dc, c
     FSG_TRY(expect_dim(call, "dc", "last dim (N, dim 1 of b)", dcv.mat.cols, N));
     FSG_TRY(expect_dtype(call, "dc", dcv.mat.dtype, av.mat.dtype, "a"));
     FSG_TRY(view_rows_like(call, da, "da", av, "a", K, "last dim (K)", &da_m));
-    if (db != nullptr) {
-      FSG_TRY(view_matrix(call, db, "db", &db_m));
-      FSG_TRY(expect_dim(call, "db", "dim 0 (K)", db_m.rows, K));
-      FSG_TRY(expect_dim(call, "db", "dim 1 (N)", db_m.cols, N));
-      FSG_TRY(expect_dtype(call, "db", db_m.dtype, av.mat.dtype, "a"));
-    }
+    FSG_TRY(view_matrix_grad(call, db, "db", K, N, av.mat.dtype, "a", &db_m));
     FSG_TRY(view_optional_vector(call, dbias, "dbias", N, &dbias_v));
     if (dbias_v.present()) FSG_TRY(expect_dtype(call, "dbias", dbias_v.dtype, av.mat.dtype, "a"));
     const Named outs[] = {{"da", da_m}, {"db", db_m}, {"dbias", as_mat(dbias_v)}};
@@ -93,22 +84,8 @@ FSG_API fsg_status fsg_linear_backward(fsg_context* ctx, const fsg_tensor* dc, c
       FSG_TRY(zero_fill(ctx, db_m));
       return zero_fill(ctx, as_mat(dbias_v));
     }
-    if (da_m.present()) {
-      GemmArgs g;
-      g.a0 = dcv.mat;
-      g.b0 = transposed(bm);
-      g.c = da_m;
-      g.accumulate = accumulate;
-      FSG_TRY(run(ctx, g));
-    }
-    if (db_m.present()) {
-      GemmArgs g;
-      g.a0 = transposed(av.mat);
-      g.b0 = dcv.mat;
-      g.c = db_m;
-      g.accumulate = accumulate;
-      FSG_TRY(run(ctx, g));
-    }
+    if (da_m.present()) FSG_TRY(run(ctx, product(dcv.mat, transposed(bm), da_m, accumulate)));
+    if (db_m.present()) FSG_TRY(run(ctx, product(transposed(av.mat), dcv.mat, db_m, accumulate)));
     if (dbias_v.present()) FSG_TRY(run(ctx, ColumnSumArgs{dcv.mat, dbias_v, accumulate}));
     return FSG_OK;
   });

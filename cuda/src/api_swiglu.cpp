@@ -108,12 +108,8 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
   return guarded(call.fn, [&] {
     FSG_TRY(require(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
-    if ((flags & ~FSG_BACKWARD_ACCUMULATE) != 0) {
-      set_error("%s: flags: unknown bits 0x%x (only FSG_BACKWARD_ACCUMULATE = 1 is defined)", call.fn,
-                flags & ~FSG_BACKWARD_ACCUMULATE);
-      return FSG_ERR_INVALID_ARGUMENT;
-    }
-    const bool accumulate = (flags & FSG_BACKWARD_ACCUMULATE) != 0;
+    bool accumulate = false;
+    FSG_TRY(parse_backward_flags(call, flags, &accumulate));
     RowsView xv, dzv;
     Params p;
     FSG_TRY(view_rows(call, x, "x", &xv));
@@ -134,18 +130,8 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
     Mat dx_mat, dwg, dwu;
     Vec dbg, dbu;
     FSG_TRY(view_rows_like(call, dx, "dx", xv, "x", p.K, "last dim (K)", &dx_mat));
-    if (dw_gate) {
-      FSG_TRY(view_matrix(call, dw_gate, "dw_gate", &dwg));
-      FSG_TRY(expect_dim(call, "dw_gate", "dim 0 (K)", dwg.rows, p.K));
-      FSG_TRY(expect_dim(call, "dw_gate", "dim 1 (N)", dwg.cols, p.N));
-      FSG_TRY(expect_dtype(call, "dw_gate", dwg.dtype, xv.mat.dtype, "x"));
-    }
-    if (dw_up) {
-      FSG_TRY(view_matrix(call, dw_up, "dw_up", &dwu));
-      FSG_TRY(expect_dim(call, "dw_up", "dim 0 (K)", dwu.rows, p.K));
-      FSG_TRY(expect_dim(call, "dw_up", "dim 1 (N)", dwu.cols, p.N));
-      FSG_TRY(expect_dtype(call, "dw_up", dwu.dtype, xv.mat.dtype, "x"));
-    }
+    FSG_TRY(view_matrix_grad(call, dw_gate, "dw_gate", p.K, p.N, xv.mat.dtype, "x", &dwg));
+    FSG_TRY(view_matrix_grad(call, dw_up, "dw_up", p.K, p.N, xv.mat.dtype, "x", &dwu));
     FSG_TRY(view_optional_vector(call, db_gate, "db_gate", p.N, &dbg));
     FSG_TRY(view_optional_vector(call, db_up, "db_up", p.N, &dbu));
     if (dbg.present()) FSG_TRY(expect_dtype(call, "db_gate", dbg.dtype, xv.mat.dtype, "x"));
@@ -212,23 +198,8 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
       g.accumulate = accumulate;
       FSG_TRY(run(ctx, g));
     }
-    const Mat xt = transposed(xv.mat);
-    if (dwg.present()) {
-      GemmArgs g;
-      g.a0 = xt;
-      g.b0 = dA;
-      g.c = dwg;
-      g.accumulate = accumulate;
-      FSG_TRY(run(ctx, g));
-    }
-    if (dwu.present()) {
-      GemmArgs g;
-      g.a0 = xt;
-      g.b0 = dB;
-      g.c = dwu;
-      g.accumulate = accumulate;
-      FSG_TRY(run(ctx, g));
-    }
+    if (dwg.present()) FSG_TRY(run(ctx, product(transposed(xv.mat), dA, dwg, accumulate)));
+    if (dwu.present()) FSG_TRY(run(ctx, product(transposed(xv.mat), dB, dwu, accumulate)));
     return FSG_OK;
   });
 }

@@ -22,6 +22,16 @@ inline fsg_status run(const fsg_context* ctx, const ColumnSumArgs& a) {
   return on_cuda(ctx) ? cuda_column_sum(a, ctx->stream) : cpu_column_sum(a, ctx->threads);
 }
 
+// c (+)= a·b: the single-product GEMM of the backward passes.
+inline GemmArgs product(const Mat& a, const Mat& b, const Mat& c, bool accumulate) {
+  GemmArgs g;
+  g.a0 = a;
+  g.b0 = b;
+  g.c = c;
+  g.accumulate = accumulate;
+  return g;
+}
+
 // Writes zeros into every element of a strided view (gradients of an empty batch).
 fsg_status zero_fill(const fsg_context* ctx, const Mat& m);
 

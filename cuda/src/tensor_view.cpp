@@ -306,6 +306,26 @@ fsg_status view_rows_like(const Call& call, const fsg_tensor* t, const char* nam
   return FSG_OK;
 }
 
+fsg_status view_matrix_grad(const Call& call, const fsg_tensor* t, const char* name, int64_t K, int64_t N,
+                            DType dtype, const char* dtype_from, Mat* out) {
+  *out = Mat{};
+  if (t == nullptr) return FSG_OK;
+  FSG_TRY(view_matrix(call, t, name, out));
+  FSG_TRY(expect_dim(call, name, "dim 0 (K)", out->rows, K));
+  FSG_TRY(expect_dim(call, name, "dim 1 (N)", out->cols, N));
+  return expect_dtype(call, name, out->dtype, dtype, dtype_from);
+}
+
+fsg_status parse_backward_flags(const Call& call, uint32_t flags, bool* accumulate) {
+  if ((flags & ~FSG_BACKWARD_ACCUMULATE) != 0) {
+    set_error("%s: flags: unknown bits 0x%x (only FSG_BACKWARD_ACCUMULATE = 1 is defined)", call.fn,
+              flags & ~FSG_BACKWARD_ACCUMULATE);
+    return FSG_ERR_INVALID_ARGUMENT;
+  }
+  *accumulate = (flags & FSG_BACKWARD_ACCUMULATE) != 0;
+  return FSG_OK;
+}
+
 Mat as_mat(const Vec& v) { return Mat{v.data, 1, v.n, 0, v.stride, v.dtype}; }
 
 Mat transposed(const Mat& m) { return Mat{m.data, m.cols, m.rows, m.cs, m.rs, m.dtype}; }

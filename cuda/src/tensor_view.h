@@ -73,6 +73,13 @@ fsg_status expect_no_alias(const Call& call, const Named (&outs)[NO], const Name
   return FSG_OK;
 }
 
+// An optional [K, N] gradient output for a [K, N] operand (any non-overlapping strides).
+fsg_status view_matrix_grad(const Call& call, const fsg_tensor* t, const char* name, int64_t K, int64_t N,
+                            DType dtype, const char* dtype_from, Mat* out);
+
+// The backward's flags word: only FSG_BACKWARD_ACCUMULATE is defined.
+fsg_status parse_backward_flags(const Call& call, uint32_t flags, bool* accumulate);
+
 // Views of vectors as 1-row matrices, so one overlap test serves both.
 Mat as_mat(const Vec& v);
 // The transposed view (no copy).
