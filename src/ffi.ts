@@ -112,6 +112,10 @@ const symbols = {
   // fsg_status fsg_gemm(fsg_context* ctx, const fsg_tensor* a, const fsg_tensor* b,
   //   const fsg_tensor* bias, const fsg_tensor* c, int32_t accumulate)
   fsg_gemm: { args: [u64, u64, u64, u64, u64, i32], returns: i32 },
+  // fsg_status fsg_linear_backward(fsg_context* ctx, const fsg_tensor* dc, const fsg_tensor* a,
+  //   const fsg_tensor* b, const fsg_tensor* da, const fsg_tensor* db, const fsg_tensor* dbias,
+  //   uint32_t flags)
+  fsg_linear_backward: { args: [u64, u64, u64, u64, u64, u64, u64, "u32"], returns: i32 },
 } as const satisfies Record<string, FFIFunction>;
 
 /** A status-returning native call; every pointer is a BigInt (0n for NULL). */
@@ -161,6 +165,9 @@ export interface Native {
   fsg_glu_forward: StatusFn<5>;
   fsg_glu_backward: StatusFn<8>;
   fsg_gemm(ctx: bigint, a: bigint, b: bigint, bias: bigint, c: bigint, accumulate: number): number;
+  fsg_linear_backward(
+    ctx: bigint, dc: bigint, a: bigint, b: bigint, da: bigint, db: bigint, dbias: bigint, flags: number,
+  ): number;
 }
 
 /** Host address of a typed array as the BigInt the `u64` arguments take. Keep `a` referenced. */

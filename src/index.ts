@@ -18,3 +18,7 @@ export {
   type SaveMode, type SwiGLUForwardOptions, type SwiGLUBackwardOptions, type SwiGLUGrads,
 } from "./function.ts";
 export { SwiGLU, type SwiGLUOptions, type SwiGLULayerGrads } from "./layer.ts";
+export {
+  linear, linearBackward, linearGrads, Linear,
+  type LinearOptions, type LinearGrads, type LinearBackwardArgs, type LinearGradOptions, type LinearLayerOptions, type LinearLayerGrads,
+} from "./linear.ts";
