@@ -22,3 +22,14 @@ export {
   linear, linearBackward, linearGrads, Linear,
   type LinearOptions, type LinearGrads, type LinearBackwardArgs, type LinearGradOptions, type LinearLayerOptions, type LinearLayerGrads,
 } from "./linear.ts";
+export { encode as encodeElements, decode as decodeElements } from "./dtype.ts";
+export {
+  eventDone, streamDone, deviceDone, uploadAsync, toRawAsync, toFloat32Async, pollUntil, pendingHostBuffers,
+  type WaitOptions, type RawElements,
+} from "./async.ts";
+export { SwiGLUMLP, type SwiGLUMLPWeights, type SwiGLUMLPOptions, type RandomMLPOptions, type MLPForwardOptions } from "./mlp.ts";
+export {
+  SafetensorsError, parseSafetensors, openSafetensors, entryOf, loadTensor, loadSwiGLUMLP, encodeSafetensors, writeSafetensors,
+  MAX_HEADER_BYTES, type SafetensorsFile, type SafetensorsEntry, type SafetensorsDType, type LoadTensorOptions,
+  type LoadMLPOptions, type TensorToWrite,
+} from "./safetensors.ts";
