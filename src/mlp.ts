@@ -12,7 +12,7 @@ import { check, fail } from "./errors.ts";
 import { lib } from "./ffi.ts";
 import { weightsIn, type Layout } from "./layouts.ts";
 import { fusedSwiglu, matmul } from "./ops.ts";
-import { Tensor, type DType } from "./tensor.ts";
+import { mulberry32, Tensor, type DType } from "./tensor.ts";
 
 export interface SwiGLUMLPWeights {
   /** [K, N] view. */
@@ -89,23 +89,25 @@ export class SwiGLUMLP {
     this.#owned = options.owned ?? [];
   }
 
-  /** A block with random weights (N(0, 1/K) for gate/up, N(0, 1/N) for down), for demos and load tests. */
+  /** A block with random weights (uniform, variance 1/K for gate/up and 1/N for down), for demos and load tests. */
   static random(options: RandomMLPOptions): SwiGLUMLP {
     const { K, N } = options;
     const dtype = options.dtype ?? "float32";
-    const seed = options.seed ?? 1;
+    const rand = mulberry32(options.seed ?? 1);
+    const uniform = (n: number, variance: number): Float32Array => {
+      const a = Math.sqrt(3 * variance);
+      const v = new Float32Array(n);
+      for (let i = 0; i < n; i++) v[i] = (2 * rand() - 1) * a;
+      return v;
+    };
     const w = weightsIn(options.layout ?? "linear", K, N, { dtype, device: options.device });
     const owned: Tensor[] = [w.gate, w.up, w.storage];
     if (w.storage2) owned.push(w.storage2);
     try {
-      const fill = (t: Tensor, s: number, scale: number): void => {
-        using r = Tensor.randn(t.shape, dtype, { device: t.device, seed: s, scale });
-        t.writeRaw(r.toRaw());
-      };
-      fill(w.storage, seed, 1 / Math.sqrt(K));
-      if (w.storage2) fill(w.storage2, seed + 1, 1 / Math.sqrt(K));
+      w.storage.writeFloat32(uniform(w.storage.numel, 1 / K));
+      w.storage2?.writeFloat32(uniform(w.storage2.numel, 1 / K));
       // down_proj.weight in nn.Linear storage [K, N], used as the [N, K] view.
-      const downStorage = Tensor.randn([K, N], dtype, { device: w.storage.device, seed: seed + 2, scale: 1 / Math.sqrt(N) });
+      const downStorage = Tensor.fromFloat32(uniform(K * N, 1 / N), [K, N], dtype, { device: w.storage.device });
       owned.push(downStorage);
       const down = downStorage.t();
       owned.push(down);
