@@ -41,8 +41,6 @@ export interface ServerOptions {
   streams?: number;
   /** GET /health?gc=1 runs a full garbage collection first (load tests). */
   allowGc?: boolean;
-  /** Print nothing. */
-  quiet?: boolean;
 }
 
 export interface ServerStats {
