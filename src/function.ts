@@ -1,6 +1,7 @@
 // function.ts: SwiGLUFunction, an autograd-style pair forward/backward over the fused ops.
 // The context holds its own references (views) to what backward needs, so callers may dispose
 // their tensors after forward; ctx.dispose() (or backward with `release`) lets them go.
+import type { GluActivation } from "./activation.ts";
 import { fail } from "./errors.ts";
 import { fusedSwiglu, fusedSwigluBackward } from "./ops.ts";
 import { emptyLikeLayout, Storage, Tensor } from "./tensor.ts";
@@ -16,6 +17,8 @@ export interface SwiGLUForwardOptions {
    */
   saveForBackward?: SaveMode;
   out?: Tensor;
+  /** A GLU variant instead of SwiGLU (see activation.ts); backward uses the same. */
+  activation?: GluActivation | null;
 }
 
 export interface SwiGLUGrads {
@@ -49,11 +52,13 @@ export class SwiGLUContext {
   bUp: Tensor | null = null;
   aSaved: Tensor | null = null;
   bSaved: Tensor | null = null;
+  activation: GluActivation | null = null;
 
   /** Releases every saved tensor. Safe to call more than once. */
   dispose(): void {
     for (const t of [this.x, this.wGate, this.wUp, this.bGate, this.bUp, this.aSaved, this.bSaved]) t?.dispose();
     this.x = this.wGate = this.wUp = this.bGate = this.bUp = this.aSaved = this.bSaved = null;
+    this.activation = null;
     this.saved = false;
   }
 
@@ -99,7 +104,7 @@ export const SwiGLUFunction = {
     }
     let z: Tensor;
     try {
-      z = fusedSwiglu(x, wGate, wUp, { bGate, bUp, out: options.out, aOut: aSaved, bOut: bSaved });
+      z = fusedSwiglu(x, wGate, wUp, { bGate, bUp, out: options.out, aOut: aSaved, bOut: bSaved, activation: options.activation });
     } catch (e) {
       aSaved?.dispose();
       bSaved?.dispose();
@@ -114,6 +119,7 @@ export const SwiGLUFunction = {
       ctx.bUp = bUp?.view() ?? null;
       ctx.aSaved = aSaved;
       ctx.bSaved = bSaved;
+      ctx.activation = options.activation ?? null;
     }
     return z;
   },
@@ -161,6 +167,7 @@ export const SwiGLUFunction = {
         bSaved: ctx.saved === "preactivations" ? ctx.bSaved : null,
         ...grads,
         accumulate,
+        activation: ctx.activation,
       });
     } catch (e) {
       for (const t of fresh) t.dispose();

@@ -1,6 +1,9 @@
 // fused-swiglu: the public API.
 export { FusedSwiGLUError, Status, statusName, type StatusCode } from "./errors.ts";
 export { libraryPath, ABI_VERSION } from "./ffi.ts";
+export {
+  GPT_OSS, GEGLU, GEGLU_TANH, REGLU, BILINEAR, resolveActivation, type ActivationKind, type GluActivation,
+} from "./activation.ts";
 export { Device, Stream, Event, defaultDevice, hasCuda, cudaDeviceCount, type Backend, type DeviceOptions, type KernelPath } from "./device.ts";
 export { Tensor, Storage, contiguousStrides, type TensorOptions } from "./tensor.ts";
 export { f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits, f16BitsToF32, roundTo, type DType } from "./dtype.ts";

@@ -2,6 +2,7 @@
 // initialized like nn.Linear: uniform(-1/sqrt(in), 1/sqrt(in)) for weights and biases.
 // Gradients accumulate across backward calls until zeroGrad(), as in PyTorch.
 import { defaultDevice, type Device } from "./device.ts";
+import type { GluActivation } from "./activation.ts";
 import type { DType } from "./dtype.ts";
 import { fail } from "./errors.ts";
 import { SwiGLUContext, SwiGLUFunction, type SaveMode, type SwiGLUGrads } from "./function.ts";
@@ -20,6 +21,8 @@ export interface SwiGLUOptions {
   device?: Device;
   /** PRNG seed of the initialization (default 0). */
   seed?: number;
+  /** A GLU variant instead of SwiGLU: GEGLU, ReGLU, bilinear, gpt-oss clamps (see activation.ts). */
+  activation?: GluActivation;
 }
 
 export interface SwiGLULayerGrads {
@@ -38,6 +41,7 @@ export class SwiGLU {
   readonly weights: WeightViews;
   readonly bGate: Tensor | null;
   readonly bUp: Tensor | null;
+  readonly activation: GluActivation | null;
   /** Accumulated gradients (null until the first backward, and after zeroGrad()). */
   grads: SwiGLULayerGrads | null = null;
   #ctx = new SwiGLUContext();
@@ -51,6 +55,7 @@ export class SwiGLU {
     this.hiddenFeatures = N;
     this.dtype = options.dtype ?? "float32";
     this.layout = options.layout ?? "separate";
+    this.activation = options.activation ?? null;
     this.device = options.device ?? defaultDevice();
     const bound = 1 / Math.sqrt(K);
     const rand = mulberry32(options.seed ?? 0);
@@ -82,7 +87,7 @@ export class SwiGLU {
   forward(x: Tensor, options: { saveForBackward?: SaveMode } = {}): Tensor {
     this.#assertLive();
     return SwiGLUFunction.forward(this.#ctx, x, this.wGate, this.wUp, {
-      bGate: this.bGate, bUp: this.bUp, saveForBackward: options.saveForBackward,
+      bGate: this.bGate, bUp: this.bUp, saveForBackward: options.saveForBackward, activation: this.activation,
     });
   }
 

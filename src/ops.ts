@@ -1,5 +1,6 @@
 // ops.ts: the functional API, one native call each (validation is the C layer's job; here we
 // only allocate outputs, build descriptors and turn statuses into exceptions).
+import { encodeActivation, type GluActivation } from "./activation.ts";
 import type { Device } from "./device.ts";
 import { check, fail } from "./errors.ts";
 import { hostPtr, lib } from "./ffi.ts";
@@ -40,6 +41,8 @@ export interface FusedForwardOptions {
   /** Also write the pre-activations x·Wg+bg and x·Wu+bu (for the stored-mode backward). */
   aOut?: Tensor | null;
   bOut?: Tensor | null;
+  /** A GLU variant instead of SwiGLU (GEGLU, ReGLU, gpt-oss clamps, scales); see activation.ts. */
+  activation?: GluActivation | null;
 }
 
 /** z = silu(x·Wg + bg) ⊙ (x·Wu + bu), one kernel. x [..., K], w* [K, N] views, z [..., N]. */
@@ -47,11 +50,12 @@ export function fusedSwiglu(x: Tensor, wGate: Tensor, wUp: Tensor, options: Fuse
   const device = deviceOf(x, "x");
   wGate.assertLive("wGate");
   const z = options.out ?? Tensor.empty([...leading(x), lastDim(wGate)], x.dtype, { device });
+  const act = encodeActivation(options.activation);
   return producing([options.out ? null : z], () => {
     check(
       lib.fsg_swiglu_forward(device.handle, addr(x, "x"), addr(wGate, "wGate"), addr(wUp, "wUp"),
         addr(options.bGate, "bGate"), addr(options.bUp, "bUp"), addr(z, "out"),
-        addr(options.aOut, "aOut"), addr(options.bOut, "bOut")),
+        addr(options.aOut, "aOut"), addr(options.bOut, "bOut"), act?.address ?? 0n),
       "fsg_swiglu_forward",
     );
     return z;
@@ -72,6 +76,8 @@ export interface FusedBackwardArgs {
   dbUp?: Tensor | null;
   /** Add into the outputs instead of overwriting them. */
   accumulate?: boolean;
+  /** The GLU variant of the forward (see activation.ts). */
+  activation?: GluActivation | null;
   /**
    * Scratch of at least backwardWorkspaceSize(x, N) bytes to reuse across calls (training loops,
    * timed loops): `new Storage(device, bytes)`, retain() it, release() it when done. Allocated and
@@ -100,12 +106,13 @@ export function fusedSwigluBackward(dz: Tensor, x: Tensor, wGate: Tensor, wUp: T
   const owned = a.workspace ? null : bytes > 0 ? new Storage(device, bytes) : null;
   const workspace = a.workspace ?? owned;
   owned?.retain();
+  const act = encodeActivation(a.activation);
   try {
     check(
       lib.fsg_swiglu_backward(device.handle, addr(dz, "dz"), addr(x, "x"), addr(wGate, "wGate"), addr(wUp, "wUp"),
         addr(a.bGate, "bGate"), addr(a.bUp, "bUp"), addr(a.aSaved, "aSaved"), addr(a.bSaved, "bSaved"),
         addr(a.dx, "dx"), addr(a.dwGate, "dwGate"), addr(a.dwUp, "dwUp"), addr(a.dbGate, "dbGate"),
-        addr(a.dbUp, "dbUp"), a.accumulate ? 1 : 0, workspace?.ptr ?? 0n, BigInt(bytes)),
+        addr(a.dbUp, "dbUp"), a.accumulate ? 1 : 0, workspace?.ptr ?? 0n, BigInt(bytes), act?.address ?? 0n),
       "fsg_swiglu_backward",
     );
   } finally {
@@ -121,15 +128,18 @@ export interface GluOptions {
   /** Token weights [T, 1] (T = rows of y) multiplying the result. */
   weights?: Tensor | null;
   out?: Tensor;
+  /** A GLU variant instead of SwiGLU (see activation.ts). */
+  activation?: GluActivation | null;
 }
 
 /** out = silu(y1 + b1) * (y2 + b2) * weights on packed y [..., 2N]; out [..., N]. */
 export function glu(y: Tensor, options: GluOptions = {}): Tensor {
   const device = deviceOf(y, "y");
   const out = options.out ?? Tensor.empty([...leading(y), Math.floor(lastDim(y) / 2)], y.dtype, { device });
+  const act = encodeActivation(options.activation);
   return producing([options.out ? null : out], () => {
-    check(lib.fsg_glu_forward(device.handle, addr(y, "y"), addr(options.bias, "bias"), addr(options.weights, "weights"), addr(out, "out")),
-      "fsg_glu_forward");
+    check(lib.fsg_glu_forward(device.handle, addr(y, "y"), addr(options.bias, "bias"), addr(options.weights, "weights"), addr(out, "out"),
+      act?.address ?? 0n), "fsg_glu_forward");
     return out;
   });
 }
@@ -161,16 +171,20 @@ export interface GluBackwardResult {
 }
 
 /** Backward of glu/swiglu/biasSwiglu/weightedSwiglu: gradients w.r.t. y, bias and weights. */
-export function swigluBackward(dout: Tensor, y: Tensor, options: { bias?: Tensor | null; weights?: Tensor | null; dy?: Tensor } = {}): GluBackwardResult {
+export function swigluBackward(
+  dout: Tensor, y: Tensor,
+  options: { bias?: Tensor | null; weights?: Tensor | null; dy?: Tensor; activation?: GluActivation | null } = {},
+): GluBackwardResult {
   const device = deviceOf(y, "y");
   const { bias, weights } = options;
+  const act = encodeActivation(options.activation);
   const dy = options.dy ?? Tensor.empty(y.shape, y.dtype, { device });
   const dbias = bias ? Tensor.empty(bias.shape, bias.dtype, { device }) : undefined;
   const dweights = weights ? Tensor.empty(weights.shape, weights.dtype, { device }) : undefined;
   return producing([options.dy ? null : dy, dbias, dweights], () => {
     check(
       lib.fsg_glu_backward(device.handle, addr(dout, "dout"), addr(y, "y"), addr(bias, "bias"), addr(weights, "weights"),
-        addr(dy, "dy"), addr(dweights, "dweights"), addr(dbias, "dbias")),
+        addr(dy, "dy"), addr(dweights, "dweights"), addr(dbias, "dbias"), act?.address ?? 0n),
       "fsg_glu_backward",
     );
     const result: GluBackwardResult = { dy };
@@ -206,7 +220,10 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
  * The unfused baseline: two GEMMs writing the halves of a packed [M, 2N] buffer, then the
  * activation op. Same result as fusedSwiglu; x may be [..., K] when contiguous.
  */
-export function unfusedSwiglu(x: Tensor, wGate: Tensor, wUp: Tensor, options: { bGate?: Tensor | null; bUp?: Tensor | null } = {}): Tensor {
+export function unfusedSwiglu(
+  x: Tensor, wGate: Tensor, wUp: Tensor,
+  options: { bGate?: Tensor | null; bUp?: Tensor | null; activation?: GluActivation | null } = {},
+): Tensor {
   const device = deviceOf(x, "x");
   wGate.assertLive("wGate");
   const K = lastDim(x);
@@ -218,7 +235,7 @@ export function unfusedSwiglu(x: Tensor, wGate: Tensor, wUp: Tensor, options: { 
   try {
     matmul(x2, wGate, { bias: options.bGate ?? null, out: ya });
     matmul(x2, wUp, { bias: options.bUp ?? null, out: yb });
-    const z = swiglu(y);
+    const z = glu(y, { activation: options.activation ?? null });
     if (x.ndim === 2) return z;
     try {
       return z.reshape([...leading(x), N]);

@@ -132,11 +132,43 @@ FSG_API fsg_status fsg_event_elapsed_ms(fsg_context* ctx, fsg_event* start, fsg_
  * All tensors of one call share one dtype (f32, f16, bf16); token weights may also be f32.
  * Accumulation is fp32; SiLU is evaluated in fp32 and is finite for every finite input. */
 
+/* The gated activation: out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale,
+ * for gate pre-activation g and up pre-activation u. Passing NULL means plain SwiGLU, and so do
+ * the defaults below (fsg_glu_params_default). Variants (Shazeer, "GLU Variants Improve
+ * Transformer"; gpt-oss; Falcon-H1):
+ *   SwiGLU  act = x * sigmoid(alpha * x)  (alpha 1; gpt-oss uses 1.702 with limit 7, up_offset 1)
+ *   GEGLU   act = gelu(x), tanh approximation or exact (erf)
+ *   ReGLU   act = max(x, 0)
+ *   bilinear act = x
+ * limit > 0 clamps the gate from above and the up branch to [-limit, limit] (gpt-oss); 0 turns
+ * clamping off. gate_scale and out_scale are Falcon-H1's gate and down multipliers (the down
+ * multiplier commutes with the down projection, so it is applied to the output here). */
+typedef enum fsg_activation {
+  FSG_ACT_SILU = 0,
+  FSG_ACT_GELU_TANH = 1,
+  FSG_ACT_GELU_ERF = 2,
+  FSG_ACT_RELU = 3,
+  FSG_ACT_IDENTITY = 4,
+} fsg_activation;
+
+typedef struct fsg_glu_params {
+  int32_t activation; /* fsg_activation */
+  float alpha;        /* SiLU only: x * sigmoid(alpha * x); 1 by default */
+  float limit;        /* > 0: gate <= limit, -limit <= up <= limit; 0: no clamping */
+  float up_offset;    /* added to the (clamped) up branch; 0 by default, 1 for gpt-oss */
+  float gate_scale;   /* multiplies the gate pre-activation first; 1 by default */
+  float out_scale;    /* multiplies the output; 1 by default */
+} fsg_glu_params;
+
+/* The plain SwiGLU parameters {FSG_ACT_SILU, 1, 0, 0, 1, 1}. */
+FSG_API fsg_glu_params fsg_glu_params_default(void);
+
 /* Fused forward in one kernel launch. a_out/b_out (optional, [..., N]) receive the
  * pre-activations x·Wg+bg and x·Wu+bu for the stored-mode backward. */
 FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, const fsg_tensor* w_gate,
                                       const fsg_tensor* w_up, const fsg_tensor* b_gate, const fsg_tensor* b_up,
-                                      const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out);
+                                      const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out,
+                                      const fsg_glu_params* act);
 
 #define FSG_BACKWARD_ACCUMULATE 1u /* add into dx/dw/db instead of overwriting them */
 
@@ -155,18 +187,18 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
                                        const fsg_tensor* b_up, const fsg_tensor* a_saved, const fsg_tensor* b_saved,
                                        const fsg_tensor* dx, const fsg_tensor* dw_gate, const fsg_tensor* dw_up,
                                        const fsg_tensor* db_gate, const fsg_tensor* db_up, uint32_t flags,
-                                       uint64_t workspace, uint64_t workspace_bytes);
+                                       uint64_t workspace, uint64_t workspace_bytes, const fsg_glu_params* act);
 
 /* Megatron-style activation on packed y [..., 2N] (gate half first):
- *   out = silu(y1 + bias1) * (y2 + bias2) * weights
+ *   out = silu(y1 + bias1) * (y2 + bias2) * weights     (or another `act`, NULL: SwiGLU)
  * bias [2N] and token weights [T, 1] (T = rows of y) are optional; both may be given. */
 FSG_API fsg_status fsg_glu_forward(fsg_context* ctx, const fsg_tensor* y, const fsg_tensor* bias,
-                                   const fsg_tensor* weights, const fsg_tensor* out);
+                                   const fsg_tensor* weights, const fsg_tensor* out, const fsg_glu_params* act);
 /* Its backward: dy [..., 2N] (required), dweights [T, 1] (optional, needs weights), dbias [2N]
  * (optional, needs bias; the sum of dy over rows). Always overwrites. */
 FSG_API fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, const fsg_tensor* y,
                                     const fsg_tensor* bias, const fsg_tensor* weights, const fsg_tensor* dy,
-                                    const fsg_tensor* dweights, const fsg_tensor* dbias);
+                                    const fsg_tensor* dweights, const fsg_tensor* dbias, const fsg_glu_params* act);
 
 /* GEMM with optional bias: c [M, N] = a [M, K] · b [K, N] + bias [N] (+ c when accumulate).
  * The library's own matmul: the unfused baseline and the building block of linear layers. */

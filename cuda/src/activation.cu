@@ -1,7 +1,7 @@
 // activation.cu: the elementwise CUDA kernels.
-//   glu_forward_kernel   out = silu(gate + bg) * (up + bu) * w[row]; grid-stride over rows
-//                        (blockIdx.x) and column blocks (blockIdx.y), columns across threads.
-//   glu_backward_kernel  dgate, dup, and dweights[row] = sum_n dout*silu(g)*u: one block per row,
+//   glu_forward_kernel   out = glu(gate + bg, up + bu) * w[row] (SwiGLU or a variant, activation_math.h);
+//                        grid-stride over rows (blockIdx.x) and column blocks (blockIdx.y).
+//   glu_backward_kernel  dgate, dup, and dweights[row] = sum_n dout*glu(g, u): one block per row,
 //                        a fixed-order block reduction (deterministic, no atomics).
 //   column_sum_kernel    dst[c] (+)= sum_r src(r, c): a block owns 32 columns (one warp wide, so
 //                        reads coalesce along a row) and 16 row phases; each thread sums its
@@ -19,15 +19,15 @@ namespace {
 constexpr int kBlock = 256;
 
 template <class T>
-__global__ void glu_forward_kernel(MatRef gate, MatRef up, VecRef bg, VecRef bu, VecRef w, MatRef out, int64_t m,
-                                   int64_t n) {
+__global__ void glu_forward_kernel(fsg_glu_params act, MatRef gate, MatRef up, VecRef bg, VecRef bu, VecRef w,
+                                   MatRef out, int64_t m, int64_t n) {
   for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
     const float wr = w.load_or(r, 1.f);
     for (int64_t c = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; c < n;
          c += static_cast<int64_t>(gridDim.y) * blockDim.x) {
       const float g = gate.load<T>(r, c) + bg.load_or(c, 0.f);
       const float u = up.load<T>(r, c) + bu.load_or(c, 0.f);
-      out.store<T>(r, c, siluf(g) * u * wr);
+      out.store<T>(r, c, glu_value(act, g, u) * wr);
     }
   }
 }
@@ -47,8 +47,8 @@ __device__ float block_sum(float v) {
 }
 
 template <class T>
-__global__ void glu_backward_kernel(MatRef dout, MatRef gate, MatRef up, VecRef bg, VecRef bu, VecRef w,
-                                    MatRef dgate, MatRef dup, VecRef dw, int64_t m, int64_t n) {
+__global__ void glu_backward_kernel(fsg_glu_params act, MatRef dout, MatRef gate, MatRef up, VecRef bg, VecRef bu,
+                                    VecRef w, MatRef dgate, MatRef dup, VecRef dw, int64_t m, int64_t n) {
   for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
     const float wr = w.load_or(r, 1.f);
     float part = 0.f;
@@ -56,10 +56,11 @@ __global__ void glu_backward_kernel(MatRef dout, MatRef gate, MatRef up, VecRef 
       const float g = gate.load<T>(r, c) + bg.load_or(c, 0.f);
       const float u = up.load<T>(r, c) + bu.load_or(c, 0.f);
       const float d = dout.load<T>(r, c);
-      const float s = siluf(g);
-      dgate.store<T>(r, c, d * wr * u * dsiluf(g));
-      dup.store<T>(r, c, d * wr * s);
-      part += d * s * u;
+      float dg, du;
+      const float value = glu_grads(act, g, u, d * wr, &dg, &du);
+      dgate.store<T>(r, c, dg);
+      dup.store<T>(r, c, du);
+      part += d * value;
     }
     if (dw.p) {  // uniform across the block
       const float total = block_sum(part);
@@ -102,7 +103,7 @@ template <class T>
 fsg_status glu_forward(const GluForwardArgs& a, cudaStream_t s) {
   const int64_t m = a.gate.rows, n = a.gate.cols;
   const dim3 grid(clamp_grid(m, 1u << 30), clamp_grid((n + kBlock - 1) / kBlock, 65535));
-  glu_forward_kernel<T><<<grid, kBlock, 0, s>>>(mat_ref(a.gate), mat_ref(a.up), vec_ref(a.bias_gate),
+  glu_forward_kernel<T><<<grid, kBlock, 0, s>>>(a.act, mat_ref(a.gate), mat_ref(a.up), vec_ref(a.bias_gate),
                                                  vec_ref(a.bias_up), vec_ref(a.weights), mat_ref(a.out), m, n);
   return launch_status("glu_forward_kernel");
 }
@@ -111,7 +112,7 @@ template <class T>
 fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
   const int64_t m = a.gate.rows, n = a.gate.cols;
   glu_backward_kernel<T><<<clamp_grid(m, 1u << 30), kBlock, 0, s>>>(
-      mat_ref(a.dout), mat_ref(a.gate), mat_ref(a.up), vec_ref(a.bias_gate), vec_ref(a.bias_up), vec_ref(a.weights),
+      a.act, mat_ref(a.dout), mat_ref(a.gate), mat_ref(a.up), vec_ref(a.bias_gate), vec_ref(a.bias_up), vec_ref(a.weights),
       mat_ref(a.dgate), mat_ref(a.dup), vec_ref(a.dweights), m, n);
   return launch_status("glu_backward_kernel");
 }

@@ -1,5 +1,5 @@
-// activation_math.h: the SwiGLU scalar math shared by the CUDA kernels and the CPU backend, so
-// both backends round and saturate identically. Always evaluated in fp32.
+// activation_math.h: the gated-activation scalar math (SwiGLU and the GLU family) shared by the
+// CUDA kernels and the CPU backend, so both backends round and saturate identically. Always fp32.
 #pragma once
 #include <cmath>
 
@@ -29,6 +29,95 @@ FSG_HD float siluf(float a) { return a * sigmoidf_safe(a); }
 FSG_HD float dsiluf(float a) {
   float s = sigmoidf_safe(a);
   return s * (1.0f + a * (1.0f - s));
+}
+
+}  // namespace fsg
+
+// ---- the GLU family (fsg_glu_params): the gated value and its gradients ----
+#include "fused_swiglu.h"
+
+namespace fsg {
+
+FSG_HD bool is_plain_swiglu(const fsg_glu_params& p) {
+  return p.activation == FSG_ACT_SILU && p.alpha == 1.0f && p.limit == 0.0f && p.up_offset == 0.0f &&
+         p.gate_scale == 1.0f && p.out_scale == 1.0f;
+}
+
+// act(x) and act'(x) of the gate's activation.
+FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, float* grad) {
+  switch (p.activation) {
+    case FSG_ACT_GELU_TANH: {
+      // 0.5 x (1 + tanh(k (x + c x^3))). Past |x| = 10 tanh is exactly +-1 in fp32; cutting there
+      // also keeps x^3 from overflowing into Inf * 0 in the gradient.
+      if (x > 10.0f || x < -10.0f) {
+        *act = x > 0.0f ? x : -0.0f;
+        *grad = x > 0.0f ? 1.0f : 0.0f;
+        return;
+      }
+      const float k = 0.7978845608028654f, c = 0.044715f;
+      const float t = tanhf(k * (x + c * x * x * x));
+      *act = 0.5f * x * (1.0f + t);
+      *grad = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * c * x * x);
+      return;
+    }
+    case FSG_ACT_GELU_ERF: {
+      const float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865476f));
+      *act = x * cdf;
+      *grad = cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);
+      return;
+    }
+    case FSG_ACT_RELU:
+      *act = x < 0.0f ? 0.0f : x;  // NaN passes through
+      *grad = x > 0.0f ? 1.0f : 0.0f;
+      return;
+    case FSG_ACT_IDENTITY:
+      *act = x;
+      *grad = 1.0f;
+      return;
+    default: {  // FSG_ACT_SILU with slope alpha: x * sigmoid(alpha x)
+      const float s = sigmoidf_safe(p.alpha * x);
+      *act = x * s;
+      *grad = s * (1.0f + p.alpha * x * (1.0f - s));
+      return;
+    }
+  }
+}
+
+// The clamps of gpt-oss: gate from above, up on both sides; limit 0 means none. Written as
+// comparisons so NaN passes through (fminf would replace it).
+FSG_HD float clamp_gate(const fsg_glu_params& p, float g) { return p.limit > 0.0f && g > p.limit ? p.limit : g; }
+FSG_HD float clamp_up(const fsg_glu_params& p, float u) {
+  if (p.limit <= 0.0f) return u;
+  return u > p.limit ? p.limit : (u < -p.limit ? -p.limit : u);
+}
+
+// out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale.
+FSG_HD float glu_value(const fsg_glu_params& p, float g, float u) {
+  if (is_plain_swiglu(p)) return siluf(g) * u;
+  float act, grad;
+  activation_and_grad(p, clamp_gate(p, p.gate_scale * g), &act, &grad);
+  return act * (clamp_up(p, u) + p.up_offset) * p.out_scale;
+}
+
+// Gradients for an upstream gradient d of the output: *dg, *du with respect to the raw g and u
+// (clamped elements get 0, as torch.clamp gives). Returns glu_value(p, g, u).
+FSG_HD float glu_grads(const fsg_glu_params& p, float g, float u, float d, float* dg, float* du) {
+  if (is_plain_swiglu(p)) {
+    const float s = siluf(g);
+    *dg = d * u * dsiluf(g);
+    *du = d * s;
+    return s * u;
+  }
+  const float gs = p.gate_scale * g;
+  float act, grad;
+  activation_and_grad(p, clamp_gate(p, gs), &act, &grad);
+  const float up = clamp_up(p, u) + p.up_offset;
+  const bool gate_free = !(p.limit > 0.0f && gs > p.limit);
+  const bool up_free = !(p.limit > 0.0f && (u > p.limit || u < -p.limit));
+  const float ds = d * p.out_scale;
+  *dg = gate_free ? ds * up * grad * p.gate_scale : 0.0f;
+  *du = up_free ? ds * act : 0.0f;
+  return act * up * p.out_scale;
 }
 
 }  // namespace fsg

@@ -1,6 +1,7 @@
 // api_glu.cpp: the Megatron-style activation ops on a packed y [..., 2N] (gate half first):
 // fsg_glu_forward / fsg_glu_backward. Argument checks, then the backend's elementwise kernels.
 #include "dispatch.h"
+#include "glu_params.h"
 #include "guard.h"
 #include "tensor_view.h"
 
@@ -46,7 +47,7 @@ fsg_status view_packed(const Call& call, const fsg_tensor* y, const fsg_tensor* 
 extern "C" {
 
 FSG_API fsg_status fsg_glu_forward(fsg_context* ctx, const fsg_tensor* y, const fsg_tensor* bias,
-                                   const fsg_tensor* weights, const fsg_tensor* out) {
+                                   const fsg_tensor* weights, const fsg_tensor* out, const fsg_glu_params* act) {
   const Call call{ctx, "fsg_glu_forward"};
   return guarded(call.fn, [&] {
     FSG_TRY(require(ctx, call.fn, "ctx"));
@@ -55,6 +56,7 @@ FSG_API fsg_status fsg_glu_forward(fsg_context* ctx, const fsg_tensor* y, const 
     FSG_TRY(view_packed(call, y, bias, weights, &p));
     FSG_TRY(require(out, call.fn, "out"));
     GluForwardArgs args;
+    FSG_TRY(parse_glu_params(call, act, &args.act));
     FSG_TRY(view_rows_like(call, out, "out", p.y, "y", p.N, "last dim (N, half of y's)", &args.out));
     FSG_TRY(expect_writable(call, "out", args.out));
     const Named outs[] = {{"out", args.out}};
@@ -72,11 +74,13 @@ FSG_API fsg_status fsg_glu_forward(fsg_context* ctx, const fsg_tensor* y, const 
 
 FSG_API fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, const fsg_tensor* y,
                                     const fsg_tensor* bias, const fsg_tensor* weights, const fsg_tensor* dy,
-                                    const fsg_tensor* dweights, const fsg_tensor* dbias) {
+                                    const fsg_tensor* dweights, const fsg_tensor* dbias, const fsg_glu_params* act) {
   const Call call{ctx, "fsg_glu_backward"};
   return guarded(call.fn, [&] {
     FSG_TRY(require(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
+    fsg_glu_params glu;
+    FSG_TRY(parse_glu_params(call, act, &glu));
     Packed p;
     FSG_TRY(view_packed(call, y, bias, weights, &p));
     FSG_TRY(require(dout, call.fn, "dout"));
@@ -104,6 +108,7 @@ FSG_API fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, co
     if (p.N == 0) return FSG_OK;
     if (p.y.mat.rows == 0) return db.present() ? zero_fill(ctx, as_mat(db)) : FSG_OK;
     GluBackwardArgs args;
+    args.act = glu;
     args.dout = dout_m;
     args.gate = p.gate;
     args.up = p.up;

@@ -8,6 +8,7 @@
 //   3. dx = dA·Wg^T + dB·Wu^T (one GEMM with two products)
 //   4. dw_gate = x^T·dA, dw_up = x^T·dB
 #include "dispatch.h"
+#include "glu_params.h"
 #include "guard.h"
 #include "tensor_view.h"
 
@@ -51,7 +52,8 @@ extern "C" {
 
 FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, const fsg_tensor* w_gate,
                                       const fsg_tensor* w_up, const fsg_tensor* b_gate, const fsg_tensor* b_up,
-                                      const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out) {
+                                      const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out,
+                                      const fsg_glu_params* act) {
   const Call call{ctx, "fsg_swiglu_forward"};
   return guarded(call.fn, [&] {
     FSG_TRY(require(ctx, call.fn, "ctx"));
@@ -62,6 +64,7 @@ FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, con
     FSG_TRY(view_params(call, xv, w_gate, w_up, b_gate, b_up, &p));
     FSG_TRY(require(z, call.fn, "z"));
     DualGemmArgs args;
+    FSG_TRY(parse_glu_params(call, act, &args.act));
     FSG_TRY(view_rows_like(call, z, "z", xv, "x", p.N, "last dim (N, dim 1 of w_gate)", &args.z));
     FSG_TRY(view_rows_like(call, a_out, "a_out", xv, "x", p.N, "last dim (N)", &args.a_out));
     FSG_TRY(view_rows_like(call, b_out, "b_out", xv, "x", p.N, "last dim (N)", &args.b_out));
@@ -103,13 +106,15 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
                                        const fsg_tensor* b_up, const fsg_tensor* a_saved, const fsg_tensor* b_saved,
                                        const fsg_tensor* dx, const fsg_tensor* dw_gate, const fsg_tensor* dw_up,
                                        const fsg_tensor* db_gate, const fsg_tensor* db_up, uint32_t flags,
-                                       uint64_t workspace, uint64_t workspace_bytes) {
+                                       uint64_t workspace, uint64_t workspace_bytes, const fsg_glu_params* act) {
   const Call call{ctx, "fsg_swiglu_backward"};
   return guarded(call.fn, [&] {
     FSG_TRY(require(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
     bool accumulate = false;
     FSG_TRY(parse_backward_flags(call, flags, &accumulate));
+    fsg_glu_params glu;
+    FSG_TRY(parse_glu_params(call, act, &glu));
     RowsView xv, dzv;
     Params p;
     FSG_TRY(view_rows(call, x, "x", &xv));
@@ -167,6 +172,7 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
 
     if (a_mat.present()) {
       GluBackwardArgs g;
+      g.act = glu;
       g.dout = dzv.mat;
       g.gate = a_mat;
       g.up = b_mat;
@@ -176,6 +182,7 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
     } else {
       DualGemmArgs d;
       d.epilogue = DualGemmArgs::kBackward;
+      d.act = glu;
       d.x = xv.mat;
       d.wg = p.wg;
       d.wu = p.wu;

@@ -44,9 +44,13 @@ struct Vec {
 //   kForward:  z = silu(A) * B; a_out = A and b_out = B when present.
 //   kBackward: (recompute mode) given dz, da = dz * B * silu'(A), db = dz * silu(A).
 //              da/db are written in the call's dtype (they feed the dX/dW GEMMs).
+// The gated activation of an op (see fsg_glu_params); the default is plain SwiGLU.
+constexpr fsg_glu_params kPlainGlu{FSG_ACT_SILU, 1.0f, 0.0f, 0.0f, 1.0f, 1.0f};
+
 struct DualGemmArgs {
   enum Epilogue : int32_t { kForward = 0, kBackward = 1 };
   Epilogue epilogue = kForward;
+  fsg_glu_params act = kPlainGlu;  // silu/dsilu above stand for act's value and gradients
   Mat x;         // [M, K]
   Mat wg, wu;    // [K, N]
   Vec bg, bu;    // [N] optional
@@ -68,6 +72,7 @@ struct GemmArgs {
 // Elementwise GLU on separate gate/up views (packed halves of y, or stored pre-activations):
 //   g = gate + bias_gate, u = up + bias_up, out = silu(g) * u * w[row]
 struct GluForwardArgs {
+  fsg_glu_params act = kPlainGlu;  // silu stands for act's value (see activation_math.h)
   Mat gate, up;          // [M, N]
   Vec bias_gate, bias_up;  // optional [N]
   Vec weights;           // optional [M] (token weights; dtype may differ: F32 or the call's)
@@ -76,8 +81,8 @@ struct GluForwardArgs {
 
 // Its backward: dgate = dout*w * u * silu'(g), dup = dout*w * silu(g),
 // dweights[row] = sum_n dout * silu(g) * u (written in weights' dtype, fixed summation order).
-// When accumulate is set, dgate/dup are added into (used by nothing public yet: keep false).
 struct GluBackwardArgs {
+  fsg_glu_params act = kPlainGlu;
   Mat dout, gate, up;      // [M, N]
   Vec bias_gate, bias_up;  // optional [N]
   Vec weights;             // optional [M]

@@ -3,7 +3,8 @@
 // One launch: each block loads an x tile (128 rows) once and gate + up weight tiles (64 columns
 // each) beside it, accumulates A = x·Wg and B = x·Wu in fp32 (mma_tile.cuh), then runs the
 // epilogue on registers:
-//   kForward:  z = silu(A + bg) * (B + bu); a_out / b_out get the pre-activations when present;
+//   kForward:  z = silu(A + bg) * (B + bu) (or a GLU variant, activation_math.h); a_out / b_out
+//              get the pre-activations when present;
 //   kBackward: da = dz * B * silu'(A), db = dz * silu(A) (recompute-mode backward).
 // Instantiations: dtype x smem layout of x x smem layout of the weights x epilogue. The layouts
 // and the cp.async/generic loaders are chosen at launch from strides and alignment.
@@ -26,6 +27,7 @@ struct DualParams {
   VecRef bg, bu;
   MatRef z, a_out, b_out;  // kForward (a_out/b_out: p == nullptr when absent)
   MatRef dz, da, db;       // kBackward
+  fsg_glu_params act;
 };
 
 // 2 blocks per SM (at 8 warps per block 3xTF32 needs more registers: 1).
@@ -68,13 +70,15 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
           const float a = acc[mi][ni][2 * h + e] + bg[ni][e];
           const float b = acc[mi][ni + 4][2 * h + e] + bu[ni][e];
           if constexpr (EPI == DualGemmArgs::kForward) {
-            p.z.store<T>(row, col, siluf(a) * b);
+            p.z.store<T>(row, col, glu_value(p.act, a, b));
             if (p.a_out.p) p.a_out.store<T>(row, col, a);
             if (p.b_out.p) p.b_out.store<T>(row, col, b);
           } else {
             const float d = p.dz.load<T>(row, col);
-            p.da.store<T>(row, col, d * b * dsiluf(a));
-            p.db.store<T>(row, col, d * siluf(a));
+            float da, db;
+            glu_grads(p.act, a, b, d, &da, &db);
+            p.da.store<T>(row, col, da);
+            p.db.store<T>(row, col, db);
           }
         }
     }
@@ -123,6 +127,7 @@ fsg_status run(const DualGemmArgs& a, cudaStream_t s) {
   p.bg = vec_ref(a.bg), p.bu = vec_ref(a.bu);
   p.z = mat_ref(a.z), p.a_out = mat_ref(a.a_out), p.b_out = mat_ref(a.b_out);
   p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
+  p.act = a.act;
   const int epi = a.epilogue;
   if (la == Layout::kKMajor)
     return lb == Layout::kKMajor ? pick_epilogue<D, Layout::kKMajor, Layout::kKMajor>(p, epi, s)

@@ -2,6 +2,8 @@
 // context's kernel path, the device's compute capability and the call's shape.
 #include "kernels.h"
 
+#include "activation_math.h"
+
 namespace fsg {
 
 namespace {
@@ -10,6 +12,8 @@ bool is_hopper(int cc) { return cc == 90; }
 }  // namespace
 
 fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path, int cc) {
+  // The GLU variants (gelu, clamps, scales) are in the sm_80 epilogue only so far.
+  if (!is_plain_swiglu(a.act)) return cuda_dual_gemm_sm80(a, s);
   bool handled = false;
   if (kernel_path == kPathAuto || kernel_path == kPathSmallM) {
     fsg_status st = cuda_dual_gemm_small_m(a, s, kernel_path == kPathSmallM, &handled);

@@ -45,7 +45,7 @@ fsg_status glu_forward_typed(const GluForwardArgs& a, int threads) {
       for (int64_t c = 0; c < n; ++c) {
         const float g = load<T>(a.gate.data, r * a.gate.rs + c * a.gate.cs) + load_or_zero(a.bias_gate, c);
         const float u = load<T>(a.up.data, r * a.up.rs + c * a.up.cs) + load_or_zero(a.bias_up, c);
-        store<T>(a.out.data, r * a.out.rs + c * a.out.cs, siluf(g) * u * w);
+        store<T>(a.out.data, r * a.out.rs + c * a.out.cs, glu_value(a.act, g, u) * w);
       }
     }
   });
@@ -68,11 +68,11 @@ fsg_status glu_backward_typed(const GluBackwardArgs& a, int threads) {
         const float g = load<T>(a.gate.data, r * a.gate.rs + c * a.gate.cs) + load_or_zero(a.bias_gate, c);
         const float u = load<T>(a.up.data, r * a.up.rs + c * a.up.cs) + load_or_zero(a.bias_up, c);
         const float dout = load<T>(a.dout.data, r * a.dout.rs + c * a.dout.cs);
-        const float s = siluf(g);
-        const float d = dout * w;
-        store<T>(a.dgate.data, r * a.dgate.rs + c * a.dgate.cs, d * u * dsiluf(g));
-        store<T>(a.dup.data, r * a.dup.rs + c * a.dup.cs, d * s);
-        if (want_dw) dw += double(dout) * double(s) * double(u);
+        float dg, du;
+        const float value = glu_grads(a.act, g, u, dout * w, &dg, &du);
+        store<T>(a.dgate.data, r * a.dgate.rs + c * a.dgate.cs, dg);
+        store<T>(a.dup.data, r * a.dup.rs + c * a.dup.cs, du);
+        if (want_dw) dw += double(dout) * double(value);
       }
       if (want_dw) store(a.dweights, r, float(dw));
     }

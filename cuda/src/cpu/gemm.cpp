@@ -283,13 +283,15 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
         const float a = accg[r * ldc + c] + cpu::load_or_zero(d.bg, j);
         const float b = accu[r * ldc + c] + cpu::load_or_zero(d.bu, j);
         if (fwd) {
-          store<T>(d.z.data, i * d.z.rs + j * d.z.cs, siluf(a) * b);
+          store<T>(d.z.data, i * d.z.rs + j * d.z.cs, glu_value(d.act, a, b));
           if (d.a_out.present()) store<T>(d.a_out.data, i * d.a_out.rs + j * d.a_out.cs, a);
           if (d.b_out.present()) store<T>(d.b_out.data, i * d.b_out.rs + j * d.b_out.cs, b);
         } else {
           const float dz = load<T>(d.dz.data, i * d.dz.rs + j * d.dz.cs);
-          store<T>(d.da.data, i * d.da.rs + j * d.da.cs, dz * b * dsiluf(a));
-          store<T>(d.db.data, i * d.db.rs + j * d.db.cs, dz * siluf(a));
+          float da, db;
+          glu_grads(d.act, a, b, dz, &da, &db);
+          store<T>(d.da.data, i * d.da.rs + j * d.da.cs, da);
+          store<T>(d.db.data, i * d.db.rs + j * d.db.cs, db);
         }
       }
     }

@@ -1,0 +1,224 @@
+// The GLU family (issue "GLU variants"): GEGLU (tanh and exact), ReGLU, bilinear, gpt-oss's
+// clamped SwiGLU and Falcon-H1's scales, through the fused forward, both backward modes and the
+// activation-only ops, on every backend, against a float64 reference that is itself checked by
+// finite differences. Defaults must reproduce plain SwiGLU bit for bit.
+import { describe, expect, test } from "bun:test";
+import { GEGLU, GEGLU_TANH, GPT_OSS, REGLU, BILINEAR, resolveActivation, type GluActivation } from "../src/activation.ts";
+import { weightGradsLike } from "../src/function.ts";
+import { disposeWeights } from "../src/layouts.ts";
+import { fusedSwiglu, fusedSwigluBackward, glu, swigluBackward } from "../src/ops.ts";
+import { Tensor } from "../src/tensor.ts";
+import { disposeAll, DTYPE_LIST, f64, forEachBackend, poison, randn, randomWeights, RTOL } from "./helpers.ts";
+import { columnSum, gemmRef, transposeRef } from "./reference.ts";
+
+// ---- float64 reference of one gated element and its gradients ----
+
+/** erf to ~1e-15 (series below 3, continued fraction of erfc above). */
+function erf(x: number): number {
+  const ax = Math.abs(x);
+  if (ax < 3) {
+    let term = x, sum = x;
+    for (let n = 1; n < 200 && Math.abs(term) > 1e-17 * Math.abs(sum); n++) {
+      term *= (-x * x) / n;
+      sum += term / (2 * n + 1);
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  let f = 0; // erfc(ax) = exp(-ax^2)/sqrt(pi) / (ax + 1/2/(ax + 1/(ax + 3/2/(ax + ...))))
+  for (let n = 60; n >= 1; n--) f = (n / 2) / (ax + f);
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
+  return Math.sign(x) * (1 - erfc);
+}
+
+function actRef(kind: string, alpha: number, x: number): number {
+  switch (kind) {
+    case "gelu-tanh": return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    case "gelu": return 0.5 * x * (1 + erf(x / Math.SQRT2));
+    case "relu": return Math.max(x, 0);
+    case "identity": return x;
+    default: return x / (1 + Math.exp(-alpha * x));
+  }
+}
+
+function dactRef(kind: string, alpha: number, x: number): number {
+  switch (kind) {
+    case "gelu-tanh": {
+      const k = Math.sqrt(2 / Math.PI), t = Math.tanh(k * (x + 0.044715 * x ** 3));
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x);
+    }
+    case "gelu": return 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+    case "relu": return x > 0 ? 1 : 0;
+    case "identity": return 1;
+    default: {
+      const s = 1 / (1 + Math.exp(-alpha * x));
+      return s * (1 + alpha * x * (1 - s));
+    }
+  }
+}
+
+export function gluRef(act: GluActivation, g: number, u: number): number {
+  const a = resolveActivation(act);
+  const gs = a.gateScale * g;
+  const gc = a.limit > 0 ? Math.min(gs, a.limit) : gs;
+  const uc = a.limit > 0 ? Math.min(Math.max(u, -a.limit), a.limit) : u;
+  return actRef(a.kind, a.alpha, gc) * (uc + a.upOffset) * a.outScale;
+}
+
+export function gluGradRef(act: GluActivation, g: number, u: number): [number, number] {
+  const a = resolveActivation(act);
+  const gs = a.gateScale * g;
+  const gateFree = !(a.limit > 0 && gs > a.limit);
+  const upFree = !(a.limit > 0 && Math.abs(u) > a.limit);
+  const gc = gateFree ? gs : a.limit;
+  const uc = a.limit > 0 ? Math.min(Math.max(u, -a.limit), a.limit) : u;
+  const dg = gateFree ? dactRef(a.kind, a.alpha, gc) * (uc + a.upOffset) * a.outScale * a.gateScale : 0;
+  const du = upFree ? actRef(a.kind, a.alpha, gc) * a.outScale : 0;
+  return [dg, du];
+}
+
+const VARIANTS: [string, GluActivation][] = [
+  ["GEGLU (exact)", GEGLU],
+  ["GEGLU (tanh)", GEGLU_TANH],
+  ["ReGLU", REGLU],
+  ["bilinear", BILINEAR],
+  ["gpt-oss clamped SwiGLU", GPT_OSS],
+  ["Falcon-H1 scales, swish-beta", { kind: "silu", alpha: 0.5, gateScale: 1.7, outScale: 0.6 }],
+];
+
+describe("GLU variant reference", () => {
+  for (const [name, act] of VARIANTS) {
+    test(`${name}: gradients match central finite differences`, () => {
+      const h = 1e-6;
+      // Points away from the clamp and relu kinks (the derivative jumps there).
+      for (const [g, u] of [[0.37, -1.3], [-2.2, 0.8], [1.9, 2.5], [-0.6, -0.45], [3.1, 9.5], [8.5, -0.2]]) {
+        const [dg, du] = gluGradRef(act, g!, u!);
+        const fdg = (gluRef(act, g! + h, u!) - gluRef(act, g! - h, u!)) / (2 * h);
+        const fdu = (gluRef(act, g!, u! + h) - gluRef(act, g!, u! - h)) / (2 * h);
+        expect(Math.abs(dg - fdg)).toBeLessThan(1e-6 * (1 + Math.abs(fdg)));
+        expect(Math.abs(du - fdu)).toBeLessThan(1e-6 * (1 + Math.abs(fdu)));
+      }
+    });
+  }
+  test("erf matches known values", () => {
+    expect(erf(0.5)).toBeCloseTo(0.5204998778130465, 14);
+    expect(erf(-1.5)).toBeCloseTo(-0.9661051464753108, 14);
+    expect(erf(3.5)).toBeCloseTo(0.9999992569016276, 14);
+  });
+});
+
+// ---- the ops against it ----
+
+/**
+ * Forward and gradients. `saved`: the pre-activations the stored-mode backward reads (rounded to
+ * the dtype), so an element rounded across a clamp or kink is judged by what the device saw.
+ */
+function fusedRef(act: GluActivation, x: Float64Array, wg: Float64Array, wu: Float64Array, bg: Float64Array | null,
+  bu: Float64Array | null, dz: Float64Array, M: number, K: number, N: number, saved?: { a: Float64Array; b: Float64Array }) {
+  const a = saved?.a ?? gemmRef(x, wg, M, K, N, bg);
+  const b = saved?.b ?? gemmRef(x, wu, M, K, N, bu);
+  const z = new Float64Array(M * N), da = new Float64Array(M * N), db = new Float64Array(M * N);
+  for (let i = 0; i < M * N; i++) {
+    z[i] = gluRef(act, a[i]!, b[i]!);
+    const [dg, du] = gluGradRef(act, a[i]!, b[i]!);
+    da[i] = dz[i]! * dg;
+    db[i] = dz[i]! * du;
+  }
+  const dx = gemmRef(da, transposeRef(wg, K, N), M, N, K, null, gemmRef(db, transposeRef(wu, K, N), M, N, K));
+  const xt = transposeRef(x, M, K);
+  return { z, dx, dwGate: gemmRef(xt, da, K, M, N), dwUp: gemmRef(xt, db, K, M, N), dbGate: columnSum(da, M, N), dbUp: columnSum(db, M, N) };
+}
+
+forEachBackend("GLU variants", (device) => {
+  for (const dtype of DTYPE_LIST) {
+    for (const [name, act] of VARIANTS) {
+      test(`${dtype} ${name}: fused forward and both backward modes`, () => {
+        const dev = device();
+        const [M, K, N] = [37, 29, 23];
+        // Pre-activations spread to about +-15 so the gpt-oss clamps at 7 are exercised.
+        const x = randn([M, K], dtype, dev, 6);
+        const w = randomWeights("packed", K, N, dtype, dev);
+        const bGate = randn([N], dtype, dev, 0.5);
+        const bUp = randn([N], dtype, dev, 0.5);
+        const dz = randn([M, N], dtype, dev);
+        const aSaved = Tensor.empty([M, N], dtype, { device: dev });
+        const bSaved = Tensor.empty([M, N], dtype, { device: dev });
+        const z = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, aOut: aSaved, bOut: bSaved, activation: act });
+        const ref = fusedRef(act, f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz), M, K, N);
+        expect(z.toFloat32()).toBeAllClose(ref.z, { rtol: RTOL[dtype] * 2 });
+        for (const stored of [true, false]) {
+          const dx = poison(Tensor.empty([M, K], dtype, { device: dev }));
+          const { dwGate, dwUp } = weightGradsLike(w.gate, w.up);
+          const dbGate = poison(Tensor.empty([N], dtype, { device: dev }));
+          const dbUp = poison(Tensor.empty([N], dtype, { device: dev }));
+          fusedSwigluBackward(dz, x, w.gate, w.up, {
+            bGate, bUp, aSaved: stored ? aSaved : null, bSaved: stored ? bSaved : null,
+            dx, dwGate: poison(dwGate), dwUp: poison(dwUp), dbGate, dbUp, activation: act,
+          });
+          const g = stored
+            ? fusedRef(act, f64(x), f64(w.gate), f64(w.up), null, null, f64(dz), M, K, N, { a: f64(aSaved), b: f64(bSaved) })
+            : ref;
+          // dA/dB are rounded to the dtype before the GEMMs: allow three times the forward's bound.
+          expect(dx.toFloat32()).toBeAllClose(g.dx, { rtol: RTOL[dtype] * 3 });
+          expect(dwGate.toFloat32()).toBeAllClose(g.dwGate, { rtol: RTOL[dtype] * 3 });
+          expect(dwUp.toFloat32()).toBeAllClose(g.dwUp, { rtol: RTOL[dtype] * 3 });
+          expect(dbGate.toFloat32()).toBeAllClose(g.dbGate, { rtol: RTOL[dtype] * 3 });
+          expect(dbUp.toFloat32()).toBeAllClose(g.dbUp, { rtol: RTOL[dtype] * 3 });
+          disposeAll(dx, dwGate, dwUp, dbGate, dbUp);
+        }
+        disposeAll(x, bGate, bUp, dz, aSaved, bSaved, z);
+        disposeWeights(w);
+      });
+
+      test(`${dtype} ${name}: activation op with bias and token weights, and its backward`, () => {
+        const dev = device();
+        const [M, N] = [41, 19];
+        const y = randn([M, 2 * N], dtype, dev, 4);
+        const bias = randn([2 * N], dtype, dev, 0.5);
+        const weights = randn([M, 1], "float32", dev);
+        const dout = randn([M, N], dtype, dev);
+        const out = glu(y, { bias, weights, activation: act });
+        const { dy, dbias, dweights } = swigluBackward(dout, y, { bias, weights, activation: act });
+        const [yv, bv, wv, dv] = [f64(y), f64(bias), f64(weights), f64(dout)];
+        const refOut = new Float64Array(M * N), refDy = new Float64Array(M * 2 * N), refDw = new Float64Array(M);
+        for (let i = 0; i < M; i++) {
+          for (let j = 0; j < N; j++) {
+            const g = yv[i * 2 * N + j]! + bv[j]!, u = yv[i * 2 * N + N + j]! + bv[N + j]!;
+            const value = gluRef(act, g, u);
+            const [dg, du] = gluGradRef(act, g, u);
+            refOut[i * N + j] = value * wv[i]!;
+            refDy[i * 2 * N + j] = dv[i * N + j]! * wv[i]! * dg;
+            refDy[i * 2 * N + N + j] = dv[i * N + j]! * wv[i]! * du;
+            refDw[i] += dv[i * N + j]! * value;
+          }
+        }
+        expect(out.toFloat32()).toBeAllClose(refOut, { rtol: RTOL[dtype] * 2 });
+        expect(dy.toFloat32()).toBeAllClose(refDy, { rtol: RTOL[dtype] * 2 });
+        expect(dweights!.toFloat32()).toBeAllClose(refDw, { rtol: RTOL[dtype] * 2 });
+        expect(dbias!.toFloat32()).toBeAllClose(columnSum(refDy, M, 2 * N), { rtol: RTOL[dtype] * 2 });
+        disposeAll(y, bias, weights, dout, out, dy, dbias, dweights);
+      });
+    }
+
+    test(`${dtype}: explicit defaults reproduce plain SwiGLU bit for bit`, () => {
+      const dev = device();
+      const [M, K, N] = [19, 33, 21];
+      const x = randn([M, K], dtype, dev);
+      const w = randomWeights("interleaved", K, N, dtype, dev);
+      const plain = fusedSwiglu(x, w.gate, w.up);
+      const explicit = fusedSwiglu(x, w.gate, w.up, { activation: { kind: "silu", alpha: 1, limit: 0, upOffset: 0, gateScale: 1, outScale: 1 } });
+      expect(Array.from(explicit.toRaw())).toEqual(Array.from(plain.toRaw()));
+      disposeAll(x, plain, explicit);
+      disposeWeights(w);
+    });
+  }
+
+  test("invalid activation parameters name the field", () => {
+    const dev = device();
+    const y = randn([3, 8], "float32", dev);
+    expect(() => glu(y, { activation: { limit: -1 } })).toThrow(/act\.limit/);
+    expect(() => glu(y, { activation: { alpha: Number.NaN } })).toThrow(/act\.alpha/);
+    expect(() => glu(y, { activation: { kind: "swish" as "silu" } })).toThrow(/activation\.kind/);
+    expect(glu(y).shape).toEqual([3, 4]); // still usable
+    y.dispose();
+  });
+});
