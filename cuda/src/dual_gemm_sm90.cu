@@ -1,12 +1,385 @@
-// dual_gemm_sm90.cu: the Hopper (sm_90a, wgmma + TMA) dual GEMM and GEMM. Not written yet: they
-// decline every call, so the sm_80 kernels run.
+// dual_gemm_sm90.cu: fsg::cuda_dual_gemm_sm90, the Hopper (sm_90a) fused SwiGLU dual GEMM:
+// wgmma (m64n256k16, fp32 accumulators) fed by TMA through a multistage mbarrier ring, with
+// producer/consumer warp specialisation on a persistent grid.
+//
+// One CTA = 3 warpgroups (384 threads):
+//   warpgroup 0  producer: one thread issues the TMA loads of each stage (x tile 128x64, gate and
+//                up tiles 64x128 each, 48 KB per stage, 4 stages) after the consumers freed it;
+//   warpgroups 1, 2  consumers: each owns 64 rows of the 128-row tile and accumulates gate and up
+//                side by side in one m64n256 accumulator (columns 0..127 gate, 128..255 up: the two
+//                weight tiles sit back to back in shared memory so one descriptor spans both),
+//                then runs the epilogue straight from registers.
+// Tiles (128 rows x 128 output columns) are visited in bands of kGroupM row tiles so that the CTAs
+// of one wave share x and weight tiles in L2. The producer runs ahead into the next tile while the
+// consumers run the epilogue of the current one.
+// Weights: N-contiguous ([K,N], packed halves of [K,2N]) are loaded as MN-major B (two 64-column
+// boxes per weight, transposed wgmma B); K-contiguous (nn.Linear [N,K] seen transposed) as
+// K-major B. Everything TMA cannot address (f32, non-unit inner stride, strides or bases not
+// 16-byte aligned) is declined and runs on the sm_80 kernels.
+//
+// Build (standalone check): nvcc -std=c++17 -O3 --expt-relaxed-constexpr
+//   -gencode=arch=compute_90a,code=sm_90a -I cuda/include -I cuda/src -c cuda/src/dual_gemm_sm90.cu
+#include <cuda.h>  // CUtensorMap and the driver enums: types only, libcuda is not linked
+#include <cudaTypedefs.h>
+#include <cuda_runtime.h>
+
+#include "activation_math.h"
+#include "backend.h"
+#include "kernel_util.cuh"
 #include "kernels.h"
+#include "sm90_ptx.cuh"
 
 namespace fsg {
+namespace {
 
-fsg_status cuda_dual_gemm_sm90(const DualGemmArgs&, Stream, bool, bool* handled) {
+#ifndef FSG_SM90_STAGES
+#define FSG_SM90_STAGES 4
+#endif
+#ifndef FSG_SM90_GROUP_M
+#define FSG_SM90_GROUP_M 16
+#endif
+#ifndef FSG_SM90_MIN_M
+#define FSG_SM90_MIN_M 64
+#endif
+
+constexpr int kBM = 128;      // rows of x per tile (2 consumer warpgroups x 64)
+constexpr int kBN = 128;      // output columns per tile (gate and up: 256 accumulator columns)
+constexpr int kBK = 64;       // K per stage: 64 16-bit elements = one 128-byte swizzle row
+constexpr int kStages = FSG_SM90_STAGES;
+constexpr int kGroupM = FSG_SM90_GROUP_M;
+constexpr int kThreads = 384;
+constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
+constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
+constexpr int kStageBytes = kXBytes + 2 * kWBytes;         // 48 KB
+constexpr int kSmemBytes = kStages * kStageBytes + 1024;   // + slack to align to 1024
+static_assert(kStageBytes % 1024 == 0, "stages must keep 1024-byte alignment (128B swizzle)");
+
+struct Params {
+  int m, n;
+  int m_tiles, n_tiles, k_tiles;
+  int64_t tiles;
+  VecRef bg, bu;
+  MatRef z, a_out, b_out;  // kForward
+  MatRef dz, da, db;       // kBackward
+  // Per matrix: two adjacent columns form one aligned 4-byte access (cs == 1, even rs, aligned).
+  bool z_v2, a_v2, b_v2, dz_v2, da_v2, db_v2;
+};
+
+}  // namespace
+
+// Device helpers (named namespace: the non-sm_90a passes compile them without using them).
+namespace sm90_detail {
+
+template <class T> struct Pair;
+template <> struct Pair<__nv_bfloat16> {
+  using T2 = __nv_bfloat162;
+  static __device__ __forceinline__ T2 make(float a, float b) { return __floats2bfloat162_rn(a, b); }
+  static __device__ __forceinline__ float2 split(T2 v) { return __bfloat1622float2(v); }
+};
+template <> struct Pair<__half> {
+  using T2 = __half2;
+  static __device__ __forceinline__ T2 make(float a, float b) { return __floats2half2_rn(a, b); }
+  static __device__ __forceinline__ float2 split(T2 v) { return __half22float2(v); }
+};
+
+// Columns c and c+1 of row r (c+1 only when has1).
+template <class T>
+__device__ __forceinline__ void store2(const MatRef& o, bool v2, int64_t r, int64_t c, float v0, float v1,
+                                       bool has1) {
+  if (v2 && has1) {
+    *reinterpret_cast<typename Pair<T>::T2*>(static_cast<T*>(o.p) + r * o.rs + c) = Pair<T>::make(v0, v1);
+  } else {
+    o.store<T>(r, c, v0);
+    if (has1) o.store<T>(r, c + 1, v1);
+  }
+}
+template <class T>
+__device__ __forceinline__ float2 load2(const MatRef& o, bool v2, int64_t r, int64_t c, bool has1) {
+  if (v2 && has1)
+    return Pair<T>::split(*reinterpret_cast<const typename Pair<T>::T2*>(static_cast<const T*>(o.p) + r * o.rs + c));
+  return make_float2(o.load<T>(r, c), has1 ? o.load<T>(r, c + 1) : 0.f);
+}
+
+// Tile t -> (row tile, column tile): bands of kGroupM row tiles, column-major inside a band.
+__device__ __forceinline__ void tile_coords(int64_t t, const Params& p, int& tm, int& tn) {
+  const int64_t band_tiles = static_cast<int64_t>(kGroupM) * p.n_tiles;
+  const int band = static_cast<int>(t / band_tiles);
+  const int first = band * kGroupM;
+  const int rows = min(kGroupM, p.m_tiles - first);
+  const int r = static_cast<int>(t - band * band_tiles);
+  tm = first + r % rows;
+  tn = r / rows;
+}
+
+template <DType D, int kTransB>
+__device__ __forceinline__ void wgmma_tile(float (&d)[128], uint64_t da, uint64_t db, int scale_d) {
+#if FSG_SM90_ENABLED
+  if constexpr (D == DType::BF16)
+    sm90::wgmma_m64n256k16_bf16<kTransB>(d, da, db, scale_d);
+  else
+    sm90::wgmma_m64n256k16_f16<kTransB>(d, da, db, scale_d);
+#endif
+}
+
+}  // namespace sm90_detail
+
+namespace {
+using namespace sm90_detail;
+
+
+template <DType D, int kTransB, int EPI>
+__global__ void __launch_bounds__(kThreads, 1)
+    dual_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_g,
+                          const __grid_constant__ CUtensorMap tm_u, const __grid_constant__ Params p) {
+#if FSG_SM90_ENABLED
+  using namespace sm90;
+  using T = typename Elem<D>::T;
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
+  unsigned char* smem =
+      smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
+  const int wg = threadIdx.x / 128;
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], 8);  // lane 0 of each consumer warp
+    }
+    mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // ---- producer ----
+    reg_dealloc<40>();
+    if (threadIdx.x == 0) {
+      tma_prefetch_desc(&tm_x);
+      tma_prefetch_desc(&tm_g);
+      tma_prefetch_desc(&tm_u);
+      int s = 0;
+      uint32_t phase = 0;
+      for (int64_t t = blockIdx.x; t < p.tiles; t += gridDim.x) {
+        int tm, tn;
+        tile_coords(t, p, tm, tn);
+        const int m0 = tm * kBM, n0 = tn * kBN;
+        for (int kt = 0; kt < p.k_tiles; ++kt) {
+          mbar_wait(&empty[s], phase ^ 1);
+          uint64_t* bar = &full[s];
+          mbar_expect_tx(bar, kStageBytes);
+          unsigned char* st = smem + s * kStageBytes;
+          const int k0 = kt * kBK;
+          tma_load_2d(st, &tm_x, bar, k0, m0);
+          if constexpr (kTransB) {  // MN-major weights: 64-column boxes of 64 K rows
+            tma_load_2d(st + kXBytes, &tm_g, bar, n0, k0);
+            tma_load_2d(st + kXBytes + kWBytes / 2, &tm_g, bar, n0 + 64, k0);
+            tma_load_2d(st + kXBytes + kWBytes, &tm_u, bar, n0, k0);
+            tma_load_2d(st + kXBytes + kWBytes + kWBytes / 2, &tm_u, bar, n0 + 64, k0);
+          } else {  // K-major weights: 128 rows (columns n) of 64 K
+            tma_load_2d(st + kXBytes, &tm_g, bar, k0, n0);
+            tma_load_2d(st + kXBytes + kWBytes, &tm_u, bar, k0, n0);
+          }
+          if (++s == kStages) s = 0, phase ^= 1;
+        }
+      }
+    }
+  } else {
+    // ---- consumers ----
+    reg_alloc<232>();
+    const int c = wg - 1;
+    const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31;
+    float d[128];
+#pragma unroll
+    for (int i = 0; i < 128; ++i) d[i] = 0.f;
+    int s = 0;
+    uint32_t phase = 0;
+    for (int64_t t = blockIdx.x; t < p.tiles; t += gridDim.x) {
+      int tm, tn;
+      tile_coords(t, p, tm, tn);
+      for (int kt = 0; kt < p.k_tiles; ++kt) {
+        mbar_wait(&full[s], phase);
+        const uint32_t st = smem_u32(smem + s * kStageBytes);
+        const uint32_t a_base = st + c * 64 * 128, b_base = st + kXBytes;
+        wgmma_fence();
+#pragma unroll
+        for (int j = 0; j < kBK / 16; ++j) {
+          const uint64_t da = make_desc(a_base + j * 32, 16, 1024);
+          const uint64_t db = kTransB ? make_desc(b_base + j * 2048, kWBytes / 2, 1024)
+                                      : make_desc(b_base + j * 32, 16, 1024);
+          wgmma_tile<D, kTransB>(d, da, db, (kt > 0 || j > 0) ? 1 : 0);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs(d);
+        if (lane == 0) mbar_arrive(&empty[s]);
+        if (++s == kStages) s = 0, phase ^= 1;
+      }
+
+      // ---- epilogue from registers: accumulator i <-> (row w*16 + lane/4 + 8*((i/2)&1),
+      //      column 8*(i/4) + 2*(lane&3) + (i&1)); up columns are i + 64 ----
+      const int64_t row0 = static_cast<int64_t>(tm) * kBM + c * 64 + warp * 16 + (lane >> 2);
+      const int col0 = tn * kBN + 2 * (lane & 3);
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const int col = col0 + j * 8;
+        if (col >= p.n) continue;
+        const bool has1 = col + 1 < p.n;
+        const float bg0 = p.bg.load_or(col, 0.f), bg1 = has1 ? p.bg.load_or(col + 1, 0.f) : 0.f;
+        const float bu0 = p.bu.load_or(col, 0.f), bu1 = has1 ? p.bu.load_or(col + 1, 0.f) : 0.f;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int64_t row = row0 + 8 * h;
+          if (row >= p.m) continue;
+          const int i = j * 4 + h * 2;
+          const float g0 = d[i] + bg0, g1 = d[i + 1] + bg1;
+          const float u0 = d[i + 64] + bu0, u1 = d[i + 65] + bu1;
+          if constexpr (EPI == DualGemmArgs::kForward) {
+            store2<T>(p.z, p.z_v2, row, col, siluf(g0) * u0, siluf(g1) * u1, has1);
+            if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
+            if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
+          } else {
+            const float2 dz = load2<T>(p.dz, p.dz_v2, row, col, has1);
+            store2<T>(p.da, p.da_v2, row, col, dz.x * u0 * dsiluf(g0), dz.y * u1 * dsiluf(g1), has1);
+            store2<T>(p.db, p.db_v2, row, col, dz.x * siluf(g0), dz.y * siluf(g1), has1);
+          }
+        }
+      }
+    }
+  }
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side: tensor maps (cuTensorMapEncodeTiled through the runtime's driver entry point).
+
+PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
+            cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// A 2-D operand as TMA sees it: `inner` contiguous elements per line, `outer` lines `stride`
+// elements apart. False when TMA cannot address it (base or stride not 16-byte aligned, overlap).
+struct Operand2D {
+  void* base;
+  uint64_t inner, outer, stride_bytes;
+};
+bool tma_operand(void* base, int64_t inner, int64_t outer, int64_t stride, Operand2D* out) {
+  if (reinterpret_cast<uintptr_t>(base) % 16 != 0) return false;
+  uint64_t sb;
+  if (outer == 1) {
+    sb = (static_cast<uint64_t>(inner) * 2 + 15) / 16 * 16;  // never stepped over
+  } else {
+    if (stride < inner || (stride * 2) % 16 != 0 || stride * 2 >= (int64_t{1} << 40)) return false;
+    sb = static_cast<uint64_t>(stride) * 2;
+  }
+  *out = Operand2D{base, static_cast<uint64_t>(inner), static_cast<uint64_t>(outer), sb};
+  return true;
+}
+
+bool encode(CUtensorMap* map, DType dt, const Operand2D& o, uint32_t box_inner, uint32_t box_outer) {
+  const cuuint64_t dims[2] = {o.inner, o.outer};
+  const cuuint64_t strides[1] = {o.stride_bytes};
+  const cuuint32_t box[2] = {box_inner, box_outer};
+  const cuuint32_t estr[2] = {1, 1};
+  const CUresult r = encode_fn()(map, dt == DType::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+                                 2, o.base, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                 CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS;
+}
+
+bool pair_ok(const Mat& m) {
+  return m.present() && m.cs == 1 && m.rs % 2 == 0 && reinterpret_cast<uintptr_t>(m.data) % 4 == 0;
+}
+
+template <DType D, int kTransB, int EPI>
+fsg_status launch(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMap& mu, const Params& p,
+                  cudaStream_t s) {
+  auto* kernel = dual_gemm_sm90_kernel<D, kTransB, EPI>;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+  if (e != cudaSuccess) {
+    set_error("dual_gemm_sm90_kernel: cudaFuncSetAttribute(%d bytes of shared memory): %s", kSmemBytes,
+              cudaGetErrorString(e));
+    return FSG_ERR_CUDA;
+  }
+  int dev = 0, sms = 0;
+  if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
+      (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) {
+    set_error("dual_gemm_sm90_kernel: reading the multiprocessor count: %s", cudaGetErrorString(e));
+    return FSG_ERR_CUDA;
+  }
+  const int64_t grid = p.tiles < sms ? p.tiles : sms;
+  kernel<<<static_cast<unsigned>(grid), kThreads, kSmemBytes, s>>>(mx, mg, mu, p);
+  return launch_status("dual_gemm_sm90_kernel");
+}
+
+template <DType D, int kTransB>
+fsg_status pick_epilogue(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMap& mu, const Params& p,
+                         int epi, cudaStream_t s) {
+  return epi == DualGemmArgs::kForward ? launch<D, kTransB, DualGemmArgs::kForward>(mx, mg, mu, p, s)
+                                       : launch<D, kTransB, DualGemmArgs::kBackward>(mx, mg, mu, p, s);
+}
+
+}  // namespace
+
+fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, bool* handled) {
   *handled = false;
-  return FSG_OK;
+  const DType dt = a.x.dtype;
+  if (dt != DType::BF16 && dt != DType::F16) return FSG_OK;
+  if (!is_plain_swiglu(a.act)) return FSG_OK;  // the GLU variants run on the sm_80 epilogue
+  const int64_t m = a.x.rows, k = a.x.cols, n = a.wg.cols;
+  if (!forced && m < FSG_SM90_MIN_M) return FSG_OK;
+  if (encode_fn() == nullptr) return FSG_OK;
+
+  // x [M,K]: K contiguous.
+  Operand2D ox, og, ou;
+  if (!(a.x.cs == 1 || k == 1) || !tma_operand(a.x.data, k, m, a.x.rs, &ox)) return FSG_OK;
+  // Weights [K,N]: N-contiguous -> MN-major B; K-contiguous -> K-major B (both weights alike).
+  int trans_b;
+  auto mn_major = [&](const Mat& w, Operand2D* o) { return (w.cs == 1 || n == 1) && tma_operand(w.data, n, k, w.rs, o); };
+  auto k_major = [&](const Mat& w, Operand2D* o) { return (w.rs == 1 || k == 1) && tma_operand(w.data, k, n, w.cs, o); };
+  if (mn_major(a.wg, &og) && mn_major(a.wu, &ou))
+    trans_b = 1;
+  else if (k_major(a.wg, &og) && k_major(a.wu, &ou))
+    trans_b = 0;
+  else
+    return FSG_OK;
+
+  CUtensorMap mx, mg, mu;
+  bool ok = encode(&mx, dt, ox, kBK, kBM);
+  if (trans_b) {
+    ok = ok && encode(&mg, dt, og, 64, kBK) && encode(&mu, dt, ou, 64, kBK);
+  } else {
+    ok = ok && encode(&mg, dt, og, kBK, kBN) && encode(&mu, dt, ou, kBK, kBN);
+  }
+  if (!ok) return FSG_OK;  // the driver refused a map: let the sm_80 kernels take the call
+
+  Params p{};
+  p.m = static_cast<int>(m), p.n = static_cast<int>(n);
+  p.m_tiles = static_cast<int>((m + kBM - 1) / kBM);
+  p.n_tiles = static_cast<int>((n + kBN - 1) / kBN);
+  p.k_tiles = static_cast<int>((k + kBK - 1) / kBK);
+  p.tiles = static_cast<int64_t>(p.m_tiles) * p.n_tiles;
+  p.bg = vec_ref(a.bg), p.bu = vec_ref(a.bu);
+  p.z = mat_ref(a.z), p.a_out = mat_ref(a.a_out), p.b_out = mat_ref(a.b_out);
+  p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
+  p.z_v2 = pair_ok(a.z), p.a_v2 = pair_ok(a.a_out), p.b_v2 = pair_ok(a.b_out);
+  p.dz_v2 = pair_ok(a.dz), p.da_v2 = pair_ok(a.da), p.db_v2 = pair_ok(a.db);
+
+  *handled = true;
+  const int epi = a.epilogue;
+  if (dt == DType::BF16)
+    return trans_b ? pick_epilogue<DType::BF16, 1>(mx, mg, mu, p, epi, s) : pick_epilogue<DType::BF16, 0>(mx, mg, mu, p, epi, s);
+  return trans_b ? pick_epilogue<DType::F16, 1>(mx, mg, mu, p, epi, s) : pick_epilogue<DType::F16, 0>(mx, mg, mu, p, epi, s);
 }
 
 fsg_status cuda_gemm_sm90(const GemmArgs&, Stream, bool, bool* handled) {
