@@ -322,13 +322,16 @@ async function main(): Promise<number> {
       }
     })();
     const report = await runLoad(url, { requests, concurrency, timeLimitS });
+    const tStop = performance.now();
     server.kill("SIGTERM");
     const exitCode = await server.exited;
+    const shutdownMs = performance.now() - tStop;
+    console.log(`server exited with ${exitCode} ${shutdownMs.toFixed(0)} ms after SIGTERM`);
     const problems = checkReport(report);
     if (exitCode !== 0) problems.push(`the server exited with ${exitCode} after SIGTERM`);
     if (report.stoppedByTimeLimit) problems.push(`stopped by the time limit after ${report.sent} of ${requests} requests`);
     console.log(summarize(report));
-    const result = { date: new Date().toISOString(), command: `bun bench/load-test.ts ${argv.join(" ")}`.trim(), ...report, serverExitCode: exitCode, problems, pass: problems.length === 0 };
+    const result = { date: new Date().toISOString(), command: `bun bench/load-test.ts ${argv.join(" ")}`.trim(), ...report, serverExitCode: exitCode, shutdownMs, problems, pass: problems.length === 0 };
     if (!argv.includes("--no-write")) {
       const dir = flag("out") ?? join(root, "bench", "results");
       mkdirSync(dir, { recursive: true });

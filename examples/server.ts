@@ -296,7 +296,8 @@ export async function startServer(o: ServerOptions = {}): Promise<RunningServer>
   }
   const { K, N, dtype } = mlp;
   const maxRows = o.maxRows ?? 256;
-  const maxBatchRows = Math.max(maxRows, o.maxBatchRows ?? (device.backend === "cuda" ? 512 : 64));
+  // A request larger than this still runs, as a batch of its own.
+  const maxBatchRows = Math.max(1, o.maxBatchRows ?? (device.backend === "cuda" ? 512 : 64));
   const streams = Array.from({ length: Math.max(1, o.streams ?? 2) }, () => device.createStream());
   const stats: ServerStats = { requests: 0, ok: 0, clientErrors: 0, serverErrors: 0, batches: 0, rows: 0, largestBatch: 0 };
   const batcher = new Batcher(mlp, streams, maxBatchRows, o.flushMs ?? 1, stats);

@@ -49,7 +49,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const post = (body: BodyInit, headers: Record<string, string>, path = "/v1/mlp"): Promise<Response> =>
+const post = (body: RequestInit["body"], headers: Record<string, string>, path = "/v1/mlp"): Promise<Response> =>
   fetch(url + path, { method: "POST", body, headers });
 const binary = (x: Float32Array | Uint16Array, rows: number, dtype = "float32"): Promise<Response> =>
   post(x, { "content-type": "application/octet-stream", "x-shape": `${rows},${K}`, "x-dtype": dtype });
