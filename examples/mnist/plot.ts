@@ -1,0 +1,92 @@
+// plot.ts: a hand-written SVG of a training run: left, the per-step training loss of both modes
+// (log scale; fused solid, unfused dashed on top, epoch boundaries and held-out accuracy marked);
+// right, their per-step relative difference against the bound it is held to.
+import type { RunResult } from "./results.ts";
+
+const W = 460;
+const H = 300;
+const PAD = { l: 58, r: 14, t: 30, b: 42 };
+const COLORS = { fused: "#d62728", unfused: "#1f77b4" } as const;
+
+const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+interface Series {
+  label: string;
+  color: string;
+  dash: string;
+  width: number;
+  values: number[];
+}
+
+/** One log-y panel of step-indexed series at (x0, 0). */
+function panel(x0: number, title: string, yLabel: string, series: Series[], floor: number, extras: (sx: (i: number) => number, sy: (v: number) => number) => string[]): string[] {
+  const all = series.flatMap((s) => s.values).map((v) => Math.max(v, floor)).filter(Number.isFinite);
+  const lo = Math.floor(Math.log10(Math.min(...all)));
+  const hi = Math.ceil(Math.log10(Math.max(...all)) + 1e-9);
+  const top = hi > lo ? hi : lo + 1;
+  const n = Math.max(1, ...series.map((s) => s.values.length - 1));
+  const pw = W - PAD.l - PAD.r;
+  const ph = H - PAD.t - PAD.b;
+  const sx = (i: number) => x0 + PAD.l + (i / n) * pw;
+  const sy = (v: number) => PAD.t + ph - ((Math.log10(Math.max(v, floor)) - lo) / (top - lo)) * ph;
+  const out = [
+    `<text x="${x0 + W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="bold">${esc(title)}</text>`,
+    `<rect x="${x0 + PAD.l}" y="${PAD.t}" width="${pw}" height="${ph}" fill="none" stroke="#444"/>`,
+  ];
+  for (let e = lo; e <= top; e++) {
+    const y = sy(10 ** e).toFixed(1);
+    out.push(`<line x1="${x0 + PAD.l}" x2="${x0 + PAD.l + pw}" y1="${y}" y2="${y}" stroke="#e4e4e4"/>`);
+    out.push(`<text x="${x0 + PAD.l - 4}" y="${Number(y) + 4}" text-anchor="end" font-size="10">1e${e}</text>`);
+  }
+  out.push(`<text x="${x0 + PAD.l + pw / 2}" y="${H - 8}" text-anchor="middle" font-size="11">training step</text>`);
+  out.push(`<text transform="translate(${x0 + 13},${PAD.t + ph / 2}) rotate(-90)" text-anchor="middle" font-size="11">${esc(yLabel)}</text>`);
+  for (let i = 0; i <= 4; i++) {
+    const step = Math.round((n * i) / 4);
+    out.push(`<text x="${sx(step).toFixed(1)}" y="${PAD.t + ph + 14}" text-anchor="middle" font-size="10">${step}</text>`);
+  }
+  out.push(...extras(sx, sy));
+  series.forEach((s, k) => {
+    const d = s.values.map((v, i) => `${i ? "L" : "M"}${sx(i).toFixed(1)},${sy(v).toFixed(1)}`).join(" ");
+    out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.width}" stroke-dasharray="${s.dash}" stroke-linejoin="round"/>`);
+    const ly = PAD.t + 14 + 14 * k;
+    out.push(`<line x1="${x0 + W - PAD.r - 150}" x2="${x0 + W - PAD.r - 126}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="2" stroke-dasharray="${s.dash}"/>`);
+    out.push(`<text x="${x0 + W - PAD.r - 122}" y="${ly}" font-size="10">${esc(s.label)}</text>`);
+  });
+  return out;
+}
+
+export function lossPlotSvg(r: RunResult): string {
+  const { fused, unfused } = r.modes;
+  const steps = fused.stepLosses.length;
+  const perEpoch = Math.max(1, Math.round(steps / Math.max(1, fused.epochs.length)));
+  const accuracy = (m: typeof fused) => `${(100 * (m.epochs.at(-1)?.testAccuracy ?? 0)).toFixed(2)}%`;
+  const epochMarks = (sx: (i: number) => number): string[] =>
+    fused.epochs.flatMap((e, k) => {
+      const x = sx(Math.min(steps - 1, (k + 1) * perEpoch - 1)).toFixed(1);
+      return [
+        `<line x1="${x}" x2="${x}" y1="${PAD.t}" y2="${H - PAD.b}" stroke="#bbb" stroke-dasharray="2,3"/>`,
+        `<text x="${Number(x) - 3}" y="${H - PAD.b - 6}" text-anchor="end" font-size="9" fill="#555">ep ${e.epoch}: ${(100 * e.testAccuracy).toFixed(1)}%</text>`,
+      ];
+    });
+  const left = panel(0, "training loss per step", "cross-entropy (log)", [
+    { label: `fused (held-out ${accuracy(fused)})`, color: COLORS.fused, dash: "", width: 2.2, values: fused.stepLosses },
+    { label: `unfused (held-out ${accuracy(unfused)})`, color: COLORS.unfused, dash: "5,4", width: 1.2, values: unfused.stepLosses },
+  ], 1e-4, epochMarks);
+  const floor = 1e-9;
+  const rel = fused.stepLosses.map((f, i) => Math.abs(f - unfused.stepLosses[i]!) / Math.abs(unfused.stepLosses[i]!));
+  const tol = r.agreement.tolerance;
+  const right = panel(W, "|fused − unfused| / unfused", "relative difference (log; 0 drawn at 1e-9)", [
+    { label: "per step", color: "#555", dash: "", width: 1.2, values: rel },
+    { label: `bound ${tol}`, color: "#2ca02c", dash: "6,3", width: 1.5, values: rel.map(() => tol) },
+  ], floor, () => []);
+  const caption = `MNIST, ${r.config.dtype}, SwiGLU(784 -> ${r.config.hidden}) -> Linear(${r.config.hidden} -> 10), batch ${r.config.batch}, ${r.system.device}`;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H + 22}" viewBox="0 0 ${2 * W} ${H + 22}" font-family="sans-serif">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    ...left,
+    ...right,
+    `<text x="${W}" y="${H + 14}" text-anchor="middle" font-size="10" fill="#444">${esc(caption)}</text>`,
+    "</svg>",
+    "",
+  ].join("\n");
+}
