@@ -267,7 +267,7 @@ export function summarize(r: LoadReport): string {
   const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
   return [
     `${r.device} (${r.backend}), MLP K=${r.model.K} N=${r.model.N} ${r.model.dtype}: ${r.sent} requests (${r.malformed.sent} malformed) in ${r.durationS.toFixed(2)} s, concurrency ${r.options.concurrency}`,
-    `  throughput ${r.throughput.requestsPerS.toFixed(0)} req/s, ${r.throughput.rowsPerS.toFixed(0)} rows/s; ${r.server.batches} batches, largest ${r.server.largestBatch} rows`,
+    `  throughput ${r.throughput.requestsPerS.toFixed(0)} req/s, ${r.throughput.rowsPerS.toFixed(0)} rows/s; ${r.server.batches} batches (mean ${((r.server.rows ?? 0) / Math.max(1, r.server.batches ?? 0)).toFixed(1)} rows, ${((r.server.batchMs ?? 0) / Math.max(1, r.server.batches ?? 0)).toFixed(2)} ms from enqueue to host), largest ${r.server.largestBatch} rows`,
     `  latency (good requests) p50 ${r.latencyMs.p50.toFixed(2)} ms, p90 ${r.latencyMs.p90.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms, max ${r.latencyMs.max.toFixed(2)} ms`,
     `  good ${r.good.ok}/${r.good.sent} ok; malformed ${r.malformed.rejected4xx}/${r.malformed.sent} answered 4xx`,
     `  server RSS ${mib(r.memory.start.rss)} -> ${mib(r.memory.end.rss)} (${r.memory.rssGrowth >= 0 ? "+" : ""}${mib(r.memory.rssGrowth)}); device memory used ${mib(r.memory.start.deviceUsed)} -> ${mib(r.memory.end.deviceUsed)} of ${mib(r.memory.end.deviceTotal)}`,

@@ -51,6 +51,8 @@ export interface ServerStats {
   batches: number;
   rows: number;
   largestBatch: number;
+  /** Sum over batches of the time from enqueueing to the result on the host, in ms. */
+  batchMs: number;
 }
 
 export interface RunningServer {
@@ -237,6 +239,7 @@ class Batcher {
     let x: Tensor | null = null;
     let y: Tensor | null = null;
     let upload: Promise<void> | null = null;
+    const t0 = performance.now();
     try {
       x = device.withStream(stream, () => Tensor.empty([M, K], mlp.dtype, { device }));
       upload = uploadAsync(x, input, { stream }); // enqueued now; `input` is held until it is done
@@ -247,6 +250,7 @@ class Batcher {
       this.stats.batches++;
       this.stats.rows += M;
       this.stats.largestBatch = Math.max(this.stats.largestBatch, M);
+      this.stats.batchMs += performance.now() - t0;
       at = 0;
       for (const job of batch) {
         job.resolve(out.subarray(at, at + job.raw.length));
@@ -299,7 +303,7 @@ export async function startServer(o: ServerOptions = {}): Promise<RunningServer>
   // A request larger than this still runs, as a batch of its own.
   const maxBatchRows = Math.max(1, o.maxBatchRows ?? (device.backend === "cuda" ? 512 : 64));
   const streams = Array.from({ length: Math.max(1, o.streams ?? 2) }, () => device.createStream());
-  const stats: ServerStats = { requests: 0, ok: 0, clientErrors: 0, serverErrors: 0, batches: 0, rows: 0, largestBatch: 0 };
+  const stats: ServerStats = { requests: 0, ok: 0, clientErrors: 0, serverErrors: 0, batches: 0, rows: 0, largestBatch: 0, batchMs: 0 };
   const batcher = new Batcher(mlp, streams, maxBatchRows, o.flushMs ?? 1, stats);
   const started = performance.now();
   // Largest body: a JSON request of maxRows rows (numbers as ~24 characters each).

@@ -30,7 +30,13 @@ export type RawElements = Float32Array | Uint16Array;
 export interface WaitOptions {
   /** Enqueue on (and wait for) this stream instead of the device's current stream. */
   stream?: Stream | null;
-  /** Longest pause between two polls, in ms (default 1). */
+  /**
+   * For this long (ms, default 2) polls run back to back on setImmediate: the event loop still
+   * serves I/O and timers between them, and short GPU work is seen at once. After it, polls run
+   * on timers (0 ms, then maxDelayMs).
+   */
+  spinMs?: number;
+  /** Longest pause between two polls after the spin window, in ms (default 1). */
   maxDelayMs?: number;
   /** Reject with FSG_ERR_NOT_READY after this many ms (default: never). */
   timeoutMs?: number;
@@ -38,8 +44,8 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
-/** Polls handed to setImmediate before the timer back-off starts. */
-const IMMEDIATE_POLLS = 8;
+/** Timer polls at 0 ms after the spin window, before maxDelayMs. */
+const ZERO_DELAY_POLLS = 8;
 
 /** Host buffers that an enqueued copy may still read or write, with the copies' count. */
 const inFlight = new Map<RawElements, number>();
@@ -60,8 +66,8 @@ export function pendingHostBuffers(): number {
 }
 
 /**
- * Resolves once `ready()` returns true, checking it now, then on setImmediate, then on timers of
- * 0 ms up to `maxDelayMs`. A throw from `ready()` rejects.
+ * Resolves once `ready()` returns true, checking it now, then on setImmediate for `spinMs`, then
+ * on timers (0 ms a few times, then `maxDelayMs`). A throw from `ready()` rejects.
  */
 export function pollUntil(ready: () => boolean, what: string, options: WaitOptions = {}): Promise<void> {
   try {
@@ -70,9 +76,10 @@ export function pollUntil(ready: () => boolean, what: string, options: WaitOptio
     return Promise.reject(e);
   }
   const maxDelay = Math.max(0, options.maxDelayMs ?? 1);
+  const spinMs = Math.max(0, options.spinMs ?? 2);
   const start = performance.now();
   return new Promise<void>((resolve, reject) => {
-    let polls = 0;
+    let timerPolls = 0;
     const tick = (): void => {
       try {
         if (ready()) return resolve();
@@ -82,9 +89,12 @@ export function pollUntil(ready: () => boolean, what: string, options: WaitOptio
         if (options.timeoutMs !== undefined && performance.now() - start > options.timeoutMs) {
           return reject(new FusedSwiGLUError("FSG_ERR_NOT_READY", `${what}: not complete after ${options.timeoutMs} ms`));
         }
-        polls++;
-        if (polls < IMMEDIATE_POLLS) setImmediate(tick);
-        else setTimeout(tick, polls < 2 * IMMEDIATE_POLLS ? 0 : maxDelay);
+        if (performance.now() - start < spinMs) {
+          setImmediate(tick);
+        } else {
+          timerPolls++;
+          setTimeout(tick, timerPolls <= ZERO_DELAY_POLLS ? 0 : maxDelay);
+        }
       } catch (e) {
         reject(e);
       }

@@ -130,11 +130,17 @@ describe("pollUntil", () => {
     await pollUntil(() => {
       polls++;
       return performance.now() > until;
-    }, "test");
+    }, "test", { spinMs: 5 });
     clearInterval(interval);
-    expect(ticks).toBeGreaterThan(3);
+    expect(ticks).toBeGreaterThan(3); // timers ran while polling, also in the spin window
     expect(polls).toBeGreaterThan(3);
-    expect(polls).toBeLessThan(1000); // backs off rather than spinning
+    let slowPolls = 0;
+    const until2 = performance.now() + 30;
+    await pollUntil(() => {
+      slowPolls++;
+      return performance.now() > until2;
+    }, "test", { spinMs: 0 });
+    expect(slowPolls).toBeLessThan(100); // backs off to timers rather than spinning
   });
 
   test("time-out, abort and a throwing query reject with a message", async () => {
