@@ -8,7 +8,8 @@
 //
 //   bun bench/load-test.ts [--requests 10000] [--concurrency 32] [--quick] [--out bench/results]
 //                          [--time-limit 120] [--backend auto|cpu|cuda] [--k K --n N] [--dtype bf16]
-//                          [--weights f.safetensors [--prefix p]] [--no-write]
+//                          [--weights f.safetensors [--prefix p]] [--bad-share 0.05] [--json-share 0.1]
+//                          [--streams 2] [--batch-rows R] [--flush-ms 1] [--no-write]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -321,7 +322,9 @@ async function main(): Promise<number> {
         process.stdout.write(decoder.decode(value));
       }
     })();
-    const report = await runLoad(url, { requests, concurrency, timeLimitS });
+    const badShare = Number(flag("bad-share") ?? 0.05);
+    const jsonShare = Number(flag("json-share") ?? 0.1);
+    const report = await runLoad(url, { requests, concurrency, timeLimitS, badShare, jsonShare });
     const tStop = performance.now();
     server.kill("SIGTERM");
     const exitCode = await server.exited;

@@ -8,8 +8,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkReport, runLoad } from "../bench/load-test.ts";
-import { startServer, type RunningServer } from "../examples/server.ts";
-import { encode, roundTo } from "../src/dtype.ts";
+import { bf16ToF32, f32ToBf16, startServer, type RunningServer } from "../examples/server.ts";
+import { decode, encode, roundTo } from "../src/dtype.ts";
+import { mulberry32 } from "../src/tensor.ts";
 import { writeSafetensors } from "../src/safetensors.ts";
 import { randomValues } from "./helpers.ts";
 import { gemmRef, swigluForwardRef, transposeRef } from "./reference.ts";
@@ -53,6 +54,18 @@ const post = (body: RequestInit["body"], headers: Record<string, string>, path =
   fetch(url + path, { method: "POST", body, headers });
 const binary = (x: Float32Array | Uint16Array, rows: number, dtype = "float32"): Promise<Response> =>
   post(x, { "content-type": "application/octet-stream", "x-shape": `${rows},${K}`, "x-dtype": dtype });
+
+describe("server: wire conversions", () => {
+  test("bfloat16 <-> float32 fast paths equal dtype.ts on every bf16 pattern and random float32 words", () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    expect(Array.from(bf16ToF32(all))).toEqual(Array.from(decode("bfloat16", all))); // as numbers: NaN payloads may differ
+    const rand = mulberry32(7);
+    const words = Uint32Array.from({ length: 200000 }, (_, i) => (i < 65536 ? (i << 16) | 0x8000 : Math.floor(rand() * 2 ** 32)));
+    const f = new Float32Array(words.buffer);
+    const asNumbers = (bits: Uint16Array): number[] => Array.from(decode("bfloat16", bits));
+    expect(asNumbers(f32ToBf16(f))).toEqual(asNumbers(encode("bfloat16", f) as Uint16Array)); // NaN payloads may differ
+  });
+});
 
 describe("server: good requests", () => {
   test("binary float32: the reference result, same form as the request", async () => {
