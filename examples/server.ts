@@ -266,6 +266,7 @@ class Batcher {
     try {
       x = device.withStream(stream, () => Tensor.empty([M, K], mlp.dtype, { device }));
       upload = uploadAsync(x, input, { stream }); // enqueued now; `input` is held until it is done
+      upload.catch(() => undefined); // handled below: no unhandled rejection while the download is awaited
       const xs = x;
       y = device.withStream(stream, () => mlp.forward(xs));
       const out = await toRawAsync(y, { stream });
@@ -282,7 +283,7 @@ class Batcher {
     } catch (e) {
       for (const job of batch) job.reject(e);
     } finally {
-      await upload?.catch(() => undefined);
+      await upload?.catch(() => undefined); // the input buffer is released once its copy is done
       // Stream-ordered frees on the batch's own stream, after its work.
       const done = [x, y];
       if (!device.disposed) device.withStream(stream, () => done.forEach((t) => t?.dispose()));

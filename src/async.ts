@@ -154,13 +154,40 @@ export async function uploadAsync(tensor: Tensor, raw: RawElements, options: Wai
   const device = tensor.device;
   device.assertOpen();
   const dst = tensor.storage.ptr + BigInt(tensor.byteOffset);
-  hold(raw);
+  onStream(device, options.stream, () =>
+    check(lib.fsg_memcpy_h2d_async(device.handle, dst, hostPtr(raw), BigInt(raw.byteLength)), "fsg_memcpy_h2d_async"));
+  await doneHolding(device, raw, options);
+}
+
+/**
+ * Waits for the work enqueued so far (an event behind it) while `buffer` is held. If the wait
+ * ends early (time-out, abort), the buffer stays held until the copy has really completed.
+ */
+async function doneHolding(device: Device, buffer: RawElements, options: WaitOptions): Promise<void> {
+  hold(buffer);
+  let event: Event | null = null;
+  let givenUp = false;
   try {
-    onStream(device, options.stream, () =>
-      check(lib.fsg_memcpy_h2d_async(device.handle, dst, hostPtr(raw), BigInt(raw.byteLength)), "fsg_memcpy_h2d_async"));
-    await deviceDone(device, options);
+    event = device.createEvent();
+    const e = event;
+    onStream(device, options.stream, () => e.record());
+    await eventDone(e, options);
+  } catch (err) {
+    const e = event;
+    if (e && err instanceof FusedSwiGLUError && err.code === "FSG_ERR_NOT_READY") {
+      // Given up on, not finished: release in the background once the device is done with it.
+      givenUp = true;
+      void eventDone(e, { spinMs: 0, maxDelayMs: 10 }).catch(() => undefined).finally(() => {
+        release(buffer);
+        e.dispose();
+      });
+    }
+    throw err;
   } finally {
-    release(raw);
+    if (!givenUp) {
+      release(buffer);
+      event?.dispose();
+    }
   }
 }
 
@@ -198,14 +225,9 @@ export async function toRawAsync(tensor: Tensor, options: WaitOptions = {}): Pro
   await deviceDone(device, options); // the work that produces the tensor
   tensor.assertLive("tensor");
   const src = tensor.storage.ptr + BigInt(span.min * tensor.itemSize);
-  hold(host);
-  try {
-    onStream(device, options.stream, () =>
-      check(lib.fsg_memcpy_d2h_async(device.handle, hostPtr(host), src, BigInt(host.byteLength)), "fsg_memcpy_d2h_async"));
-    await deviceDone(device, options); // the copy itself
-  } finally {
-    release(host);
-  }
+  onStream(device, options.stream, () =>
+    check(lib.fsg_memcpy_d2h_async(device.handle, hostPtr(host), src, BigInt(host.byteLength)), "fsg_memcpy_d2h_async"));
+  await doneHolding(device, host, options); // the copy itself
   return tensor.isContiguous() ? host : gather(tensor, host, span.min);
 }
 

@@ -180,4 +180,23 @@ describe.if(hasCuda())("async completion under a long GPU job", () => {
     if (totalMs > 5 * enqueueMs + 2) expect(ticks).toBeGreaterThan(0);
     d.dispose();
   });
+
+  test("a wait given up on (time-out) keeps the host buffer until its copy is done", async () => {
+    const d = Device.open({ backend: "cuda" });
+    using stream = d.createStream();
+    using a = Tensor.randn([4096, 4096], "float32", { device: d, seed: nextSeed() });
+    using c = Tensor.empty([4096, 4096], "float32", { device: d });
+    using t = Tensor.empty([1 << 20], "float32", { device: d });
+    d.synchronize();
+    d.withStream(stream, () => {
+      for (let i = 0; i < 8; i++) matmul(a, a, { out: c });
+    });
+    const raw = randomValues(1 << 20);
+    await expect(uploadAsync(t, raw, { stream, timeoutMs: 0, spinMs: 0 })).rejects.toThrow(/not complete after 0 ms/);
+    expect(pendingHostBuffers()).toBe(1);
+    await streamDone(stream);
+    await pollUntil(() => pendingHostBuffers() === 0, "release", { timeoutMs: 2000 });
+    expect(t.toFloat32()).toEqual(raw);
+    d.dispose();
+  });
 });
