@@ -102,20 +102,24 @@ export function trainMnist(config: TrainConfig, log: (line: string) => void = co
   const data = loadMnist(config.trainCount, config.testCount, config.seed);
   const stepsPerEpoch = Math.ceil(config.trainCount / config.batch);
   const lrAt = cosine(config.lr, stepsPerEpoch * config.epochs);
-  const models = MODES.map((mode) => new MnistModel(mode, { ...config, device }));
   const runs: Record<Mode, ModeRun> = { fused: emptyRun(), unfused: emptyRun() };
+  const reference = config.dtype === "float32" ? null : emptyRun();
+  // In bf16, a third model (unfused, float32) measures how far rounding alone moves the curve.
+  const entries: { label: string; model: MnistModel; run: ModeRun }[] = MODES.map((mode) => ({
+    label: mode, model: new MnistModel(mode, { ...config, device }), run: runs[mode],
+  }));
+  if (reference) entries.push({ label: "fp32 ref", model: new MnistModel("unfused", { ...config, dtype: "float32", device }), run: reference });
   log(`MNIST: ${config.trainCount} training / ${config.testCount} held-out digits, SwiGLU(784 -> ${config.hidden}) -> Linear(${config.hidden} -> 10), ` +
     `${config.dtype}, batch ${config.batch}, ${config.epochs} epoch(s), AdamW lr ${config.lr} (cosine), on ${device.name} (${device.backend})`);
   try {
-    // Warm-up: one forward/backward per mode without an update (first-call costs out of epoch 1).
+    // Warm-up: one forward/backward per model without an update (first-call costs out of epoch 1).
     const warm = batchOf(data.train, permutation(config.trainCount, config.seed), 0, config.batch);
-    for (const m of models) m.step(warm.images, warm.labels, null);
+    for (const { model } of entries) model.step(warm.images, warm.labels, null);
     for (let epoch = 0; epoch < config.epochs; epoch++) {
       const order = permutation(config.trainCount, config.seed + 1 + epoch);
-      for (const m of models) {
-        const r = m.trainEpoch(data.train, order, config.batch, epoch * stepsPerEpoch, lrAt);
-        const ev = m.evaluate(data.test);
-        const run = runs[m.mode];
+      for (const { label, model, run } of entries) {
+        const r = model.trainEpoch(data.train, order, config.batch, epoch * stepsPerEpoch, lrAt);
+        const ev = model.evaluate(data.test);
         run.stepLosses.push(...r.stepLosses);
         run.epochs.push({
           epoch: epoch + 1,
@@ -126,14 +130,14 @@ export function trainMnist(config: TrainConfig, log: (line: string) => void = co
           ms: r.ms,
           swigluMs: r.swigluMs,
         });
-        run.saved = m.savedPeak;
+        run.saved = model.savedPeak;
         const e = run.epochs.at(-1)!;
-        log(`  epoch ${e.epoch} ${m.mode.padEnd(7)} train loss ${e.trainLoss.toFixed(4)}  held-out acc ${(100 * e.testAccuracy).toFixed(2)}%  ` +
+        log(`  epoch ${e.epoch} ${label.padEnd(8)} train loss ${e.trainLoss.toFixed(4)}  held-out acc ${(100 * e.testAccuracy).toFixed(2)}%  ` +
           `${e.ms.toFixed(0)} ms (SwiGLU ${(100 * e.swigluMs / e.ms).toFixed(0)}%)`);
       }
     }
   } finally {
-    for (const m of models) m.dispose();
+    for (const { model } of entries) model.dispose();
   }
   const result: RunResult = {
     system: {
@@ -145,9 +149,10 @@ export function trainMnist(config: TrainConfig, log: (line: string) => void = co
       command: ["bun", ...process.argv.slice(1)].join(" "),
       date: new Date().toISOString(),
     },
-    config: { ...config, out: config.out },
+    config: { ...config },
     modes: runs,
-    agreement: agreementOf(runs.fused.stepLosses, runs.unfused.stepLosses, config.dtype, stepsPerEpoch),
+    reference,
+    agreement: agreementOf(runs.fused.stepLosses, runs.unfused.stepLosses, reference?.stepLosses ?? null, config.dtype, stepsPerEpoch),
     checks: [],
     files: [],
   };

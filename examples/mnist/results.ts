@@ -44,10 +44,12 @@ export interface Agreement {
   /** max over steps of |fused - unfused| / |unfused|. */
   maxRel: number;
   meanRel: number;
-  /** Largest relative difference of the epochs' mean training losses. */
-  maxEpochRel: number;
-  /** The bound maxRel is held to. */
-  tolerance: number;
+  /** Per epoch: mean over its steps of |fused - unfused|. */
+  epochGap: number[];
+  /** bf16 only, per epoch: mean of |unfused - fp32 reference|, the noise of bf16 rounding. */
+  epochNoise: number[] | null;
+  /** What was required, in words. */
+  criterion: string;
   pass: boolean;
 }
 
@@ -69,38 +71,58 @@ export interface RunResult {
   };
   config: TrainConfig;
   modes: { fused: ModeRun; unfused: ModeRun };
+  /** bf16 runs: the unfused model trained in fp32 on the same batches (noise reference). */
+  reference: ModeRun | null;
   agreement: Agreement;
   checks: Check[];
   /** Files written. */
   files: string[];
 }
 
-/**
- * Per-step tolerance on |fused - unfused| / |unfused|: fp32 1e-4 (the two paths sum in different
- * orders, nothing else differs); bf16 5e-2: each step's weights, activations and gradients are
- * rounded to 8 bits of mantissa (relative spacing 2^-8 = 3.9e-3), the two paths round different
- * intermediates (the unfused one stores x·Wg, x·Wu in bf16), and the difference compounds over
- * the steps, so the curves overlap within a few bf16 ulps of the loss rather than exactly.
- */
-export const LOSS_TOLERANCE = { float32: 1e-4, bfloat16: 5e-2 } as const;
+/** fp32: every step's |fused - unfused| / |unfused| stays below this (the paths differ only in summation order). */
+export const FP32_TOLERANCE = 1e-4;
 
-/** Epoch-mean training losses must agree to this relative difference (both dtypes). */
-export const EPOCH_TOLERANCE = { float32: 1e-4, bfloat16: 1e-2 } as const;
-
-export function agreementOf(fused: number[], unfused: number[], dtype: TrainConfig["dtype"], stepsPerEpoch = 0): Agreement {
-  const rel = fused.map((f, i) => Math.abs(f - unfused[i]!) / Math.max(Math.abs(unfused[i]!), 1e-30));
-  const maxRel = rel.length === fused.length && fused.length === unfused.length ? Math.max(0, ...rel) : Infinity;
-  const meanRel = rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length);
-  let maxEpochRel = 0;
-  if (stepsPerEpoch > 0) {
-    for (let s = 0; s < fused.length; s += stepsPerEpoch) {
-      const mean = (a: number[]) => a.slice(s, s + stepsPerEpoch).reduce((x, y) => x + y, 0);
-      maxEpochRel = Math.max(maxEpochRel, Math.abs(mean(fused) - mean(unfused)) / Math.abs(mean(unfused)));
-    }
+/** Mean over each epoch's steps of |a - b|. */
+function epochMeanAbsDiff(a: number[], b: number[], stepsPerEpoch: number): number[] {
+  const out: number[] = [];
+  for (let s = 0; s < a.length; s += stepsPerEpoch) {
+    const n = Math.min(stepsPerEpoch, a.length - s);
+    let sum = 0;
+    for (let i = s; i < s + n; i++) sum += Math.abs(a[i]! - b[i]!);
+    out.push(sum / n);
   }
-  const tolerance = LOSS_TOLERANCE[dtype];
-  const pass = Number.isFinite(maxRel) && maxRel < tolerance && maxEpochRel < EPOCH_TOLERANCE[dtype];
-  return { maxRel, meanRel, maxEpochRel, tolerance, pass };
+  return out;
+}
+
+/**
+ * bf16: in every epoch, mean |fused - unfused| <= NOISE_FACTOR x mean |unfused - the same run in
+ * fp32|. If each bf16 run strays from the fp32 trajectory by independent rounding noise of size
+ * s, two bf16 runs differ by about sqrt(2)·s: 2 leaves room for that and for chance. (A fixed
+ * per-step bound does not fit bf16: the two paths round different intermediates, the
+ * trajectories drift apart as two runs of different rounding do, and late losses near 0.01 make
+ * per-step ratios large.)
+ */
+export const NOISE_FACTOR = 2;
+
+export function agreementOf(fused: number[], unfused: number[], reference: number[] | null, dtype: TrainConfig["dtype"], stepsPerEpoch: number): Agreement {
+  const comparable = fused.length === unfused.length && fused.length > 0;
+  const rel = fused.map((f, i) => Math.abs(f - unfused[i]!) / Math.max(Math.abs(unfused[i]!), 1e-30));
+  const maxRel = comparable ? Math.max(...rel) : Infinity;
+  const meanRel = rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length);
+  const epochGap = comparable ? epochMeanAbsDiff(fused, unfused, stepsPerEpoch) : [];
+  if (dtype === "float32" || !reference) {
+    return {
+      maxRel, meanRel, epochGap, epochNoise: null,
+      criterion: `every step: |fused - unfused| / unfused < ${FP32_TOLERANCE}`,
+      pass: Number.isFinite(maxRel) && maxRel < FP32_TOLERANCE,
+    };
+  }
+  const epochNoise = epochMeanAbsDiff(unfused, reference, stepsPerEpoch);
+  return {
+    maxRel, meanRel, epochGap, epochNoise,
+    criterion: `every epoch: mean |fused - unfused| <= ${NOISE_FACTOR} x mean |unfused - the same run in fp32| (bf16 rounding noise)`,
+    pass: comparable && epochGap.length === epochNoise.length && epochGap.every((g, i) => g <= NOISE_FACTOR * epochNoise[i]!),
+  };
 }
 
 /** Mean of a slice. */
@@ -108,11 +130,12 @@ const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / Math.max(1,
 
 export function checksOf(r: RunResult): Check[] {
   const a = r.agreement;
+  const gaps = a.epochGap.map((g, i) => `${g.toExponential(1)}${a.epochNoise ? ` vs ${a.epochNoise[i]!.toExponential(1)}` : ""}`).join(", ");
   const checks: Check[] = [{
     name: "per-step losses agree (fused vs unfused)",
     pass: a.pass,
-    detail: `max relative difference ${a.maxRel.toExponential(2)} (< ${a.tolerance}), mean ${a.meanRel.toExponential(2)}, ` +
-      `epoch means ${a.maxEpochRel.toExponential(2)} (< ${EPOCH_TOLERANCE[r.config.dtype]})`,
+    detail: `${a.criterion}; max relative difference ${a.maxRel.toExponential(2)}, mean ${a.meanRel.toExponential(2)}; ` +
+      `per epoch mean |fused - unfused|${a.epochNoise ? " vs bf16 noise" : ""}: ${gaps}`,
   }];
   const accuracyBar = r.config.quick ? 0.7 : 0.95; // quick: 20 steps on 1,000 digits
   for (const mode of ["fused", "unfused"] as const) {
