@@ -90,7 +90,10 @@ export function lossPlotSvg(r: RunResult): string {
     : [
       { label: "fused vs unfused", color: "#333", dash: "", width: 1.2, values: relDiff(fused.stepLosses, unfused.stepLosses) },
       { label: `bound ${FP32_TOLERANCE}`, color: "#2ca02c", dash: "6,3", width: 1.5, values: fused.stepLosses.map(() => FP32_TOLERANCE) },
-    ], 1e-9, () => []);
+    ], 1e-9, (sx, sy) => {
+      const same = fused.stepLosses.every((f, i) => f === unfused.stepLosses[i]);
+      return same ? [`<text x="${sx(0) + 8}" y="${sy(1e-9) - 8}" font-size="11" fill="#333">fused and unfused losses are bitwise identical at every step</text>`] : [];
+    });
   const caption = `MNIST, ${r.config.dtype}, SwiGLU(784 -> ${r.config.hidden}) -> Linear(${r.config.hidden} -> 10), batch ${r.config.batch}, ${r.system.device}`;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H + 22}" viewBox="0 0 ${2 * W} ${H + 22}" font-family="sans-serif">`,

@@ -1,5 +1,5 @@
 // report.ts: the run as a Markdown table (printed and written), the JSON, and the plot, under
-// --out as mnist-<device>-<dtype>[-quick].{md,json,svg}.
+// --out as mnist-<device>-<dtype>[-save-preactivations][-quick].{md,json,svg}.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { lossPlotSvg } from "./plot.ts";
@@ -12,7 +12,8 @@ function deviceSlug(r: RunResult): string {
 }
 
 export function fileStem(r: RunResult): string {
-  return `mnist-${deviceSlug(r)}-${r.config.dtype}${r.config.quick ? "-quick" : ""}`;
+  const save = r.config.save === "input" ? "" : `-save-${r.config.save}`;
+  return `mnist-${deviceSlug(r)}-${r.config.dtype}${save}${r.config.quick ? "-quick" : ""}`;
 }
 
 const pct = (v: number): string => `${(100 * v).toFixed(2)}%`;
@@ -85,7 +86,8 @@ export function markdown(r: RunResult): string {
     ...memoryTable(r),
     "",
     `Per-step loss agreement: max |fused - unfused| / unfused = ${r.agreement.maxRel.toExponential(2)} ` +
-      `(mean ${r.agreement.meanRel.toExponential(2)}). Required: ${r.agreement.criterion}.`,
+      `(mean ${r.agreement.meanRel.toExponential(2)})${r.agreement.maxRel === 0 ? ": bitwise identical at every step" : ""}. ` +
+      `Required: ${r.agreement.criterion}.`,
     ...(r.reference ? ["", ...referenceLines(r)] : []),
     "",
     ...r.checks.map((ch) => `- ${ch.pass ? "PASS" : "FAIL"} ${ch.name}: ${ch.detail}`),
