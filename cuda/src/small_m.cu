@@ -2,20 +2,22 @@
 // weight matrices once, so these kernels stream the weights with every SM busy from the start
 // and keep the few rows of x and the accumulators in registers.
 //
-//   small_m_ncontig  bf16/f16, N-contiguous weights ([K, N] row-major, cs = 1, packed [K, 2N]
-//                    halves too): a warp owns 64 columns of gate and up and a slice of K; each
-//                    thread loads 4 rows x 8 columns (16-byte loads), pairs rows with byte
-//                    permutes into mma.sync A fragments (swap-AB: weights on the 16-row side,
-//                    up to 8 rows of x on the 8-column side, per m16n8k16).
-//   small_m_kcontig  bf16/f16, K-contiguous weights (the nn.Linear [N, K] view, rs = 1): a warp
-//                    owns 16 columns; each thread loads 8 consecutive k of a column (16 bytes),
-//                    which are A fragments as they are (k permuted identically in x).
-//   small_m_generic  any dtype (f32 too), any strides: lanes along N, warps along K, fp32 FMA.
-// Every kernel splits K over the warps of one CTA (never over CTAs) and sums the partial
-// results in a fixed order through shared memory: deterministic, no scratch, no allocation, no
-// synchronization with the host, so the call can be captured in a CUDA graph. M larger than one
-// row block (8, 16 or 32 rows) loops over row blocks, each re-reading the weights: correct for
-// any M (the forced path), fast only while one block holds all rows.
+//   N-contiguous weights ([K, N] row-major, cs = 1, packed [K, 2N] halves too), bf16/f16:
+//     a warp owns 64 columns of gate and up (32 for 64 rows of x) and a slice of K; each thread
+//     loads 4 rows x 8 columns (16-byte loads; 8-byte for 64 rows), pairs rows with byte permutes
+//     into mma.sync A fragments (swap-AB: weights on the 16-row side, up to 8 rows of x on the
+//     8-column side of each m16n8k16).
+//   K-contiguous weights (the nn.Linear [N, K] view, rs = 1), bf16/f16: a warp owns 16 columns;
+//     each thread loads 8 consecutive k of a column (16 bytes), which are A fragments as they are
+//     (k permuted identically in x).
+//   Anything else (f32, other strides): small_m_generic, lanes along N, warps along K, fp32 FMA.
+// K is never split over CTAs: the warps of one CTA split it and sum their partial results in a
+// fixed binary tree in shared memory. Deterministic, no scratch, no allocation, no host
+// synchronization: the call can be captured in a CUDA graph. Row blocks of 8/16/32/64 rows; a
+// larger M loops over row blocks, each re-reading the weights (correct for any M: the forced path;
+// fast only while one block holds every row, see kAutoMax* below).
+// Measured on H100, Llama-3-8B layer (bench/NOTES.md): 93% of copy bandwidth at M = 1 to 8, 90% at
+// 16, 84% at 32 (N-contiguous); K-contiguous 92/86/83%.
 //
 // Local compile check:
 //   nvcc -std=c++17 -O3 --expt-relaxed-constexpr -gencode=arch=compute_80,code=sm_80 \
@@ -94,13 +96,30 @@ template <> struct MmaOp<__half> {
   }
 };
 
-// Weights are read exactly once: stream them past L1.
-__device__ __forceinline__ uint4 ldg_stream16(const void* p) {
+// Weights are read exactly once: stream them past L1. hint: ask L2 for 256-byte fetches (measured:
+// +8 points of copy bandwidth for K-contiguous rows and the 8-byte N-contiguous loads, none or
+// slightly negative for 16-byte N-contiguous loads).
+__device__ __forceinline__ uint4 ldg_stream16(const void* p, bool hint) {
   uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
+  if (hint)
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+  else
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
   return v;
+}
+__device__ __forceinline__ void ldg_stream(const void* p, bool hint, uint32_t (&w)[4]) {
+  const uint4 v = ldg_stream16(p, hint);
+  w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+}
+__device__ __forceinline__ void ldg_stream(const void* p, bool hint, uint32_t (&w)[2]) {
+  if (hint)
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v2.u32 {%0,%1}, [%2];\n" : "=r"(w[0]), "=r"(w[1]) : "l"(p));
+  else
+    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];\n" : "=r"(w[0]), "=r"(w[1]) : "l"(p));
 }
 
 // Raw 16-bit element e of a strided matrix, 0 when outside [0, rows) x [0, cols).
@@ -168,27 +187,32 @@ __device__ __forceinline__ void tc_mainloop(const L& l, int64_t s0, int64_t s1, 
 }
 
 // ---------------------------------------------------------------------------------------
-// N-contiguous layout. Warp: 64 columns x one K slice; step = 16 rows of K. Thread (g, t)
-// (g = lane/4, t = lane%4) loads rows k0+4t..k0+4t+3, columns n0+8g..n0+8g+7 of both matrices.
-// m16n8k16 A (16 x 16) = weights^T: A row g <-> column 8g+2j, row g+8 <-> column 8g+2j+1 (j =
-// 0..3, one mma each), k slots {2t,2t+1} <-> rows 4t,4t+1 and {2t+8,2t+9} <-> rows 4t+2,4t+3.
+// N-contiguous layout. Warp: 8*CPT columns x one K slice; step = 16 rows of K. Thread (g, t)
+// (g = lane/4, t = lane%4) loads rows k0+4t..k0+4t+3, columns n0+CPT*g..+CPT-1 of both matrices
+// (CPT = 8: 16-byte loads; CPT = 4: 8-byte loads, half the accumulators, for 64 rows of x).
+// m16n8k16 A (16 x 16) = weights^T: A row g <-> column CPT*g+2j, row g+8 <-> CPT*g+2j+1 (j <
+// CPT/2, one mma each), k slots {2t,2t+1} <-> rows 4t,4t+1 and {2t+8,2t+9} <-> rows 4t+2,4t+3.
 // B (16 x 8) = x^T with the same k permutation: thread reads x[row g][k0+4t..k0+4t+3].
 // D row g/g+8 = those columns, D col 2t,2t+1 = rows of x.
 // ---------------------------------------------------------------------------------------
-template <class T, int MB>
-struct NContig {
+template <class T, int MB, int CPT>
+struct NContigT {
   static constexpr int kStep = 16;
-  static constexpr int kCols = 64;
-  static constexpr int kAcc = 2 * 4 * MB * 4;
+  static constexpr int kWords = CPT / 2;  // 32-bit words per row and thread
+  static constexpr int kCols = 8 * CPT;
+  static constexpr int kAcc = 2 * kWords * MB * 4;
+  static constexpr bool kHint = CPT == 4;
   struct Buf {
-    uint4 g[4], u[4];
+    uint32_t g[4][kWords], u[4][kWords];
     uint32_t x[MB][2];
   };
-  using Acc = float[2][4][MB][4];
+  using Acc = float[2][kWords][MB][4];
   const SmallMParams& p;
   int64_t col;     // this thread's first column
   int64_t m_base;  // first row of this row block
   int g, t;
+
+  static __device__ __forceinline__ int64_t first_col(int64_t n_warp, int g) { return n_warp + CPT * g; }
 
   // Guarded loads (K tail, N tail, the rare path) stay out of line so that their registers
   // do not weigh on the main loop's allocation.
@@ -201,40 +225,32 @@ struct NContig {
       const T* pu = static_cast<const T*>(p.wu) + k * p.wu_rs + col;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        b.g[i] = ldg_stream16(pg + i * p.wg_rs);
-        b.u[i] = ldg_stream16(pu + i * p.wu_rs);
+        ldg_stream(pg + i * p.wg_rs, kHint, b.g[i]);
+        ldg_stream(pu + i * p.wu_rs, kHint, b.u[i]);
       }
     } else {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        uint32_t wg[4], wu[4];
+      for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
+        for (int c = 0; c < kWords; ++c) {
           const int64_t n0 = col + 2 * c;
-          wg[c] = raw16(p.wg, k + i, n0, p.wg_rs, p.wg_cs, p.k, p.n) |
-                  (raw16(p.wg, k + i, n0 + 1, p.wg_rs, p.wg_cs, p.k, p.n) << 16);
-          wu[c] = raw16(p.wu, k + i, n0, p.wu_rs, p.wu_cs, p.k, p.n) |
-                  (raw16(p.wu, k + i, n0 + 1, p.wu_rs, p.wu_cs, p.k, p.n) << 16);
+          b.g[i][c] = raw16(p.wg, k + i, n0, p.wg_rs, p.wg_cs, p.k, p.n) |
+                      (raw16(p.wg, k + i, n0 + 1, p.wg_rs, p.wg_cs, p.k, p.n) << 16);
+          b.u[i][c] = raw16(p.wu, k + i, n0, p.wu_rs, p.wu_cs, p.k, p.n) |
+                      (raw16(p.wu, k + i, n0 + 1, p.wu_rs, p.wu_cs, p.k, p.n) << 16);
         }
-        b.g[i] = make_uint4(wg[0], wg[1], wg[2], wg[3]);
-        b.u[i] = make_uint4(wu[0], wu[1], wu[2], wu[3]);
-      }
     }
 #pragma unroll
     for (int mb = 0; mb < MB; ++mb) load_x_words<2>(p, m_base + mb * 8 + g, k, fast, b.x[mb]);
   }
 
-  static __device__ __forceinline__ uint32_t word(const uint4& v, int j) {
-    return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
-  }
-
   __device__ __forceinline__ void compute(const Buf& b, Acc& acc) const {
 #pragma unroll
     for (int mat = 0; mat < 2; ++mat) {
-      const uint4* w = mat == 0 ? b.g : b.u;
+      const uint32_t(*w)[kWords] = mat == 0 ? b.g : b.u;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t r0 = word(w[0], j), r1 = word(w[1], j), r2 = word(w[2], j), r3 = word(w[3], j);
+      for (int j = 0; j < kWords; ++j) {
+        const uint32_t r0 = w[0][j], r1 = w[1][j], r2 = w[2][j], r3 = w[3][j];
         const uint32_t a0 = __byte_perm(r0, r1, 0x5410);  // column 2j,   rows 0,1
         const uint32_t a1 = __byte_perm(r0, r1, 0x7632);  // column 2j+1, rows 0,1
         const uint32_t a2 = __byte_perm(r2, r3, 0x5410);  // column 2j,   rows 2,3
@@ -248,14 +264,16 @@ struct NContig {
   // Where flattened accumulator i of lane `lane` lands: column within the warp's 64, row within
   // the row block, and which matrix.
   static __device__ __forceinline__ int index_of(int mat, int col, int row) {
-    // inverse of: i = ((mat*4 + j)*MB + mb)*4 + e, lane = 4g + t,
-    //   col = 8g + 2j + (e >> 1), row = 8mb + 2t + (e & 1)
-    const int g = col >> 3, j = (col & 7) >> 1, eh = col & 1;
+    // inverse of: i = ((mat*kWords + j)*MB + mb)*4 + e, lane = 4g + t,
+    //   col = CPT*g + 2j + (e >> 1), row = 8mb + 2t + (e & 1)
+    const int g = col / CPT, j = (col % CPT) >> 1, eh = col & 1;
     const int mb = row >> 3, t = (row & 7) >> 1, el = row & 1;
-    const int i = ((mat * 4 + j) * MB + mb) * 4 + eh * 2 + el;
+    const int i = ((mat * kWords + j) * MB + mb) * 4 + eh * 2 + el;
     return i * 32 + 4 * g + t;
   }
 };
+template <class T, int MB> using NContig = NContigT<T, MB, 8>;
+template <class T, int MB> using NContig4 = NContigT<T, MB, 4>;
 
 // ---------------------------------------------------------------------------------------
 // K-contiguous layout (nn.Linear view). Warp: 16 columns x one K slice; step = 64 k. Thread
@@ -268,6 +286,7 @@ struct KContig {
   static constexpr int kStep = 64;
   static constexpr int kCols = 16;
   static constexpr int kAcc = 2 * MB * 4;
+  static constexpr bool kHint = true;
   struct Buf {
     uint4 g[2][2], u[2][2];  // [chunk][column g / g+8]
     uint32_t x[2][MB][4];
@@ -277,6 +296,8 @@ struct KContig {
   int64_t col;  // column of A row g (g+8 is col + 8)
   int64_t m_base;
   int g, t;
+
+  static __device__ __forceinline__ int64_t first_col(int64_t n_warp, int g) { return n_warp + g; }
 
   __device__ __noinline__ void load_guarded(int64_t s, Buf& b) const { load(s, false, b); }
 
@@ -288,8 +309,8 @@ struct KContig {
       for (int h = 0; h < 2; ++h) {
         const int64_t n = col + 8 * h;
         if (fast) {
-          b.g[c][h] = ldg_stream16(static_cast<const T*>(p.wg) + n * p.wg_cs + k);
-          b.u[c][h] = ldg_stream16(static_cast<const T*>(p.wu) + n * p.wu_cs + k);
+          b.g[c][h] = ldg_stream16(static_cast<const T*>(p.wg) + n * p.wg_cs + k, kHint);
+          b.u[c][h] = ldg_stream16(static_cast<const T*>(p.wu) + n * p.wu_cs + k, kHint);
         } else {
           uint32_t wg[4], wu[4];
 #pragma unroll
@@ -353,7 +374,7 @@ __global__ void __launch_bounds__(KW* WN * 32, MINB) small_m_tc(const __grid_con
   const bool cols_full = n_warp + L::kCols <= p.n;
   const int64_t nsteps = (p.k + L::kStep - 1) / L::kStep;
   const int64_t s0 = nsteps * kw / KW, s1 = nsteps * (kw + 1) / KW;
-  const int64_t col = std::is_same<Layout<T, MB>, NContig<T, MB>>::value ? n_warp + 8 * g : n_warp + g;
+  const int64_t col = L::first_col(n_warp, g);
 
   for (int64_t mblk = blockIdx.y; mblk * kRows < p.m; mblk += gridDim.y) {
     const int64_t m_base = mblk * kRows;
@@ -495,18 +516,20 @@ fsg_status launch_tc(const SmallMParams& p, Stream s, const char* name) {
   return launch_status(name);
 }
 
+// Configurations: every one gives N = 14336 at most 264 CTAs (all resident at once on 132 SMs).
 template <class T>
 fsg_status launch_ncontig(const SmallMParams& p, Stream s) {
-  if (p.m <= 8) return launch_tc<T, 1, 8, 1, 2, NContig>(p, s, "small_m_ncontig<8 rows>");
+  if (p.m <= 8) return launch_tc<T, 1, 4, 1, 3, NContig>(p, s, "small_m_ncontig<8 rows>");
   if (p.m <= 16) return launch_tc<T, 2, 4, 1, 3, NContig>(p, s, "small_m_ncontig<16 rows>");
-  return launch_tc<T, 4, 4, 1, 2, NContig>(p, s, "small_m_ncontig<32 rows>");
+  if (p.m <= 32) return launch_tc<T, 4, 4, 1, 2, NContig>(p, s, "small_m_ncontig<32 rows>");
+  return launch_tc<T, 8, 2, 1, 4, NContig4>(p, s, "small_m_ncontig<64 rows>");
 }
 
 template <class T>
 fsg_status launch_kcontig(const SmallMParams& p, Stream s) {
-  if (p.m <= 8) return launch_tc<T, 1, 4, 2, 2, KContig>(p, s, "small_m_kcontig<8 rows>");
-  if (p.m <= 16) return launch_tc<T, 2, 4, 1, 3, KContig>(p, s, "small_m_kcontig<16 rows>");
-  return launch_tc<T, 4, 4, 1, 2, KContig>(p, s, "small_m_kcontig<32 rows>");
+  if (p.m <= 8) return launch_tc<T, 1, 2, 4, 2, KContig>(p, s, "small_m_kcontig<8 rows>");
+  if (p.m <= 16) return launch_tc<T, 2, 1, 4, 3, KContig>(p, s, "small_m_kcontig<16 rows>");
+  return launch_tc<T, 4, 1, 4, 2, KContig>(p, s, "small_m_kcontig<32 rows>");
 }
 
 template <class T, int MR>
@@ -528,8 +551,12 @@ bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u
 
 // Largest M the automatic path gives to these kernels (the measured crossover with the
 // tensor-core GEMM kernels, bench/NOTES.md). fp32 runs the generic kernel.
-constexpr int64_t kAutoMaxM16 = 32;
-constexpr int64_t kAutoMaxM32 = 8;
+// Measured on H100 (bench/NOTES.md, small-M step 2): N-contiguous bf16 wins over sm_80 up to 64
+// rows (0.129 vs 0.141 ms) but the sm_90a kernel takes 64 rows in 0.100 ms, so 48; K-contiguous
+// up to 32 (0.094 vs 0.158 ms; at 40 rows 0.162 vs 0.158); f32 (generic kernel) up to 32.
+constexpr int64_t kAutoMaxNContig = 48;
+constexpr int64_t kAutoMaxKContig = 32;
+constexpr int64_t kAutoMaxF32 = 32;
 
 }  // namespace
 
@@ -568,8 +595,8 @@ fsg_status cuda_dual_gemm_small_m(const DualGemmArgs& a, Stream s, bool forced, 
   const bool kcontig = half && !ncontig && a.wg.rs == 1 && a.wu.rs == 1 && aligned16(a.wg.data) &&
                        aligned16(a.wu.data) && (p.n == 1 || (a.wg.cs % 8 == 0 && a.wu.cs % 8 == 0));
   if (!forced) {
-    const bool fast = half ? (ncontig || kcontig) && p.m <= kAutoMaxM16
-                           : a.wg.cs == 1 && a.wu.cs == 1 && p.m <= kAutoMaxM32;
+    const bool fast = half ? (ncontig && p.m <= kAutoMaxNContig) || (kcontig && p.m <= kAutoMaxKContig)
+                           : a.wg.cs == 1 && a.wu.cs == 1 && p.m <= kAutoMaxF32;
     if (!fast) return FSG_OK;
   }
   *handled = true;
