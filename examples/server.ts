@@ -261,16 +261,13 @@ class Batcher {
     }
     let x: Tensor | null = null;
     let y: Tensor | null = null;
-    let upload: Promise<void> | null = null;
     const t0 = performance.now();
     try {
       x = device.withStream(stream, () => Tensor.empty([M, K], mlp.dtype, { device }));
-      upload = uploadAsync(x, input, { stream }); // enqueued now; `input` is held until it is done
-      upload.catch(() => undefined); // handled below: no unhandled rejection while the download is awaited
+      await uploadAsync(x, input, { stream }); // `input` is held until its copy is done
       const xs = x;
       y = device.withStream(stream, () => mlp.forward(xs));
       const out = await toRawAsync(y, { stream });
-      await upload;
       this.stats.batches++;
       this.stats.rows += M;
       this.stats.largestBatch = Math.max(this.stats.largestBatch, M);
@@ -283,7 +280,6 @@ class Batcher {
     } catch (e) {
       for (const job of batch) job.reject(e);
     } finally {
-      await upload?.catch(() => undefined); // the input buffer is released once its copy is done
       // Stream-ordered frees on the batch's own stream, after its work.
       const done = [x, y];
       if (!device.disposed) device.withStream(stream, () => done.forEach((t) => t?.dispose()));

@@ -14,10 +14,11 @@
 // one: several requests can be in flight, each on its own stream. On the CPU backend the work is
 // done when the call returns, so the promises are already settled on the first query.
 //
-// Downloads go in two steps: wait (polling) for the work before the copy, then copy. CUDA copies
-// into pageable host memory return only once the copy is done; without the first step the copy
-// would block the thread until all earlier kernels on the stream finished. The synchronous path
-// (tensor.toFloat32(), device.synchronize()) stays for scripts.
+// Copies go in two steps: wait (polling) for the work already on the stream, then copy and wait
+// for the copy. CUDA copies to or from pageable host memory may return only once the copy is done
+// (the C ABI has no pinned host memory); without the first step they would block the thread
+// until all earlier kernels on the stream finished. The synchronous path (tensor.toFloat32(),
+// device.synchronize()) stays for scripts.
 import type { Device, Event, Stream } from "./device.ts";
 import { decode } from "./dtype.ts";
 import { check, fail, FusedSwiGLUError } from "./errors.ts";
@@ -142,8 +143,11 @@ function checkRaw(tensor: Tensor, raw: RawElements): void {
 }
 
 /**
- * Enqueues the upload of `raw` (row-major elements) into the contiguous `tensor` and resolves
- * when it has completed. `raw` stays referenced until then: do not modify it before.
+ * Uploads `raw` (row-major elements) into the contiguous `tensor` and resolves when the copy has
+ * completed; `raw` stays referenced until then (do not modify it before). Like downloads, it
+ * first waits (polling) for the work already on the stream: CUDA stages copies from pageable
+ * host memory and may block the thread until that work is done otherwise. The copy is enqueued
+ * after an await: enqueue work that reads `tensor` once the promise resolved.
  */
 export async function uploadAsync(tensor: Tensor, raw: RawElements, options: WaitOptions = {}): Promise<void> {
   tensor.assertLive("tensor");
@@ -153,10 +157,17 @@ export async function uploadAsync(tensor: Tensor, raw: RawElements, options: Wai
   if (raw.length === 0) return;
   const device = tensor.device;
   device.assertOpen();
+  hold(raw);
+  try {
+    await deviceDone(device, options); // the work before the copy
+  } finally {
+    release(raw);
+  }
+  tensor.assertLive("tensor");
   const dst = tensor.storage.ptr + BigInt(tensor.byteOffset);
   onStream(device, options.stream, () =>
     check(lib.fsg_memcpy_h2d_async(device.handle, dst, hostPtr(raw), BigInt(raw.byteLength)), "fsg_memcpy_h2d_async"));
-  await doneHolding(device, raw, options);
+  await doneHolding(device, raw, options); // the copy itself
 }
 
 /**
