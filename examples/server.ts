@@ -261,13 +261,18 @@ class Batcher {
     }
     let x: Tensor | null = null;
     let y: Tensor | null = null;
+    let upload: Promise<void> | null = null;
     const t0 = performance.now();
     try {
       x = device.withStream(stream, () => Tensor.empty([M, K], mlp.dtype, { device }));
-      await uploadAsync(x, input, { stream }); // `input` is held until its copy is done
+      // The batch's stream has nothing pending: enqueue upload, forward and download back to
+      // back and wait once. `input` is held until its copy is done.
+      upload = uploadAsync(x, input, { stream, enqueueNow: true });
+      upload.catch(() => undefined); // awaited below; no unhandled rejection meanwhile
       const xs = x;
       y = device.withStream(stream, () => mlp.forward(xs));
       const out = await toRawAsync(y, { stream });
+      await upload;
       this.stats.batches++;
       this.stats.rows += M;
       this.stats.largestBatch = Math.max(this.stats.largestBatch, M);
@@ -280,6 +285,7 @@ class Batcher {
     } catch (e) {
       for (const job of batch) job.reject(e);
     } finally {
+      await upload?.catch(() => undefined);
       // Stream-ordered frees on the batch's own stream, after its work.
       const done = [x, y];
       if (!device.disposed) device.withStream(stream, () => done.forEach((t) => t?.dispose()));

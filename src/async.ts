@@ -142,14 +142,25 @@ function checkRaw(tensor: Tensor, raw: RawElements): void {
   }
 }
 
+export interface UploadOptions extends WaitOptions {
+  /**
+   * Enqueue the copy at once instead of after the stream's earlier work, so that work enqueued
+   * right after the call (without awaiting) reads the new values. For streams with nothing
+   * pending (a server's per-batch stream); otherwise CUDA may block the thread until that work
+   * is done. The promise still holds `raw` until the copy has completed.
+   */
+  enqueueNow?: boolean;
+}
+
 /**
  * Uploads `raw` (row-major elements) into the contiguous `tensor` and resolves when the copy has
  * completed; `raw` stays referenced until then (do not modify it before). Like downloads, it
  * first waits (polling) for the work already on the stream: CUDA stages copies from pageable
- * host memory and may block the thread until that work is done otherwise. The copy is enqueued
- * after an await: enqueue work that reads `tensor` once the promise resolved.
+ * host memory and may block the thread until that work is done otherwise. The copy is then
+ * enqueued after an await: enqueue work that reads `tensor` once the promise resolved (or pass
+ * `enqueueNow`).
  */
-export async function uploadAsync(tensor: Tensor, raw: RawElements, options: WaitOptions = {}): Promise<void> {
+export async function uploadAsync(tensor: Tensor, raw: RawElements, options: UploadOptions = {}): Promise<void> {
   tensor.assertLive("tensor");
   checkRaw(tensor, raw);
   if (raw.length !== tensor.numel) fail("FSG_ERR_SHAPE", `raw: expected ${tensor.numel} elements, got ${raw.length}`);
@@ -157,13 +168,15 @@ export async function uploadAsync(tensor: Tensor, raw: RawElements, options: Wai
   if (raw.length === 0) return;
   const device = tensor.device;
   device.assertOpen();
-  hold(raw);
-  try {
-    await deviceDone(device, options); // the work before the copy
-  } finally {
-    release(raw);
+  if (!options.enqueueNow) {
+    hold(raw);
+    try {
+      await deviceDone(device, options); // the work before the copy
+    } finally {
+      release(raw);
+    }
+    tensor.assertLive("tensor");
   }
-  tensor.assertLive("tensor");
   const dst = tensor.storage.ptr + BigInt(tensor.byteOffset);
   onStream(device, options.stream, () =>
     check(lib.fsg_memcpy_h2d_async(device.handle, dst, hostPtr(raw), BigInt(raw.byteLength)), "fsg_memcpy_h2d_async"));

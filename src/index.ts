@@ -28,7 +28,7 @@ export {
 export { encode as encodeElements, decode as decodeElements } from "./dtype.ts";
 export {
   eventDone, streamDone, deviceDone, uploadAsync, toRawAsync, toFloat32Async, pollUntil, pendingHostBuffers,
-  type WaitOptions, type RawElements,
+  type WaitOptions, type UploadOptions, type RawElements,
 } from "./async.ts";
 export { SwiGLUMLP, type SwiGLUMLPWeights, type SwiGLUMLPOptions, type RandomMLPOptions, type MLPForwardOptions } from "./mlp.ts";
 export {

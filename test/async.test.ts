@@ -58,6 +58,8 @@ forEachBackend("async completion", (device) => {
     await uploadAsync(t, values, { stream });
     expect(pendingHostBuffers()).toBe(0);
     expect(t.toFloat32()).toEqual(values);
+    await uploadAsync(t, values.map((v) => -v), { stream, enqueueNow: true });
+    expect(t.toFloat32()).toEqual(values.map((v) => -v));
     using h = Tensor.empty([1000], "bfloat16", { device: d });
     const bits = Uint16Array.from({ length: 1000 }, (_, i) => 0x3f80 + (i % 64));
     await uploadAsync(h, bits);
@@ -189,13 +191,13 @@ describe.if(hasCuda())("async completion under a long GPU job", () => {
     const gemms = (): void => d.withStream(stream, () => {
       for (let i = 0; i < 8; i++) matmul(a, a, { out: c });
     });
+    const raw = randomValues(1 << 20);
     gemms();
-    await expect(uploadAsync(t, randomValues(1 << 20), { stream, timeoutMs: 0, spinMs: 0 })).rejects.toThrow(/not complete after 0 ms/);
+    await expect(uploadAsync(t, raw, { stream, timeoutMs: 0, spinMs: 0 })).rejects.toThrow(/not complete after 0 ms/);
     expect(pendingHostBuffers()).toBe(0);
     await streamDone(stream);
     const t0 = performance.now();
     gemms();
-    const raw = randomValues(1 << 20);
     const p = uploadAsync(t, raw, { stream });
     const callMs = performance.now() - t0;
     await p;
