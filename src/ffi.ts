@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { FusedSwiGLUError, registerLastErrorSource, statusName } from "./errors.ts";
 
 /** The ABI version this binding was written against (FSG_ABI_VERSION). */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 const MIN_BUN = [1, 4] as const;
 
 const u64 = "u64" as const;

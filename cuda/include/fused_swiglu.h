@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change of a signature or struct below. */
-#define FSG_ABI_VERSION 1
+#define FSG_ABI_VERSION 2
 
 typedef enum fsg_status {
   FSG_OK = 0,
