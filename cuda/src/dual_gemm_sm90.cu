@@ -1,21 +1,30 @@
 // dual_gemm_sm90.cu: fsg::cuda_dual_gemm_sm90, the Hopper (sm_90a) fused SwiGLU dual GEMM:
 // wgmma (m64n256k16, fp32 accumulators) fed by TMA through a multistage mbarrier ring, with
-// producer/consumer warp specialisation on a persistent grid.
+// producer/consumer warp specialisation on a persistent grid. Helpers: sm90_ptx.cuh.
 //
 // One CTA = 3 warpgroups (384 threads):
-//   warpgroup 0  producer: one thread issues the TMA loads of each stage (x tile 128x64, gate and
-//                up tiles 64x128 each, 48 KB per stage, 4 stages) after the consumers freed it;
-//   warpgroups 1, 2  consumers: each owns 64 rows of the 128-row tile and accumulates gate and up
-//                side by side in one m64n256 accumulator (columns 0..127 gate, 128..255 up: the two
-//                weight tiles sit back to back in shared memory so one descriptor spans both),
-//                then runs the epilogue straight from registers.
+//   warpgroup 0  producer (setmaxnreg 40): one thread issues the TMA loads of each stage (x tile
+//                128x64, gate and up tiles 64x128 each: 48 KB per stage, 4 stages) once the
+//                consumers freed it;
+//   warpgroups 1, 2  consumers (setmaxnreg 232): each owns 64 rows of the 128-row tile and
+//                accumulates gate and up side by side in one m64n256 accumulator (columns 0..127
+//                gate, 128..255 up: the two weight tiles sit back to back in shared memory, so one
+//                descriptor spans both), keeps one stage of MMAs in flight (wait_group 1), then
+//                runs the epilogue straight from registers (bf16x2/half2 stores).
 // Tiles (128 rows x 128 output columns) are visited in bands of kGroupM row tiles so that the CTAs
-// of one wave share x and weight tiles in L2. The producer runs ahead into the next tile while the
-// consumers run the epilogue of the current one.
+// of one wave share x and weight tiles in L2 (measured: band 1 -> 308, 16 -> 441, 64 -> 418
+// TFLOP/s). The producer runs ahead into the next tile while the consumers run the epilogue.
 // Weights: N-contiguous ([K,N], packed halves of [K,2N]) are loaded as MN-major B (two 64-column
 // boxes per weight, transposed wgmma B); K-contiguous (nn.Linear [N,K] seen transposed) as
 // K-major B. Everything TMA cannot address (f32, non-unit inner stride, strides or bases not
-// 16-byte aligned) is declined and runs on the sm_80 kernels.
+// 16-byte aligned) is declined and runs on the sm_80 kernels, as are the GLU variants.
+//
+// Compile-time options (defaults are the measured best on an H100):
+//   FSG_SM90_CLUSTER 2  2-CTA clusters along M; each CTA loads one weight (gate or up) and
+//                       multicasts it to both, halving weight traffic from L2. Correct (harness
+//                       checks; tests and memcheck in an earlier form) but only +1..3% today, so off.
+//   FSG_SM90_WAIT1 0    wait for each stage's MMAs before freeing it (same speed within noise).
+//   FSG_SM90_STAGES, FSG_SM90_GROUP_M, FSG_SM90_MIN_M (smallest M taken unless forced).
 //
 // Build (standalone check): nvcc -std=c++17 -O3 --expt-relaxed-constexpr
 //   -gencode=arch=compute_90a,code=sm_90a -I cuda/include -I cuda/src -c cuda/src/dual_gemm_sm90.cu
@@ -38,6 +47,12 @@ namespace {
 #ifndef FSG_SM90_GROUP_M
 #define FSG_SM90_GROUP_M 16
 #endif
+#ifndef FSG_SM90_CLUSTER
+#define FSG_SM90_CLUSTER 1
+#endif
+#ifndef FSG_SM90_WAIT1
+#define FSG_SM90_WAIT1 1
+#endif
 #ifndef FSG_SM90_MIN_M
 #define FSG_SM90_MIN_M 64
 #endif
@@ -47,6 +62,8 @@ constexpr int kBN = 128;      // output columns per tile (gate and up: 256 accum
 constexpr int kBK = 64;       // K per stage: 64 16-bit elements = one 128-byte swizzle row
 constexpr int kStages = FSG_SM90_STAGES;
 constexpr int kGroupM = FSG_SM90_GROUP_M;
+constexpr int kCluster = FSG_SM90_CLUSTER;  // CTAs of a cluster: row tiles sharing weight tiles
+[[maybe_unused]] constexpr bool kMulticast = kCluster > 1;  // weight tiles multicast to both CTAs of a cluster
 constexpr int kThreads = 384;
 constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
 constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
@@ -56,8 +73,8 @@ static_assert(kStageBytes % 1024 == 0, "stages must keep 1024-byte alignment (12
 
 struct Params {
   int m, n;
-  int m_tiles, n_tiles, k_tiles;
-  int64_t tiles;
+  int m_groups, n_tiles, k_tiles;  // m_groups: groups of kCluster row tiles
+  int64_t tiles;                   // m_groups * n_tiles, the units a cluster takes in turn
   VecRef bg, bu;
   MatRef z, a_out, b_out;  // kForward
   MatRef dz, da, db;       // kBackward
@@ -100,14 +117,15 @@ __device__ __forceinline__ float2 load2(const MatRef& o, bool v2, int64_t r, int
   return make_float2(o.load<T>(r, c), has1 ? o.load<T>(r, c + 1) : 0.f);
 }
 
-// Tile t -> (row tile, column tile): bands of kGroupM row tiles, column-major inside a band.
-__device__ __forceinline__ void tile_coords(int64_t t, const Params& p, int& tm, int& tn) {
-  const int64_t band_tiles = static_cast<int64_t>(kGroupM) * p.n_tiles;
+// Unit t -> (row-tile group, column tile): bands of kGroupM row tiles, column-major in a band.
+__device__ __forceinline__ void tile_coords(int64_t t, const Params& p, int& tg, int& tn) {
+  constexpr int kGroups = kGroupM / kCluster;
+  const int64_t band_tiles = static_cast<int64_t>(kGroups) * p.n_tiles;
   const int band = static_cast<int>(t / band_tiles);
-  const int first = band * kGroupM;
-  const int rows = min(kGroupM, p.m_tiles - first);
+  const int first = band * kGroups;
+  const int rows = min(kGroups, p.m_groups - first);
   const int r = static_cast<int>(t - band * band_tiles);
-  tm = first + r % rows;
+  tg = first + r % rows;
   tn = r / rows;
 }
 
@@ -127,8 +145,14 @@ namespace {
 using namespace sm90_detail;
 
 
+#if FSG_SM90_CLUSTER == 2
+#define FSG_SM90_CLUSTER_DIMS __cluster_dims__(2, 1, 1)
+#else
+#define FSG_SM90_CLUSTER_DIMS
+#endif
+
 template <DType D, int kTransB, int EPI>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
     dual_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_g,
                           const __grid_constant__ CUtensorMap tm_u, const __grid_constant__ Params p) {
 #if FSG_SM90_ENABLED
@@ -139,15 +163,17 @@ __global__ void __launch_bounds__(kThreads, 1)
   unsigned char* smem =
       smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
   const int wg = threadIdx.x / 128;
+  const uint32_t rank = kCluster > 1 ? cluster_rank() : 0;
+  const int64_t cluster_id = blockIdx.x / kCluster, clusters = gridDim.x / kCluster;
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int s = 0; s < kStages; ++s) {
       mbar_init(&full[s], 1);
-      mbar_init(&empty[s], 8);  // lane 0 of each consumer warp
+      mbar_init(&empty[s], kMulticast ? 8 * kCluster : 8);  // lane 0 of each consumer warp of every CTA it feeds
     }
     mbar_fence_init();
   }
-  __syncthreads();
+  if constexpr (kCluster > 1) cluster_sync(); else __syncthreads();
 
   if (wg == 0) {
     // ---- producer ----
@@ -158,10 +184,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       tma_prefetch_desc(&tm_u);
       int s = 0;
       uint32_t phase = 0;
-      for (int64_t t = blockIdx.x; t < p.tiles; t += gridDim.x) {
-        int tm, tn;
-        tile_coords(t, p, tm, tn);
-        const int m0 = tm * kBM, n0 = tn * kBN;
+      for (int64_t t = cluster_id; t < p.tiles; t += clusters) {
+        int tg, tn;
+        tile_coords(t, p, tg, tn);
+        const int m0 = (tg * kCluster + static_cast<int>(rank)) * kBM, n0 = tn * kBN;
         for (int kt = 0; kt < p.k_tiles; ++kt) {
           mbar_wait(&empty[s], phase ^ 1);
           uint64_t* bar = &full[s];
@@ -169,14 +195,27 @@ __global__ void __launch_bounds__(kThreads, 1)
           unsigned char* st = smem + s * kStageBytes;
           const int k0 = kt * kBK;
           tma_load_2d(st, &tm_x, bar, k0, m0);
-          if constexpr (kTransB) {  // MN-major weights: 64-column boxes of 64 K rows
-            tma_load_2d(st + kXBytes, &tm_g, bar, n0, k0);
-            tma_load_2d(st + kXBytes + kWBytes / 2, &tm_g, bar, n0 + 64, k0);
-            tma_load_2d(st + kXBytes + kWBytes, &tm_u, bar, n0, k0);
-            tma_load_2d(st + kXBytes + kWBytes + kWBytes / 2, &tm_u, bar, n0 + 64, k0);
-          } else {  // K-major weights: 128 rows (columns n) of 64 K
-            tma_load_2d(st + kXBytes, &tm_g, bar, k0, n0);
-            tma_load_2d(st + kXBytes + kWBytes, &tm_u, bar, k0, n0);
+          if constexpr (!kMulticast) {
+            if constexpr (kTransB) {  // MN-major weights: 64-column boxes of 64 K rows
+              tma_load_2d(st + kXBytes, &tm_g, bar, n0, k0);
+              tma_load_2d(st + kXBytes + kWBytes / 2, &tm_g, bar, n0 + 64, k0);
+              tma_load_2d(st + kXBytes + kWBytes, &tm_u, bar, n0, k0);
+              tma_load_2d(st + kXBytes + kWBytes + kWBytes / 2, &tm_u, bar, n0 + 64, k0);
+            } else {  // K-major weights: 128 rows (columns n) of 64 K
+              tma_load_2d(st + kXBytes, &tm_g, bar, k0, n0);
+              tma_load_2d(st + kXBytes + kWBytes, &tm_u, bar, k0, n0);
+            }
+          } else {
+            // Both CTAs need the same weight tiles: rank 0 loads gate, rank 1 up, each
+            // multicast into both CTAs' stage s.
+            const CUtensorMap* w = rank == 0 ? &tm_g : &tm_u;
+            unsigned char* dst = st + kXBytes + rank * kWBytes;
+            if constexpr (kTransB) {
+              tma_load_2d_multicast(dst, w, bar, n0, k0, 0x3);
+              tma_load_2d_multicast(dst + kWBytes / 2, w, bar, n0 + 64, k0, 0x3);
+            } else {
+              tma_load_2d_multicast(dst, w, bar, k0, n0, 0x3);
+            }
           }
           if (++s == kStages) s = 0, phase ^= 1;
         }
@@ -192,9 +231,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < 128; ++i) d[i] = 0.f;
     int s = 0;
     uint32_t phase = 0;
-    for (int64_t t = blockIdx.x; t < p.tiles; t += gridDim.x) {
-      int tm, tn;
-      tile_coords(t, p, tm, tn);
+    auto release = [&](int stage) {
+      if (lane == 0) {
+        if constexpr (!kMulticast) {
+          mbar_arrive(&empty[stage]);
+        } else {
+#pragma unroll
+          for (int r = 0; r < kCluster; ++r) mbar_arrive_cluster(&empty[stage], r);
+        }
+      }
+    };
+    for (int64_t t = cluster_id; t < p.tiles; t += clusters) {
+      int tg, tn;
+      tile_coords(t, p, tg, tn);
+      const int tm = tg * kCluster + static_cast<int>(rank);
+      int prev = -1;
       for (int kt = 0; kt < p.k_tiles; ++kt) {
         mbar_wait(&full[s], phase);
         const uint32_t st = smem_u32(smem + s * kStageBytes);
@@ -208,11 +259,24 @@ __global__ void __launch_bounds__(kThreads, 1)
           wgmma_tile<D, kTransB>(d, da, db, (kt > 0 || j > 0) ? 1 : 0);
         }
         wgmma_commit();
+#if FSG_SM90_WAIT1
+        // Keep this stage's MMAs in flight; the previous stage's are done: free it.
+        wgmma_wait<1>();
+        fence_regs(d);
+        if (prev >= 0) release(prev);
+        prev = s;
+#else
         wgmma_wait<0>();
         fence_regs(d);
-        if (lane == 0) mbar_arrive(&empty[s]);
+        release(s);
+#endif
         if (++s == kStages) s = 0, phase ^= 1;
       }
+#if FSG_SM90_WAIT1
+      wgmma_wait<0>();
+      fence_regs(d);
+      if (prev >= 0) release(prev);
+#endif
 
       // ---- epilogue from registers: accumulator i <-> (row w*16 + lane/4 + 8*((i/2)&1),
       //      column 8*(i/4) + 2*(lane&3) + (i&1)); up columns are i + 64 ----
@@ -245,6 +309,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
   }
+  // No CTA may leave while its peer can still multicast into it or arrive on its barriers.
+  if constexpr (kCluster > 1) cluster_sync();
 #endif
 }
 
@@ -317,7 +383,27 @@ fsg_status launch(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMa
     set_error("dual_gemm_sm90_kernel: reading the multiprocessor count: %s", cudaGetErrorString(e));
     return FSG_ERR_CUDA;
   }
-  const int64_t grid = p.tiles < sms ? p.tiles : sms;
+  // Clusters that can be resident at once (a GPC may not hold an even number of CTAs).
+  int slots = sms / kCluster;
+  if constexpr (kCluster > 1) {
+    static int cached[64] = {};
+    if (dev < 64 && cached[dev] > 0) {
+      slots = cached[dev];
+    } else {
+      cudaLaunchConfig_t cfg{};
+      cfg.gridDim = dim3(static_cast<unsigned>(slots * kCluster));
+      cfg.blockDim = dim3(kThreads);
+      cfg.dynamicSmemBytes = kSmemBytes;
+      int n = 0;
+      if (cudaOccupancyMaxActiveClusters(&n, kernel, &cfg) == cudaSuccess && n > 0) {
+        slots = n < slots ? n : slots;
+        if (dev < 64) cached[dev] = slots;
+      } else {
+        (void)cudaGetLastError();
+      }
+    }
+  }
+  const int64_t grid = (p.tiles < slots ? p.tiles : slots) * kCluster;
   kernel<<<static_cast<unsigned>(grid), kThreads, kSmemBytes, s>>>(mx, mg, mu, p);
   return launch_status("dual_gemm_sm90_kernel");
 }
@@ -365,10 +451,11 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
 
   Params p{};
   p.m = static_cast<int>(m), p.n = static_cast<int>(n);
-  p.m_tiles = static_cast<int>((m + kBM - 1) / kBM);
+  const int64_t m_tiles = (m + kBM - 1) / kBM;
+  p.m_groups = static_cast<int>((m_tiles + kCluster - 1) / kCluster);
   p.n_tiles = static_cast<int>((n + kBN - 1) / kBN);
   p.k_tiles = static_cast<int>((k + kBK - 1) / kBK);
-  p.tiles = static_cast<int64_t>(p.m_tiles) * p.n_tiles;
+  p.tiles = static_cast<int64_t>(p.m_groups) * p.n_tiles;
   p.bg = vec_ref(a.bg), p.bu = vec_ref(a.bu);
   p.z = mat_ref(a.z), p.a_out = mat_ref(a.a_out), p.b_out = mat_ref(a.b_out);
   p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
