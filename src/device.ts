@@ -204,6 +204,21 @@ export function defaultDevice(): Device {
   return defaultDeviceInstance;
 }
 
+/** Creates a stream or event through its fsg_*_create(ctx, out) and returns the handle. */
+function createNative(device: Device, create: (ctx: bigint, out: bigint) => number, name: string): bigint {
+  device.assertOpen();
+  const out = new BigUint64Array(1);
+  check(create(device.handle, hostPtr(out)), name);
+  return out[0]!;
+}
+
+/** An fsg_*_query status: true when the work is done, false while it is pending. */
+function isDone(status: number, name: string): boolean {
+  if (status === Status.FSG_ERR_NOT_READY) return false;
+  check(status, name);
+  return true;
+}
+
 /** A CUDA stream (on the CPU backend, work is done when the call returns). */
 export class Stream {
   readonly device: Device;
@@ -216,10 +231,7 @@ export class Stream {
   }
 
   static create(device: Device): Stream {
-    device.assertOpen();
-    const out = new BigUint64Array(1);
-    check(lib.fsg_stream_create(device.handle, hostPtr(out)), "fsg_stream_create");
-    return new Stream(device, out[0]!);
+    return new Stream(device, createNative(device, lib.fsg_stream_create, "fsg_stream_create"));
   }
 
   #assertLive(): void {
@@ -229,10 +241,7 @@ export class Stream {
   /** True when all work enqueued on the stream has completed. */
   query(): boolean {
     this.#assertLive();
-    const s = lib.fsg_stream_query(this.device.handle, this.handle);
-    if (s === Status.FSG_ERR_NOT_READY) return false;
-    check(s, "fsg_stream_query");
-    return true;
+    return isDone(lib.fsg_stream_query(this.device.handle, this.handle), "fsg_stream_query");
   }
 
   synchronize(): void {
@@ -265,10 +274,7 @@ export class Event {
   }
 
   static create(device: Device): Event {
-    device.assertOpen();
-    const out = new BigUint64Array(1);
-    check(lib.fsg_event_create(device.handle, hostPtr(out)), "fsg_event_create");
-    return new Event(device, out[0]!);
+    return new Event(device, createNative(device, lib.fsg_event_create, "fsg_event_create"));
   }
 
   #assertLive(): void {
@@ -285,10 +291,7 @@ export class Event {
   /** True when the work before the record has completed. */
   query(): boolean {
     this.#assertLive();
-    const s = lib.fsg_event_query(this.device.handle, this.handle);
-    if (s === Status.FSG_ERR_NOT_READY) return false;
-    check(s, "fsg_event_query");
-    return true;
+    return isDone(lib.fsg_event_query(this.device.handle, this.handle), "fsg_event_query");
   }
 
   synchronize(): void {

@@ -2,6 +2,7 @@
 // [0, 1], one JSON file per class), normalized and split into training and held-out sets with a
 // seeded shuffle, and the per-epoch batch order. Nothing is downloaded at run time.
 import { createRequire } from "node:module";
+import { mulberry32 } from "../../src/tensor.ts";
 
 export const PIXELS = 784;
 export const CLASSES = 10;
@@ -9,21 +10,10 @@ export const CLASSES = 10;
 const MEAN = 0.1307;
 const STD = 0.3081;
 
-/** A seeded PRNG (mulberry32): the same sequence on every machine. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** 0..n-1 in a seeded random order (Fisher-Yates). */
 export function permutation(n: number, seed: number): Uint32Array {
-  const rand = seededRandom(seed);
+  const rand = mulberry32(seed);
   const p = Uint32Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));

@@ -5,7 +5,8 @@
 // each step without adding synchronizations.
 import { Linear, Tensor, type Device, type DType, type Event } from "../../src/index.ts";
 import { FusedBlock, UnfusedBlock, type Mode, type SavedBytes, type SwiGLUBlock } from "./blocks.ts";
-import { batchOf, CLASSES, PIXELS, seededRandom, type DigitSet } from "./data.ts";
+import { mulberry32 } from "../../src/tensor.ts";
+import { batchOf, CLASSES, PIXELS, type DigitSet } from "./data.ts";
 import { softmaxCrossEntropy } from "./loss.ts";
 import { HostAdamW } from "./optim.ts";
 
@@ -38,7 +39,7 @@ export interface EvalResult {
 
 /** nn.Linear's initialization of the gate and up projections: uniform(-1/sqrt(784), 1/sqrt(784)). */
 function initialSwiGLUWeights(hidden: number, seed: number): [Float32Array, Float32Array] {
-  const rand = seededRandom(seed);
+  const rand = mulberry32(seed);
   const bound = 1 / Math.sqrt(PIXELS);
   const draw = () => Float32Array.from({ length: PIXELS * hidden }, () => (2 * rand() - 1) * bound);
   return [draw(), draw()];
