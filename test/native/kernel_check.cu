@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "kernels.h"
 
 namespace fsg {
 static char g_error[1024];
@@ -207,7 +208,7 @@ static void check_dual(DType dt, int64_t m, int64_t n, int64_t k, WLayout wl, in
     a.epilogue = DualGemmArgs::kBackward;
     a.dz = dz.mat(0, m, n, n, 1), a.da = o1.mat(0, m, n, n, 1), a.db = o2.mat(0, m, n, n, 1);
   }
-  ok(cuda_dual_gemm(a, nullptr, 0), "cuda_dual_gemm");
+  ok(cuda_dual_gemm_sm80(a, nullptr), "cuda_dual_gemm_sm80");
   CK(cudaDeviceSynchronize());
   o1.download(), o2.download(), o3.download();
   Err e1, e2, e3;
@@ -262,7 +263,7 @@ static void check_gemm(DType dt, int64_t m, int64_t n, int64_t k, int variant) {
     what = "gemm A0B0 + A1(pad)B1(interl.) +bias";
   }
   g.c = c.mat(0, m, n, n, 1);
-  ok(cuda_gemm(g, nullptr, 0), "cuda_gemm");
+  ok(cuda_gemm_sm80(g, nullptr), "cuda_gemm_sm80");
   CK(cudaDeviceSynchronize());
   c.download();
   Err e;
@@ -360,8 +361,8 @@ static void time_llama(WLayout wl, bool gemm_only) {
   GemmArgs g;
   g.a0 = a.x, g.b0 = a.wg, g.c = a.z;
   auto launch = [&] {
-    if (gemm_only) ok(cuda_gemm(g, nullptr, 0), "cuda_gemm");
-    else ok(cuda_dual_gemm(a, nullptr, 0), "cuda_dual_gemm");
+    if (gemm_only) ok(cuda_gemm_sm80(g, nullptr), "cuda_gemm_sm80");
+    else ok(cuda_dual_gemm_sm80(a, nullptr), "cuda_dual_gemm_sm80");
   };
   for (int i = 0; i < 3; ++i) launch();
   CK(cudaDeviceSynchronize());
