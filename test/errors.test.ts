@@ -4,30 +4,14 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Descriptor, DEVICE_CUDA, rawDescriptor, type RawDescriptorFields } from "../src/descriptor.ts";
 import { Device } from "../src/device.ts";
 import { DTYPES } from "../src/dtype.ts";
-import { check, FusedSwiGLUError } from "../src/errors.ts";
+import { check } from "../src/errors.ts";
 import { lib } from "../src/ffi.ts";
 import { disposeWeights, weightsIn, type WeightViews } from "../src/layouts.ts";
 import { backwardWorkspaceSize, fusedSwiglu, fusedSwigluBackward, glu, matmul, swigluBackward } from "../src/ops.ts";
 import { Tensor } from "../src/tensor.ts";
 import { SwiGLUContext, SwiGLUFunction } from "../src/function.ts";
-import { f64, hasCuda, randn, randomWeights, RTOL } from "./helpers.ts";
+import { expectError, f64, hasCuda, randn, randomWeights, RTOL } from "./helpers.ts";
 import { swigluForwardRef } from "./reference.ts";
-
-/** Runs fn, expecting a FusedSwiGLUError with `code` whose message contains every `names`. */
-function expectError(fn: () => unknown, code: string, ...names: string[]): FusedSwiGLUError {
-  let caught: unknown = null;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(FusedSwiGLUError);
-  const err = caught as FusedSwiGLUError;
-  expect(err.code).toBe(code);
-  expect(err.name).toBe("FusedSwiGLUError");
-  for (const n of names) expect(err.message).toContain(n);
-  return err;
-}
 
 /** The fields of a tensor's descriptor, to alter one of them. */
 function fieldsOf(t: Tensor): RawDescriptorFields {

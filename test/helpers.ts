@@ -1,9 +1,10 @@
 // helpers.ts: shared test plumbing: fresh seeded inputs, layouts, poisoning, and running one
 // suite body on every backend (CPU always; CUDA, and CUDA with each kernel family forced, when a GPU
 // is there: those describe blocks skip visibly otherwise).
-import { afterAll, beforeAll, describe } from "bun:test";
+import { afterAll, beforeAll, describe, expect } from "bun:test";
 import { Device, type KernelPath } from "../src/device.ts";
 import type { DType } from "../src/dtype.ts";
+import { FusedSwiGLUError } from "../src/errors.ts";
 import { storageShape, weightsIn, type Layout, type WeightViews } from "../src/layouts.ts";
 import { mulberry32, numelOf, Tensor } from "../src/tensor.ts";
 import { hasCuda } from "./setup.ts";
@@ -97,4 +98,20 @@ export function forEachBackend(name: string, body: (device: () => Device, backen
 /** Disposes every tensor given (null/undefined skipped). */
 export function disposeAll(...ts: (Tensor | null | undefined)[]): void {
   for (const t of ts) t?.dispose();
+}
+
+/** Runs fn, expecting a FusedSwiGLUError with `code` whose message contains every `names`. */
+export function expectError(fn: () => unknown, code: string, ...names: string[]): FusedSwiGLUError {
+  let caught: unknown = null;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught).toBeInstanceOf(FusedSwiGLUError);
+  const err = caught as FusedSwiGLUError;
+  expect(err.code).toBe(code);
+  expect(err.name).toBe("FusedSwiGLUError");
+  for (const n of names) expect(err.message).toContain(n);
+  return err;
 }

@@ -4,10 +4,9 @@
 // an empty batch, and bad inputs (the message names the argument; the next call still works).
 import { expect, test } from "bun:test";
 import type { Device } from "../src/device.ts";
-import { FusedSwiGLUError } from "../src/errors.ts";
 import { Linear, linear, linearBackward, linearGrads } from "../src/linear.ts";
 import { Tensor, type DType } from "../src/tensor.ts";
-import { disposeAll, DTYPE_LIST, f64, forEachBackend, poison, randn, RTOL } from "./helpers.ts";
+import { disposeAll, DTYPE_LIST, expectError, f64, forEachBackend, poison, randn, RTOL } from "./helpers.ts";
 import { columnSum, gemmRef, transposeRef } from "./reference.ts";
 
 const SHAPES: [number, number, number][] = [[1, 1, 1], [7, 13, 61], [61, 7, 13], [127, 257, 33], [300, 64, 10], [13, 1024, 7]];
@@ -25,20 +24,6 @@ function gradsRef(x: Float64Array, w: Float64Array, dy: Float64Array, M: number,
     dw: gemmRef(transposeRef(x, M, K), dy, K, M, N),
     dbias: columnSum(dy, M, N),
   };
-}
-
-/** Runs fn expecting a FusedSwiGLUError with `code` whose message contains every name. */
-function expectError(fn: () => unknown, code: string, ...names: string[]): void {
-  let caught: unknown = null;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(FusedSwiGLUError);
-  const err = caught as FusedSwiGLUError;
-  expect(err.code).toBe(code);
-  for (const n of names) expect(err.message).toContain(n);
 }
 
 forEachBackend("linear", (device) => {
