@@ -266,13 +266,6 @@ fsg_status expect_writable(const Call& call, const char* name, const Mat& m) {
   return FSG_ERR_LAYOUT;
 }
 
-fsg_status expect_writable(const Call& call, const char* name, const Vec& v) {
-  if (v.n <= 1 || v.stride >= 1) return FSG_OK;
-  set_error("%s: %s: output stride 0 for %" PRId64 " elements would write one element %" PRId64 " times", call.fn,
-            name, v.n, v.n);
-  return FSG_ERR_LAYOUT;
-}
-
 fsg_status expect_disjoint(const Call& call, const char* out_name, const Mat& out, const char* other_name,
                            const Mat& other) {
   if (!out.present() || !other.present() || out.rows == 0 || out.cols == 0 || other.rows == 0 || other.cols == 0)

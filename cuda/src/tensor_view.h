@@ -41,9 +41,9 @@ fsg_status expect_dim(const Call& call, const char* name, const char* what, int6
 fsg_status expect_same_leading(const Call& call, const char* name, const RowsView& got, const char* ref_name,
                                const RowsView& ref);
 
-// An output must not write one element twice (no zero or interleaving strides).
+// An output must not write one element twice (no zero or interleaving strides). Vector outputs
+// are checked as 1-row matrices (as_mat).
 fsg_status expect_writable(const Call& call, const char* name, const Mat& m);
-fsg_status expect_writable(const Call& call, const char* name, const Vec& v);
 // An output must not overlap `other` (an input or another output). Absent views never overlap.
 fsg_status expect_disjoint(const Call& call, const char* out_name, const Mat& out, const char* other_name,
                            const Mat& other);
