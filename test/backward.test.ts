@@ -156,4 +156,18 @@ forEachBackend("fused backward", (device) => {
       }
     });
   }
+
+  // 16-byte aligned strides (the sm_90a GEMM takes dX and dW): M, K, N not multiples of its
+  // 128 x 256 x 64 tiles; weight grads contiguous, halves of a packed [K, 2N] buffer, transposed
+  // (nn.Linear [N, K]) or interleaved (no unit stride: scalar stores); with and without accumulate.
+  for (const dtype of ["float16", "bfloat16"] as const) {
+    for (const accumulate of [false, true]) {
+      test(`${dtype}: 16-byte aligned shapes, every layout, accumulate=${accumulate}`, () => {
+        LAYOUTS.forEach((layout, j) => {
+          const mode = j % 2 === 0 ? "recompute" : "stored";
+          checkBackward(device(), { layout, dtype, mode, subset: "all", bias: j % 2 === 1, lead: [136], K: 72, N: 264, accumulate });
+        });
+      });
+    }
+  }
 });

@@ -51,3 +51,63 @@ forEachBackend("gemm", (device) => {
     disposeAll(a, b, c, a2, wide, block);
   });
 });
+
+// Layouts the sm_90a GEMM (wgmma + TMA, gemm_sm90.cu) takes: 16-byte aligned strides, M and N not
+// multiples of its 128 x 256 tile, K not a multiple of 64; a and b each K- or MN-contiguous; c
+// contiguous, transposed (computed as c^T = b^T·a^T), an aligned column block of a wider buffer,
+// or a misaligned one (scalar stores). bias and accumulate rotate over the cases.
+const TMA_SHAPES: [number, number, number][] = [[200, 136, 264], [136, 72, 520], [64, 264, 8], [1, 8, 16]];
+type COut = "contiguous" | "transposed" | "block" | "misaligned block";
+const C_OUTS: COut[] = ["contiguous", "transposed", "block", "misaligned block"];
+
+forEachBackend("gemm, 16-byte aligned layouts", (device) => {
+  let i = 0;
+  for (const dtype of ["float16", "bfloat16"] as const) {
+    for (const aT of [false, true]) {
+      for (const bT of [false, true]) {
+        for (const cOut of C_OUTS) {
+          const [M, K, N] = TMA_SHAPES[i % TMA_SHAPES.length]!;
+          const bias = Math.floor(i / 4) % 2 === 0;
+          const accumulate = i % 3 === 1;
+          i++;
+          test(`${dtype} ${M}x${K}x${N} a=${aT ? "[K, M] transposed" : "[M, K]"} b=${bT ? "[N, K] transposed" : "[K, N]"} c=${cOut} bias=${bias} accumulate=${accumulate}`, () => {
+            const dev = device();
+            const aStore = randn(aT ? [K, M] : [M, K], dtype, dev);
+            const a = aT ? aStore.t() : aStore.view();
+            const bStore = randn(bT ? [N, K] : [K, N], dtype, dev, 1 / Math.sqrt(K));
+            const b = bT ? bStore.t() : bStore.view();
+            const bb = bias ? randn([N], dtype, dev) : null;
+            const cStore =
+              cOut === "transposed" ? Tensor.empty([N, M], dtype, { device: dev })
+              : cOut === "block" ? Tensor.empty([M, N + 16], dtype, { device: dev })
+              : cOut === "misaligned block" ? Tensor.empty([M, N + 5], dtype, { device: dev })
+              : Tensor.empty([M, N], dtype, { device: dev });
+            poison(cStore);
+            const c = cOut === "transposed" ? cStore.t()
+              : cOut === "block" ? cStore.slice(1, 8, N)
+              : cOut === "misaligned block" ? cStore.slice(1, 3, N)
+              : cStore.view();
+            let c0: Float64Array | null = null;
+            if (accumulate) {
+              const init = randn([M, N], dtype, dev);
+              c.writeRaw(init.toRaw());
+              init.dispose();
+              c0 = f64(c);
+            }
+            const ret = matmul(a, b, { bias: bb, out: c, accumulate });
+            expect(ret).toBe(c);
+            const ref = gemmRef(f64(a), f64(b), M, K, N, bb && f64(bb), c0);
+            expect(c.toFloat32()).toBeAllClose(ref, { rtol: RTOL[dtype] });
+            if (cOut !== "contiguous" && cOut !== "transposed") {
+              // The rest of the wide buffer is untouched (still NaN).
+              const all = cStore.toFloat32();
+              const first = cOut === "block" ? 8 : 3;
+              expect(Number.isNaN(all[0]!) && Number.isNaN(all[first - 1]!) && Number.isNaN(all[first + N]!)).toBe(true);
+            }
+            disposeAll(aStore, a, bStore, b, bb, c, cStore);
+          });
+        }
+      }
+    }
+  }
+});

@@ -37,6 +37,7 @@
 #include "kernel_util.cuh"
 #include "kernels.h"
 #include "sm90_ptx.cuh"
+#include "sm90_tma.h"
 
 namespace fsg {
 namespace {
@@ -315,53 +316,11 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Host side: tensor maps (cuTensorMapEncodeTiled through the runtime's driver entry point).
-
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
-            cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
-      (void)cudaGetLastError();
-      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  }();
-  return fn;
-}
-
-// A 2-D operand as TMA sees it: `inner` contiguous elements per line, `outer` lines `stride`
-// elements apart. False when TMA cannot address it (base or stride not 16-byte aligned, overlap).
-struct Operand2D {
-  void* base;
-  uint64_t inner, outer, stride_bytes;
-};
-bool tma_operand(void* base, int64_t inner, int64_t outer, int64_t stride, Operand2D* out) {
-  if (reinterpret_cast<uintptr_t>(base) % 16 != 0) return false;
-  uint64_t sb;
-  if (outer == 1) {
-    sb = (static_cast<uint64_t>(inner) * 2 + 15) / 16 * 16;  // never stepped over
-  } else {
-    if (stride < inner || (stride * 2) % 16 != 0 || stride * 2 >= (int64_t{1} << 40)) return false;
-    sb = static_cast<uint64_t>(stride) * 2;
-  }
-  *out = Operand2D{base, static_cast<uint64_t>(inner), static_cast<uint64_t>(outer), sb};
-  return true;
-}
-
-bool encode(CUtensorMap* map, DType dt, const Operand2D& o, uint32_t box_inner, uint32_t box_outer) {
-  const cuuint64_t dims[2] = {o.inner, o.outer};
-  const cuuint64_t strides[1] = {o.stride_bytes};
-  const cuuint32_t box[2] = {box_inner, box_outer};
-  const cuuint32_t estr[2] = {1, 1};
-  const CUresult r = encode_fn()(map, dt == DType::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                                 2, o.base, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                 CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS;
-}
+// Host side: tensor maps (sm90_tma.h).
+using sm90_host::encode;
+using sm90_host::encode_fn;
+using sm90_host::Operand2D;
+using sm90_host::tma_operand;
 
 bool pair_ok(const Mat& m) {
   return m.present() && m.cs == 1 && m.rs % 2 == 0 && reinterpret_cast<uintptr_t>(m.data) % 4 == 0;
@@ -467,11 +426,6 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   if (dt == DType::BF16)
     return trans_b ? pick_epilogue<DType::BF16, 1>(mx, mg, mu, p, epi, s) : pick_epilogue<DType::BF16, 0>(mx, mg, mu, p, epi, s);
   return trans_b ? pick_epilogue<DType::F16, 1>(mx, mg, mu, p, epi, s) : pick_epilogue<DType::F16, 0>(mx, mg, mu, p, epi, s);
-}
-
-fsg_status cuda_gemm_sm90(const GemmArgs&, Stream, bool, bool* handled) {
-  *handled = false;
-  return FSG_OK;
 }
 
 }  // namespace fsg
