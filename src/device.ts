@@ -2,6 +2,7 @@
 import { check, fail, Status } from "./errors.ts";
 import { hostPtr, lib } from "./ffi.ts";
 import { DEVICE_CPU, DEVICE_CUDA } from "./descriptor.ts";
+import { captureGraph, type CaptureOptions, type Graph } from "./graph.ts";
 
 /** Kernel families, see Device.setKernelPath. */
 export type KernelPath = 0 | 1 | 80 | 90;
@@ -148,6 +149,15 @@ export class Device {
 
   createEvent(): Event {
     return Event.create(this);
+  }
+
+  /**
+   * Records the work `fn` enqueues on this device (without running it) into a CUDA graph, to be
+   * replayed with graph.replay(). `fn` must be synchronous and only launch ops on buffers that
+   * exist before the capture (`out`, `workspace`); see src/graph.ts. CUDA only.
+   */
+  captureGraph(fn: () => void, options?: CaptureOptions): Graph {
+    return captureGraph(this, fn, options);
   }
 
   /** Keeps `buffer` referenced until the next synchronize() (an async copy may still use it). */

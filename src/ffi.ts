@@ -86,6 +86,17 @@ const symbols = {
   // fsg_status fsg_event_elapsed_ms(fsg_context* ctx, fsg_event* start, fsg_event* end, float* out_ms)
   fsg_event_elapsed_ms: { args: [u64, u64, u64, u64], returns: i32 },
 
+  // fsg_status fsg_graph_begin(fsg_context* ctx)
+  fsg_graph_begin: { args: [u64], returns: i32 },
+  // fsg_status fsg_graph_end(fsg_context* ctx, fsg_graph** out)
+  fsg_graph_end: { args: [u64, u64], returns: i32 },
+  // fsg_status fsg_graph_launch(fsg_context* ctx, fsg_graph* graph)
+  fsg_graph_launch: { args: [u64, u64], returns: i32 },
+  // fsg_status fsg_graph_node_count(const fsg_graph* graph, uint64_t* out_nodes)
+  fsg_graph_node_count: { args: [u64, u64], returns: i32 },
+  // fsg_status fsg_graph_destroy(fsg_context* ctx, fsg_graph* graph)
+  fsg_graph_destroy: { args: [u64, u64], returns: i32 },
+
   // fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, const fsg_tensor* w_gate,
   //   const fsg_tensor* w_up, const fsg_tensor* b_gate, const fsg_tensor* b_up,
   //   const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out, const fsg_glu_params* act)
@@ -156,6 +167,11 @@ export interface Native {
   fsg_event_query: StatusFn<2>;
   fsg_event_synchronize: StatusFn<2>;
   fsg_event_elapsed_ms: StatusFn<4>;
+  fsg_graph_begin: StatusFn<1>;
+  fsg_graph_end: StatusFn<2>;
+  fsg_graph_launch: StatusFn<2>;
+  fsg_graph_node_count: StatusFn<2>;
+  fsg_graph_destroy: StatusFn<2>;
   fsg_swiglu_forward: StatusFn<10>;
   fsg_swiglu_backward_workspace_size: StatusFn<4>;
   fsg_swiglu_backward(

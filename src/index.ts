@@ -6,6 +6,7 @@ export {
 } from "./activation.ts";
 export { Device, Stream, Event, defaultDevice, hasCuda, cudaDeviceCount, type Backend, type DeviceOptions, type KernelPath } from "./device.ts";
 export { Tensor, Storage, contiguousStrides, type TensorOptions } from "./tensor.ts";
+export { Graph, captureGraph, type CaptureOptions } from "./graph.ts";
 export { f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits, f16BitsToF32, roundTo, type DType } from "./dtype.ts";
 export {
   weightsIn, weightsSeparate, weightsLinear, weightsPacked, weightsInterleaved, viewsOf, storageShape, disposeWeights,

@@ -100,7 +100,8 @@ FSG_API fsg_status fsg_context_mem_info(const fsg_context* ctx, uint64_t* out_fr
 /* CPU backend worker threads (0: hardware concurrency). Ignored on CUDA. */
 FSG_API fsg_status fsg_context_set_num_threads(fsg_context* ctx, int32_t threads);
 /* Chooses the kernel family on CUDA, for tests and benchmarks: 0 auto (by device and shape),
- * 1 the small-M (decode) kernels wherever they apply, 80 always the sm_80 mma.sync kernels,
+ * 1 the small-M (decode) kernels wherever they apply (for fsg_gemm and the backward GEMMs: the
+ * short-reduction and few-row kernels), 80 always the sm_80 mma.sync kernels,
  * 90 the sm_90a wgmma kernels wherever they apply (compute capability 9.0 only). Calls a
  * family cannot take fall back to the sm_80 kernels. Ignored on the CPU backend. */
 FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path);
@@ -124,6 +125,25 @@ FSG_API fsg_status fsg_event_record(fsg_context* ctx, fsg_event* event); /* on t
 FSG_API fsg_status fsg_event_query(fsg_context* ctx, fsg_event* event);  /* OK or NOT_READY */
 FSG_API fsg_status fsg_event_synchronize(fsg_context* ctx, fsg_event* event);
 FSG_API fsg_status fsg_event_elapsed_ms(fsg_context* ctx, fsg_event* start, fsg_event* end, float* out_ms);
+
+/* ---- CUDA graphs: record a context's work once, replay it with one launch (decode steps) ----
+ * fsg_graph_begin starts capturing the context's work: on its current stream, or, when that is
+ * the default stream (which CUDA cannot capture), on a stream made for the capture. Ops called
+ * until fsg_graph_end are recorded, not run; they must use buffers allocated before the capture
+ * (workspace included) that stay allocated while the graph is replayed. fsg_graph_end ends the
+ * capture and returns the instantiated graph; fsg_graph_launch enqueues it on the context's
+ * current stream (reading whatever the captured buffers hold at that time). Capture is
+ * thread-local: begin and end on one thread. CPU contexts: FSG_ERR_INVALID_ARGUMENT.
+ * During a capture, calls a graph cannot hold (fsg_context_synchronize, stream/event synchronize
+ * and query, fsg_malloc, fsg_free, copies from/to pageable host memory, fsg_context_set_stream,
+ * destroying the captured stream) return FSG_ERR_INVALID_ARGUMENT naming why; the capture is then
+ * abandoned at once (the context works normally again) and fsg_graph_end reports it. */
+typedef struct fsg_graph fsg_graph;
+FSG_API fsg_status fsg_graph_begin(fsg_context* ctx);
+FSG_API fsg_status fsg_graph_end(fsg_context* ctx, fsg_graph** out);
+FSG_API fsg_status fsg_graph_launch(fsg_context* ctx, fsg_graph* graph);
+FSG_API fsg_status fsg_graph_node_count(const fsg_graph* graph, uint64_t* out_nodes); /* kernels, copies, ... */
+FSG_API fsg_status fsg_graph_destroy(fsg_context* ctx, fsg_graph* graph);
 
 /* ---- ops ----
  * Shapes: x [..., K] (leading dims are M, they must collapse to one row stride), weights are

@@ -108,6 +108,7 @@ FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, f
 
 FSG_API fsg_status fsg_context_destroy(fsg_context* ctx) {
   return guarded("fsg_context_destroy", [&] {
+    discard_capture(ctx);
     delete ctx;
     return FSG_OK;
   });
@@ -151,6 +152,7 @@ FSG_API fsg_status fsg_context_set_stream(fsg_context* ctx, fsg_stream* stream) 
   const char* fn = "fsg_context_set_stream";
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(refuse_during_capture(ctx, fn, "the stream cannot change while a capture records it"));
     ctx->stream = stream == nullptr ? nullptr : stream->stream;
     return FSG_OK;
   });
@@ -161,6 +163,7 @@ FSG_API fsg_status fsg_context_synchronize(fsg_context* ctx) {
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
     if (!is_cuda(ctx)) return FSG_OK;
+    FSG_TRY(refuse_during_capture(ctx, fn, "waiting for the device cannot be recorded in a graph"));
     FSG_TRY(bind_device(ctx));
     return cuda_status(cudaStreamSynchronize(ctx->stream), "fsg_context_synchronize: cudaStreamSynchronize");
   });
@@ -239,6 +242,7 @@ FSG_API fsg_status fsg_malloc(fsg_context* ctx, uint64_t bytes, uint64_t* out_pt
       *out_ptr = reinterpret_cast<uint64_t>(p);
       return FSG_OK;
     }
+    FSG_TRY(refuse_during_capture(ctx, fn, "allocate buffers (outputs, workspace) before fsg_graph_begin"));
     FSG_TRY(bind_device(ctx));
     void* p = nullptr;
     cudaError_t err = cudaMallocAsync(&p, size, ctx->stream);
@@ -265,12 +269,23 @@ FSG_API fsg_status fsg_free(fsg_context* ctx, uint64_t ptr) {
       std::free(p);
       return FSG_OK;
     }
+    FSG_TRY(refuse_during_capture(ctx, fn, "a free would be recorded and repeated at every replay; free after fsg_graph_end"));
     FSG_TRY(bind_device(ctx));
     return cuda_status(cudaFreeAsync(p, ctx->stream), "fsg_free: cudaFreeAsync");
   });
 }
 
 namespace {
+
+// True when `p` is host memory CUDA can copy asynchronously (pinned or registered).
+bool is_pinned(const void* p) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return attr.type == cudaMemoryTypeHost;
+}
 
 fsg_status copy(fsg_context* ctx, void* dst, const void* src, uint64_t bytes, cudaMemcpyKind kind, const char* fn) {
   FSG_TRY(check_ctx(ctx, fn));
@@ -280,6 +295,10 @@ fsg_status copy(fsg_context* ctx, void* dst, const void* src, uint64_t bytes, cu
   if (!is_cuda(ctx)) {
     std::memmove(dst, src, bytes);
     return FSG_OK;
+  }
+  if (capturing(ctx) && kind != cudaMemcpyDeviceToDevice &&
+      !is_pinned(kind == cudaMemcpyHostToDevice ? src : static_cast<const void*>(dst))) {
+    FSG_TRY(refuse_during_capture(ctx, fn, "a copy from or to pageable host memory cannot be captured (pinned memory can)"));
   }
   FSG_TRY(bind_device(ctx));
   return cuda_status(cudaMemcpyAsync(dst, src, bytes, kind, ctx->stream), fn);
@@ -349,6 +368,9 @@ FSG_API fsg_status fsg_stream_destroy(fsg_context* ctx, fsg_stream* stream) {
     FSG_TRY(check_ctx(ctx, fn));
     if (stream == nullptr) return FSG_OK;
     fsg_status st = FSG_OK;
+    if (stream->stream != nullptr && capturing(ctx) && ctx->stream == stream->stream) {
+      FSG_TRY(refuse_during_capture(ctx, fn, "the stream is being captured"));
+    }
     if (stream->stream != nullptr) {
       if (ctx->stream == stream->stream) ctx->stream = nullptr;
       st = bind_device(ctx);
@@ -365,6 +387,7 @@ FSG_API fsg_status fsg_stream_query(fsg_context* ctx, fsg_stream* stream) {
     FSG_TRY(check_ctx(ctx, fn));
     FSG_TRY(require(stream, fn, "stream"));
     if (stream->stream == nullptr) return FSG_OK;
+    FSG_TRY(refuse_during_capture(ctx, fn, "querying a stream cannot be recorded in a graph"));
     FSG_TRY(bind_device(ctx));
     cudaError_t err = cudaStreamQuery(stream->stream);
     if (err == cudaErrorNotReady) {
@@ -381,6 +404,7 @@ FSG_API fsg_status fsg_stream_synchronize(fsg_context* ctx, fsg_stream* stream) 
     FSG_TRY(check_ctx(ctx, fn));
     FSG_TRY(require(stream, fn, "stream"));
     if (stream->stream == nullptr) return FSG_OK;
+    FSG_TRY(refuse_during_capture(ctx, fn, "waiting for the device cannot be recorded in a graph"));
     FSG_TRY(bind_device(ctx));
     return cuda_status(cudaStreamSynchronize(stream->stream), fn);
   });
@@ -444,6 +468,7 @@ FSG_API fsg_status fsg_event_query(fsg_context* ctx, fsg_event* event) {
     FSG_TRY(check_ctx(ctx, fn));
     FSG_TRY(require(event, fn, "event"));
     if (event->event == nullptr) return FSG_OK;
+    FSG_TRY(refuse_during_capture(ctx, fn, "querying an event cannot be recorded in a graph"));
     FSG_TRY(bind_device(ctx));
     cudaError_t err = cudaEventQuery(event->event);
     if (err == cudaErrorNotReady) {
@@ -460,6 +485,7 @@ FSG_API fsg_status fsg_event_synchronize(fsg_context* ctx, fsg_event* event) {
     FSG_TRY(check_ctx(ctx, fn));
     FSG_TRY(require(event, fn, "event"));
     if (event->event == nullptr) return FSG_OK;
+    FSG_TRY(refuse_during_capture(ctx, fn, "waiting for the device cannot be recorded in a graph"));
     FSG_TRY(bind_device(ctx));
     return cuda_status(cudaEventSynchronize(event->event), fn);
   });

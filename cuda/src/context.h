@@ -7,6 +7,8 @@
 
 #include "backend.h"
 
+struct fsg_capture;  // graph.cpp: a CUDA graph capture in progress
+
 struct fsg_context {
   int32_t backend = FSG_BACKEND_CPU;  // FSG_BACKEND_CUDA or FSG_BACKEND_CPU, never AUTO
   int32_t device = 0;                 // CUDA ordinal (0 on CPU)
@@ -15,6 +17,7 @@ struct fsg_context {
   int32_t kernel_path = 0;            // 0 auto, 80 force the sm_80 kernels
   int32_t compute_capability = 0;
   char name[256] = "";
+  fsg_capture* capture = nullptr;     // graph.cpp: non-null from fsg_graph_begin to fsg_graph_end
 };
 
 struct fsg_stream {
@@ -34,5 +37,14 @@ fsg_status bind_device(const fsg_context* ctx);
 
 // Null-argument check that names the argument.
 fsg_status require(const void* p, const char* fn, const char* arg);
+
+// graph.cpp. FSG_OK unless a graph capture is in progress on ctx; then the call `fn`, which a
+// graph cannot hold (`why`), is refused: the capture is abandoned and FSG_ERR_INVALID_ARGUMENT
+// returned with a message naming fn and why.
+fsg_status refuse_during_capture(fsg_context* ctx, const char* fn, const char* why);
+// True while a capture is in progress on ctx.
+bool capturing(const fsg_context* ctx);
+// Ends and forgets any capture of ctx (fsg_context_destroy).
+void discard_capture(fsg_context* ctx);
 
 }  // namespace fsg
