@@ -171,3 +171,20 @@ forEachBackend("fused backward", (device) => {
     }
   }
 });
+
+// Small M (decode-sized batches, issue 5): dW = x^T·dA has a reduction of only M rows and
+// dX = dA·Wg^T + dB·Wu^T few output rows over a long reduction (2N >= 1024: gemm_short.cu's
+// weight-streaming kernels take it, forced or automatic). Every layout at every M, with dtype,
+// mode, bias and accumulate rotating; N = 520 leaves partial reduction steps and column groups.
+forEachBackend("fused backward, small M", (device) => {
+  [1, 3, 17, 64, 127].forEach((M, iM) => {
+    const K = 40 + 4 * (iM % 2);
+    test(`M=${M} K=${K} N=520: every layout`, () => {
+      LAYOUTS.forEach((layout, j) => {
+        const dtype = DTYPE_LIST[(iM + j) % DTYPE_LIST.length]!;
+        const mode = (iM + j) % 2 === 0 ? "stored" : "recompute";
+        checkBackward(device(), { layout, dtype, mode, subset: "all", bias: j % 2 === 0, lead: [M], K, N: 520, accumulate: (iM + j) % 3 === 1 });
+      });
+    });
+  });
+});

@@ -111,3 +111,56 @@ forEachBackend("gemm, 16-byte aligned layouts", (device) => {
     }
   }
 });
+
+// Small M (issue 5), the two shapes of the decode backward through fsg_gemm: a long reduction
+// into few rows (c [M, N] = a [M, 600] · b, b [K, N] contiguous, the [N, K] transposed view or
+// every other column of a wider buffer) and a reduction of only M rows into a large c
+// (c [72, 264] = x^T · d, x [M, 72], d [M, 264]; c contiguous or transposed).
+forEachBackend("gemm, small M", (device) => {
+  [1, 3, 17, 64, 127].forEach((M, iM) => {
+    DTYPE_LIST.forEach((dtype, iD) => {
+      const bias = (iM + iD) % 2 === 0;
+      const accumulate = (iM + iD) % 3 === 1;
+      test(`${dtype} M=${M}: long reduction, b [K, N] / [N, K]^T / strided; bias=${bias} accumulate=${accumulate}`, () => {
+        const dev = device();
+        const [K, N] = [600, 72];
+        const a = randn([M, K], dtype, dev);
+        for (const bKind of ["contiguous", "transposed", "strided"] as const) {
+          const bStore = randn(bKind === "transposed" ? [N, K] : bKind === "strided" ? [K, 2 * N] : [K, N], dtype, dev, 1 / Math.sqrt(K));
+          const b = bKind === "transposed" ? bStore.t() : bKind === "strided" ? bStore.asStrided([K, N], [2 * N, 2], 1) : bStore.view();
+          const bb = bias ? randn([N], dtype, dev) : null;
+          const c = accumulate ? randn([M, N], dtype, dev) : poison(Tensor.empty([M, N], dtype, { device: dev }));
+          const c0 = accumulate ? f64(c) : null;
+          matmul(a, b, { bias: bb, out: c, accumulate });
+          expect(c.toFloat32()).toBeAllClose(gemmRef(f64(a), f64(b), M, K, N, bb && f64(bb), c0), { rtol: RTOL[dtype] });
+          disposeAll(bStore, b, bb, c);
+        }
+        a.dispose();
+      });
+      test(`${dtype} M=${M}: reduction over M rows (x^T · d), c contiguous / transposed; bias=${bias} accumulate=${accumulate}`, () => {
+        const dev = device();
+        const [K, N] = [72, 264];
+        const x = randn([M, K], dtype, dev);
+        const d = randn([M, N], dtype, dev);
+        const xt = x.t();
+        for (const cT of [false, true]) {
+          const bb = bias ? randn([N], dtype, dev) : null;
+          const cStore = Tensor.empty(cT ? [N, K] : [K, N], dtype, { device: dev });
+          const c = cT ? cStore.t() : cStore.view();
+          if (accumulate) {
+            const init = randn([K, N], dtype, dev);
+            c.writeRaw(init.toRaw());
+            init.dispose();
+          } else {
+            poison(cStore);
+          }
+          const c0 = accumulate ? f64(c) : null;
+          matmul(xt, d, { bias: bb, out: c, accumulate });
+          expect(c.toFloat32()).toBeAllClose(gemmRef(f64(xt), f64(d), K, M, N, bb && f64(bb), c0), { rtol: RTOL[dtype] });
+          disposeAll(bb, cStore, c);
+        }
+        disposeAll(x, d, xt);
+      });
+    });
+  });
+});

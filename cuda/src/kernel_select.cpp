@@ -28,6 +28,11 @@ fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path, int 
 
 fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path, int cc) {
   bool handled = false;
+  // Small-M backward shapes (short reduction, or few rows over a long one): gemm_short.cu.
+  if (kernel_path == kPathAuto || kernel_path == kPathSmallM) {
+    fsg_status st = cuda_gemm_short(a, s, kernel_path == kPathSmallM, &handled);
+    if (handled || st != FSG_OK) return st;
+  }
   if ((kernel_path == kPathAuto || kernel_path == kPathSm90) && is_hopper(cc)) {
     fsg_status st = cuda_gemm_sm90(a, s, kernel_path == kPathSm90, &handled);
     if (handled || st != FSG_OK) return st;

@@ -27,5 +27,8 @@ fsg_status cuda_gemm_sm80(const GemmArgs& a, Stream s);
 fsg_status cuda_dual_gemm_small_m(const DualGemmArgs& a, Stream s, bool forced, bool* handled);
 fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, bool* handled);
 fsg_status cuda_gemm_sm90(const GemmArgs& a, Stream s, bool forced, bool* handled);
+// gemm_short.cu: short reductions (dW at small M) and few rows with a long reduction (dX at
+// small M); taken by kPathAuto where measured faster and by kPathSmallM wherever they apply.
+fsg_status cuda_gemm_short(const GemmArgs& a, Stream s, bool forced, bool* handled);
 
 }  // namespace fsg
