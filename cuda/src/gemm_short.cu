@@ -13,7 +13,9 @@
 //     over the whole reduction, then stages the fp32 tile in shared memory and writes C once with
 //     16-byte stores along C's contiguous dimension: rows, or columns for the nn.Linear-layout
 //     weight gradients (reading C the same way to accumulate). C without a unit stride (the
-//     interleaved layout) gets scalar stores along rows.
+//     interleaved layout) gets scalar stores along rows. When one K tile holds the whole reduction
+//     (one product, M <= 32 tokens in bf16/f16, 16 in f32), persistent CTAs walk the tiles and
+//     load the next tile's operands while the current one is multiplied and stored.
 // (b) Few rows, long reduction, "dX": weight streaming as in small_m.cu. The reduction steps of
 //     both products form one sequence (full steps first, then the at most two partial ones) split
 //     evenly over the 8 warps of a CTA; each warp owns 32 columns of C and one block of up to 32
@@ -27,7 +29,7 @@
 //                4 columns, rows paired by byte permutes;
 //       generic  f32 or other strides: lanes along columns, fp32 FMA on CUDA cores.
 //     M above one block of 32 rows loops over row blocks (each re-reading the weights; consecutive
-//     CTAs share the columns, so the re-reads mostly hit L2).
+//     CTAs share the columns, so the re-reads mostly hit L2): 64 rows still beat the sm_90a GEMM.
 // Deterministic: fixed partition of every reduction, fixed summation trees, no atomics; no
 // allocation and no host synchronization (graph-capturable). Declines nothing it is forced to do
 // (kPathSmallM); in the automatic path it takes only the shapes where it was measured faster.
@@ -110,22 +112,15 @@ template <> struct Chunk<float> {
   }
 };
 
-template <DType D, Layout LA, Layout LB>
-__global__ void __launch_bounds__(kThreads, D == DType::F32 ? 1 : 2) short_kernel(const __grid_constant__ ShortParams p) {
+// The tile epilogue of both (a) kernels: stages acc + bias in `st` (128 x kStagePitch floats, free
+// for writing: the caller synchronized), then writes the tile at (m0, n0) of C once.
+template <DType D>
+__device__ __forceinline__ void store_tile(const ShortParams& p, const Acc& acc, float* st, int64_t m0, int64_t n0) {
   using T = typename Elem<D>::T;
   using Ch = Chunk<T>;
   constexpr int kEpc = Ch::kN;
   constexpr int kChunksPerLine = kTileR / kEpc;
-  extern __shared__ __align__(16) char smem[];
-  int64_t tm, tn;
-  tile_coords(p.m_tiles, p.n_tiles, tm, tn);
-  const int64_t m0 = tm * kTileR, n0 = tn * kTileR;
-  Acc acc;
-  mainloop<D, LA, LB, 1>(p.p0, p.p1, p.nprod, m0, n0, smem, acc);
-  __syncthreads();  // every warp is done reading the last stage before the staging overwrites it
-
   // Stage acc + bias: st[outer][inner], inner along C's contiguous dimension.
-  float* st = reinterpret_cast<float*>(smem);
   const bool by_col = p.mode == kColVec;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wm = warp >> 1, wn = warp & 1, g = lane >> 2, t = lane & 3;
@@ -176,18 +171,94 @@ __global__ void __launch_bounds__(kThreads, D == DType::F32 ? 1 : 2) short_kerne
   }
 }
 
+// One 128x128 tile per CTA, the whole (short) reduction through the sm_80 main loop.
+template <DType D, Layout LA, Layout LB>
+__global__ void __launch_bounds__(kThreads, D == DType::F32 ? 1 : 2) short_kernel(const __grid_constant__ ShortParams p) {
+  extern __shared__ __align__(16) char smem[];
+  int64_t tm, tn;
+  tile_coords(p.m_tiles, p.n_tiles, tm, tn);
+  const int64_t m0 = tm * kTileR, n0 = tn * kTileR;
+  Acc acc;
+  mainloop<D, LA, LB, 1>(p.p0, p.p1, p.nprod, m0, n0, smem, acc);
+  __syncthreads();  // every warp is done reading the last stage before the staging overwrites it
+  store_tile<D>(p, acc, reinterpret_cast<float*>(smem), m0, n0);
+}
+
+// One product whose reduction fits one K tile (M <= 32 tokens for dW): persistent CTAs walk the
+// tiles, loading the next tile's operands (cp.async, second buffer) while the current tile is
+// multiplied, staged and stored, so a CTA's load latency hides behind its own stores.
+template <DType D, Layout LA, Layout LB>
+__global__ void __launch_bounds__(kThreads, D == DType::F32 ? 1 : 2) short1_kernel(const __grid_constant__ ShortParams p) {
+  constexpr int kB = D == DType::F32 ? 4 : 2;
+  using G = Geo<kB>;
+  extern __shared__ __align__(16) char smem[];
+  float* st = reinterpret_cast<float*>(smem + 2 * G::kStageBytes);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp >> 1, wn = warp & 1;
+  const int64_t ntiles = p.m_tiles * p.n_tiles;
+  int64_t tile = blockIdx.x;
+  if (tile < ntiles) load_stage<D, LA, LB, 1>(p.p0, 0, (tile % p.m_tiles) * kTileR, (tile / p.m_tiles) * kTileR, smem, tid);
+  cp_async_commit();
+  for (int i = 0; tile < ntiles; tile += gridDim.x, ++i) {
+    const int64_t m0 = (tile % p.m_tiles) * kTileR, n0 = (tile / p.m_tiles) * kTileR;
+    const int64_t next = tile + gridDim.x;
+    // The other buffer was last read by the previous tile's MMAs, which every thread finished
+    // before store_tile's barrier.
+    if (next < ntiles)
+      load_stage<D, LA, LB, 1>(p.p0, 0, (next % p.m_tiles) * kTileR, (next / p.m_tiles) * kTileR,
+                               smem + ((i + 1) & 1) * G::kStageBytes, tid);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();  // this tile's operands are visible; the previous tile's stores are done reading st
+    const char* stage = smem + (i & 1) * G::kStageBytes;
+    Acc acc;
+#pragma unroll
+    for (int mi = 0; mi < kWarpM16; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
+    if constexpr (D == DType::F32) {
+      mma_tile32<LA, LB, 1>(reinterpret_cast<const float*>(stage),
+                            reinterpret_cast<const float*>(stage + G::kTileElems * kB), acc, wm, wn, lane);
+    } else {
+      mma_tile16<D, LA, LB, 1>(reinterpret_cast<const uint16_t*>(stage),
+                               reinterpret_cast<const uint16_t*>(stage + G::kTileElems * kB), acc, wm, wn, lane);
+    }
+    store_tile<D>(p, acc, st, m0, n0);
+  }
+  cp_async_wait<0>();
+}
+
+constexpr int short1_smem(DType d) {
+  return 2 * (d == DType::F32 ? Geo<4>::kStageBytes : Geo<2>::kStageBytes) + kTileR * kStagePitch * 4;
+}
+
 template <DType D, Layout LA, Layout LB>
 fsg_status launch_short_kernel(const ShortParams& p, cudaStream_t s) {
-  auto* kernel = short_kernel<D, LA, LB>;
-  const int smem = smem_bytes(D);
+  const bool one_tile = p.nprod == 1 && p.p0.ktiles == 1;
+  auto* kernel = one_tile ? short1_kernel<D, LA, LB> : short_kernel<D, LA, LB>;
+  const int smem = one_tile ? short1_smem(D) : smem_bytes(D);
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) {
     set_error("gemm_short_kernel: cudaFuncSetAttribute(%d bytes of shared memory): %s", smem, cudaGetErrorString(e));
     return FSG_ERR_CUDA;
   }
-  const dim3 grid(static_cast<unsigned>(p.m_tiles), static_cast<unsigned>(p.n_tiles));
-  kernel<<<grid, kThreads, smem, s>>>(p);
-  return launch_status("gemm_short_kernel");
+  if (!one_tile) {
+    const dim3 grid(static_cast<unsigned>(p.m_tiles), static_cast<unsigned>(p.n_tiles));
+    kernel<<<grid, kThreads, smem, s>>>(p);
+    return launch_status("gemm_short_kernel");
+  }
+  // Persistent: as many CTAs as fit at once (host queries only, capture-safe).
+  int dev = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) != cudaSuccess) {
+    cudaGetLastError();
+    sms = 132, per_sm = 1;
+  }
+  const int64_t ntiles = p.m_tiles * p.n_tiles, slots = static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
+  kernel<<<static_cast<unsigned>(ntiles < slots ? ntiles : slots), kThreads, smem, s>>>(p);
+  return launch_status("gemm_short1_kernel");
 }
 
 // rows x K operand of a Mat: A is [M, K] (rows along Mat rows), B is [K, N] (rows along Mat cols).
@@ -709,11 +780,16 @@ fsg_status run_stream(const GemmArgs& a, StreamKind kind, cudaStream_t s) {
   }
 }
 
-// Thresholds of the automatic path (bench/NOTES.md, decode section: measured on H100).
+// Thresholds of the automatic path, from bench/backward-small-m.ts on H100 (bench/NOTES.md,
+// "Small-M backward"), K = 4096, N = 14336 bf16:
+//   (a) dW, R = M <= 128: 0.063 ms (M <= 32) .. 0.116 ms (M = 128) vs 0.18 (sm_90a) / 0.47 (sm_80);
+//   (b) dX, reduction-contiguous B: 0.084 (M = 1) .. 0.142 ms (M = 64) vs 0.26 (sm_90a); at M = 128
+//       0.258 vs 0.260: left to sm_90a. Column-contiguous B (nn.Linear layout): 0.089 .. 0.121 ms
+//       up to M = 32, 0.40 vs 0.27 (sm_90a) at M = 128. The generic kernel is not measured: forced only.
 constexpr int64_t kShortMaxK = 256;        // (a) takes reductions up to this when forced
 constexpr int64_t kAutoShortMaxK = 128;    // ... and automatically
-constexpr int64_t kAutoStreamMaxM = 32;    // (b) tensor-core layouts, automatically
-constexpr int64_t kAutoGenericMaxM = 8;    // (b) generic kernel (N-contiguous only), automatically
+constexpr int64_t kAutoRContigMaxM = 64;   // (b) reduction-contiguous B, automatically
+constexpr int64_t kAutoNContigMaxM = 32;   // (b) column-contiguous B, automatically
 constexpr int64_t kAutoStreamMinK = 1024;  // (b) only for long reductions, automatically
 
 }  // namespace
@@ -735,10 +811,8 @@ fsg_status cuda_gemm_short(const GemmArgs& a, Stream s, bool forced, bool* handl
   }
   const StreamKind kind = stream_kind(a);
   if (!forced) {
-    const bool nc_generic = kind == StreamKind::kGeneric && a.b0.cs == 1 && (!a.a1.present() || a.b1.cs == 1);
-    const bool fast = R >= kAutoStreamMinK && (kind == StreamKind::kGeneric ? nc_generic && M <= kAutoGenericMaxM
-                                                                            : M <= kAutoStreamMaxM);
-    if (!fast) return FSG_OK;
+    const int64_t max_m = kind == StreamKind::kRContig ? kAutoRContigMaxM : kind == StreamKind::kNContig ? kAutoNContigMaxM : 0;
+    if (R < kAutoStreamMinK || M > max_m) return FSG_OK;
   }
   *handled = true;
   switch (a.c.dtype) {
