@@ -20,13 +20,13 @@
 // until all earlier kernels on the stream finished. The synchronous path (tensor.toFloat32(),
 // device.synchronize()) stays for scripts.
 import type { Device, Event, Stream } from "./device.ts";
-import { decode } from "./dtype.ts";
+import { decode, rawArray, type RawArray } from "./dtype.ts";
 import { check, fail, FusedSwiGLUError } from "./errors.ts";
 import { hostPtr, lib } from "./ffi.ts";
 import type { Tensor } from "./tensor.ts";
 
-/** Element arrays of the three dtypes: Float32Array for float32, Uint16Array bits otherwise. */
-export type RawElements = Float32Array | Uint16Array;
+/** Element arrays of the dtypes: Float32Array for float32, Uint16Array / Uint8Array bits otherwise. */
+export type RawElements = RawArray;
 
 export interface WaitOptions {
   /** Enqueue on (and wait for) this stream instead of the device's current stream. */
@@ -137,8 +137,9 @@ export async function deviceDone(device: Device, options: WaitOptions = {}): Pro
 }
 
 function checkRaw(tensor: Tensor, raw: RawElements): void {
-  if ((tensor.dtype === "float32") !== raw instanceof Float32Array) {
-    fail("FSG_ERR_DTYPE", `raw: a ${tensor.dtype} tensor takes a ${tensor.dtype === "float32" ? "Float32Array" : "Uint16Array"}`);
+  const want = rawArray(tensor.dtype, 0);
+  if (raw.constructor !== want.constructor) {
+    fail("FSG_ERR_DTYPE", `raw: a ${tensor.dtype} tensor takes a ${want.constructor.name}, got ${raw.constructor.name}`);
   }
 }
 
@@ -217,7 +218,7 @@ async function doneHolding(device: Device, buffer: RawElements, options: WaitOpt
 
 /** Row-major gather of a strided view out of the elements [min, ...] read from its storage. */
 function gather(t: Tensor, covering: RawElements, min: number): RawElements {
-  const out = t.dtype === "float32" ? new Float32Array(t.numel) : new Uint16Array(t.numel);
+  const out = rawArray(t.dtype, t.numel);
   const nd = t.ndim;
   const idx = new Array<number>(nd).fill(0);
   let pos = t.offset - min;
@@ -244,7 +245,7 @@ export async function toRawAsync(tensor: Tensor, options: WaitOptions = {}): Pro
   const device = tensor.device;
   const span = tensor.span();
   const count = span === null ? 0 : span.max - span.min + 1;
-  const host = tensor.dtype === "float32" ? new Float32Array(count) : new Uint16Array(count);
+  const host = rawArray(tensor.dtype, count);
   if (span === null) return host;
   await deviceDone(device, options); // the work that produces the tensor
   tensor.assertLive("tensor");

@@ -168,7 +168,10 @@ export class Device {
     if (this.#inFlightBytes > 256 * 1024 * 1024) this.synchronize();
   }
 
-  /** @internal storage bookkeeping: the context lives until its last allocation is freed. */
+  /**
+   * @internal bookkeeping: the context lives until its last allocation, stream, event and graph
+   * is freed (they are destroyed through it).
+   */
   _storageOpened(): void {
     this.assertOpen();
     this.#liveStorages++;
@@ -241,7 +244,9 @@ export class Stream {
   }
 
   static create(device: Device): Stream {
-    return new Stream(device, createNative(device, lib.fsg_stream_create, "fsg_stream_create"));
+    const stream = new Stream(device, createNative(device, lib.fsg_stream_create, "fsg_stream_create"));
+    device._storageOpened();
+    return stream;
   }
 
   #assertLive(): void {
@@ -264,7 +269,11 @@ export class Stream {
     if (this.#destroyed) return;
     if (this.device.stream === this && !this.device.disposed) this.device.stream = null;
     this.#destroyed = true;
-    check(lib.fsg_stream_destroy(this.device.handle, this.handle), "fsg_stream_destroy");
+    try {
+      check(lib.fsg_stream_destroy(this.device.handle, this.handle), "fsg_stream_destroy");
+    } finally {
+      this.device._storageClosed();
+    }
   }
 
   [Symbol.dispose](): void {
@@ -284,7 +293,9 @@ export class Event {
   }
 
   static create(device: Device): Event {
-    return new Event(device, createNative(device, lib.fsg_event_create, "fsg_event_create"));
+    const event = new Event(device, createNative(device, lib.fsg_event_create, "fsg_event_create"));
+    device._storageOpened();
+    return event;
   }
 
   #assertLive(): void {
@@ -320,7 +331,11 @@ export class Event {
   dispose(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    check(lib.fsg_event_destroy(this.device.handle, this.handle), "fsg_event_destroy");
+    try {
+      check(lib.fsg_event_destroy(this.device.handle, this.handle), "fsg_event_destroy");
+    } finally {
+      this.device._storageClosed();
+    }
   }
 
   [Symbol.dispose](): void {

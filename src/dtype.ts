@@ -1,7 +1,9 @@
-// dtype.ts: the three dtypes, their DLPack codes, and host-side conversions from/to float32
+// dtype.ts: the dtypes, their DLPack codes, and host-side conversions from/to float32
 // (round-to-nearest-even; NaN stays NaN, overflow goes to ±inf, fp16 subnormals are exact).
+// The two fp8 dtypes hold saved pre-activations and their block scales only (see fp8.ts): e4m3fn
+// saturates at ±448 (no Inf; 0x7F is NaN), e8m0fnu is a power of two 2^(byte - 127) (0xFF NaN).
 
-export type DType = "float32" | "float16" | "bfloat16";
+export type DType = "float32" | "float16" | "bfloat16" | "float8_e4m3fn" | "float8_e8m0fnu";
 
 export interface DTypeInfo {
   code: number;
@@ -13,10 +15,12 @@ export const DTYPES: Record<DType, DTypeInfo> = {
   float32: { code: 2, bits: 32, bytes: 4 },
   float16: { code: 2, bits: 16, bytes: 2 },
   bfloat16: { code: 4, bits: 16, bytes: 2 },
+  float8_e4m3fn: { code: 10, bits: 8, bytes: 1 },
+  float8_e8m0fnu: { code: 14, bits: 8, bytes: 1 },
 };
 
 export function isDType(d: unknown): d is DType {
-  return d === "float32" || d === "float16" || d === "bfloat16";
+  return typeof d === "string" && Object.hasOwn(DTYPES, d);
 }
 
 const f32 = new Float32Array(1);
@@ -75,29 +79,91 @@ export function f16BitsToF32(h: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
+/** float32 -> float8_e4m3fn bits, round to nearest even, saturating at ±448; NaN -> 0x7F. */
+export function f32ToE4m3Bits(v: number): number {
+  f32[0] = v;
+  const bits = u32[0]!;
+  const sign = (bits >>> 24) & 0x80;
+  const a = bits & 0x7fffffff;
+  if (a > 0x7f800000) return 0x7f;
+  if (a >= 0x43e00000) return sign | 0x7e; // >= 448, Inf too
+  if (a < 0x3c800000) {
+    // Below 2^-6: a multiple of 2^-9 (m = 8 is 2^-6, code 0x08).
+    const e = (a >>> 23) - 127;
+    if (e < -11) return sign;
+    const mant = (a & 0x7fffff) | 0x800000;
+    const shift = 14 - e;
+    let m = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rest > half || (rest === half && (m & 1) === 1)) m++;
+    return sign | m;
+  }
+  const r = (a + 0x7ffff + ((a >>> 20) & 1)) >>> 20; // 3 mantissa bits, carry into the exponent
+  const code = r - (120 << 3);
+  return sign | (code > 0x7e ? 0x7e : code);
+}
+
+/** float8_e4m3fn bits -> float32 (exact). */
+export function e4m3BitsToF32(c: number): number {
+  const sign = c & 0x80 ? -1 : 1;
+  const e = (c >>> 3) & 15;
+  const m = c & 7;
+  if (e === 15 && m === 7) return NaN;
+  if (e === 0) return sign * m * 2 ** -9;
+  return sign * (1 + m / 8) * 2 ** (e - 7);
+}
+
+/** A positive power of two -> float8_e8m0fnu bits (the nearest exponent); NaN, Inf or <= 0 -> 0xFF. */
+export function f32ToE8m0Bits(v: number): number {
+  if (!(v > 0) || !Number.isFinite(v)) return 0xff;
+  return Math.min(254, Math.max(0, Math.round(Math.log2(v)) + 127));
+}
+
+/** float8_e8m0fnu bits -> 2^(bits - 127); 0xFF is NaN. */
+export function e8m0BitsToF32(b: number): number {
+  return b === 0xff ? NaN : 2 ** (b - 127);
+}
+
+type Codec = { enc: (v: number) => number; dec: (b: number) => number };
+const CODECS: Record<Exclude<DType, "float32">, Codec> = {
+  float16: { enc: f32ToF16Bits, dec: f16BitsToF32 },
+  bfloat16: { enc: f32ToBf16Bits, dec: bf16BitsToF32 },
+  float8_e4m3fn: { enc: f32ToE4m3Bits, dec: e4m3BitsToF32 },
+  float8_e8m0fnu: { enc: f32ToE8m0Bits, dec: e8m0BitsToF32 },
+};
+
+/** The host array type of a dtype's raw elements. */
+export type RawArray = Float32Array | Uint16Array | Uint8Array;
+
+/** A raw element array of `n` elements of `dtype`. */
+export function rawArray(dtype: DType, n: number): RawArray {
+  const bytes = DTYPES[dtype].bytes;
+  return dtype === "float32" ? new Float32Array(n) : bytes === 2 ? new Uint16Array(n) : new Uint8Array(n);
+}
+
 /** Rounds every value to `dtype` and back: what the device will hold. */
 export function roundTo(dtype: DType, data: ArrayLike<number>): Float32Array {
   const out = Float32Array.from(data);
   if (dtype === "float32") return out;
-  const enc = dtype === "float16" ? f32ToF16Bits : f32ToBf16Bits;
-  const dec = dtype === "float16" ? f16BitsToF32 : bf16BitsToF32;
+  const { enc, dec } = CODECS[dtype];
   for (let i = 0; i < out.length; i++) out[i] = dec(enc(out[i]!));
   return out;
 }
 
 /** Encodes float32 values into the raw element array of `dtype`. */
-export function encode(dtype: DType, data: ArrayLike<number>): Float32Array | Uint16Array {
+export function encode(dtype: DType, data: ArrayLike<number>): RawArray {
   if (dtype === "float32") return Float32Array.from(data);
-  const enc = dtype === "float16" ? f32ToF16Bits : f32ToBf16Bits;
-  const out = new Uint16Array(data.length);
+  const { enc } = CODECS[dtype];
+  const out = rawArray(dtype, data.length);
   for (let i = 0; i < data.length; i++) out[i] = enc(data[i]!);
   return out;
 }
 
 /** Decodes a raw element array of `dtype` into float32. */
-export function decode(dtype: DType, raw: Float32Array | Uint16Array): Float32Array {
+export function decode(dtype: DType, raw: RawArray): Float32Array {
   if (dtype === "float32") return raw instanceof Float32Array ? raw : new Float32Array(raw.buffer, raw.byteOffset, raw.length / 2);
-  const dec = dtype === "float16" ? f16BitsToF32 : bf16BitsToF32;
+  const { dec } = CODECS[dtype];
   const out = new Float32Array(raw.length);
   for (let i = 0; i < raw.length; i++) out[i] = dec(raw[i]!);
   return out;

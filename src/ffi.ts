@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { FusedSwiGLUError, registerLastErrorSource, statusName } from "./errors.ts";
 
 /** The ABI version this binding was written against (FSG_ABI_VERSION). */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 const MIN_BUN = [1, 4] as const;
 
 const u64 = "u64" as const;
@@ -99,28 +99,35 @@ const symbols = {
 
   // fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, const fsg_tensor* w_gate,
   //   const fsg_tensor* w_up, const fsg_tensor* b_gate, const fsg_tensor* b_up,
-  //   const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out, const fsg_glu_params* act)
-  fsg_swiglu_forward: { args: [u64, u64, u64, u64, u64, u64, u64, u64, u64, u64], returns: i32 },
+  //   const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out, const fsg_tensor* a_scale,
+  //   const fsg_tensor* b_scale, const fsg_glu_params* act)
+  fsg_swiglu_forward: { args: [u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64], returns: i32 },
   // fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fsg_tensor* x, int64_t n,
   //   uint64_t* out_bytes)
   fsg_swiglu_backward_workspace_size: { args: [u64, u64, "i64", u64], returns: i32 },
   // fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, const fsg_tensor* x,
   //   const fsg_tensor* w_gate, const fsg_tensor* w_up, const fsg_tensor* b_gate, const fsg_tensor* b_up,
-  //   const fsg_tensor* a_saved, const fsg_tensor* b_saved, const fsg_tensor* dx,
-  //   const fsg_tensor* dw_gate, const fsg_tensor* dw_up, const fsg_tensor* db_gate,
-  //   const fsg_tensor* db_up, uint32_t flags, uint64_t workspace, uint64_t workspace_bytes,
-  //   const fsg_glu_params* act)
+  //   const fsg_tensor* a_saved, const fsg_tensor* b_saved, const fsg_tensor* a_scale,
+  //   const fsg_tensor* b_scale, const fsg_tensor* dx, const fsg_tensor* dw_gate, const fsg_tensor* dw_up,
+  //   const fsg_tensor* db_gate, const fsg_tensor* db_up, uint32_t flags, uint64_t workspace,
+  //   uint64_t workspace_bytes, const fsg_glu_params* act)
   fsg_swiglu_backward: {
-    args: [u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, "u32", u64, u64, u64],
+    args: [u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, u64, "u32", u64, u64, u64],
     returns: i32,
   },
   // fsg_status fsg_glu_forward(fsg_context* ctx, const fsg_tensor* y, const fsg_tensor* bias,
   //   const fsg_tensor* weights, const fsg_tensor* out, const fsg_glu_params* act)
   fsg_glu_forward: { args: [u64, u64, u64, u64, u64, u64], returns: i32 },
   // fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, const fsg_tensor* y,
-  //   const fsg_tensor* bias, const fsg_tensor* weights, const fsg_tensor* dy,
+  //   const fsg_tensor* y_scale, const fsg_tensor* bias, const fsg_tensor* weights, const fsg_tensor* dy,
   //   const fsg_tensor* dweights, const fsg_tensor* dbias, const fsg_glu_params* act)
-  fsg_glu_backward: { args: [u64, u64, u64, u64, u64, u64, u64, u64, u64], returns: i32 },
+  fsg_glu_backward: { args: [u64, u64, u64, u64, u64, u64, u64, u64, u64, u64], returns: i32 },
+  // fsg_status fsg_quantize_fp8(fsg_context* ctx, const fsg_tensor* src, const fsg_tensor* dst,
+  //   const fsg_tensor* scale)
+  fsg_quantize_fp8: { args: [u64, u64, u64, u64], returns: i32 },
+  // fsg_status fsg_dequantize_fp8(fsg_context* ctx, const fsg_tensor* src, const fsg_tensor* scale,
+  //   const fsg_tensor* out)
+  fsg_dequantize_fp8: { args: [u64, u64, u64, u64], returns: i32 },
   // fsg_status fsg_gemm(fsg_context* ctx, const fsg_tensor* a, const fsg_tensor* b,
   //   const fsg_tensor* bias, const fsg_tensor* c, int32_t accumulate)
   fsg_gemm: { args: [u64, u64, u64, u64, u64, i32], returns: i32 },
@@ -172,15 +179,17 @@ export interface Native {
   fsg_graph_launch: StatusFn<2>;
   fsg_graph_node_count: StatusFn<2>;
   fsg_graph_destroy: StatusFn<2>;
-  fsg_swiglu_forward: StatusFn<10>;
+  fsg_swiglu_forward: StatusFn<12>;
   fsg_swiglu_backward_workspace_size: StatusFn<4>;
   fsg_swiglu_backward(
     ctx: bigint, dz: bigint, x: bigint, wGate: bigint, wUp: bigint, bGate: bigint, bUp: bigint,
-    aSaved: bigint, bSaved: bigint, dx: bigint, dwGate: bigint, dwUp: bigint, dbGate: bigint,
-    dbUp: bigint, flags: number, workspace: bigint, workspaceBytes: bigint, act: bigint,
+    aSaved: bigint, bSaved: bigint, aScale: bigint, bScale: bigint, dx: bigint, dwGate: bigint, dwUp: bigint,
+    dbGate: bigint, dbUp: bigint, flags: number, workspace: bigint, workspaceBytes: bigint, act: bigint,
   ): number;
   fsg_glu_forward: StatusFn<6>;
-  fsg_glu_backward: StatusFn<9>;
+  fsg_glu_backward: StatusFn<10>;
+  fsg_quantize_fp8: StatusFn<4>;
+  fsg_dequantize_fp8: StatusFn<4>;
   fsg_gemm(ctx: bigint, a: bigint, b: bigint, bias: bigint, c: bigint, accumulate: number): number;
   fsg_linear_backward(
     ctx: bigint, dc: bigint, a: bigint, b: bigint, da: bigint, db: bigint, dbias: bigint, flags: number,

@@ -7,7 +7,11 @@ export {
 export { Device, Stream, Event, defaultDevice, hasCuda, cudaDeviceCount, type Backend, type DeviceOptions, type KernelPath } from "./device.ts";
 export { Tensor, Storage, contiguousStrides, type TensorOptions } from "./tensor.ts";
 export { Graph, captureGraph, type CaptureOptions } from "./graph.ts";
-export { f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits, f16BitsToF32, roundTo, type DType } from "./dtype.ts";
+export {
+  f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits, f16BitsToF32, f32ToE4m3Bits, e4m3BitsToF32, e8m0BitsToF32, roundTo,
+  type DType,
+} from "./dtype.ts";
+export { FP8_BLOCK, emptyFp8, fp8ScaleShape, fp8Bytes, quantizeFp8, dequantizeFp8, disposeFp8, type Fp8Tensor } from "./fp8.ts";
 export {
   weightsIn, weightsSeparate, weightsLinear, weightsPacked, weightsInterleaved, viewsOf, storageShape, disposeWeights,
   LAYOUTS, type Layout, type WeightViews,
@@ -15,7 +19,8 @@ export {
 export {
   fusedSwiglu, fusedSwigluBackward, backwardWorkspaceSize, glu, swiglu, biasSwiglu, weightedSwiglu, swigluBackward,
   matmul, unfusedSwiglu,
-  type FusedForwardOptions, type FusedBackwardArgs, type GluOptions, type GluBackwardResult, type MatmulOptions,
+  type FusedForwardOptions, type FusedBackwardArgs, type GluOptions, type GluBackwardOptions, type GluBackwardResult,
+  type MatmulOptions,
 } from "./ops.ts";
 export {
   SwiGLUFunction, SwiGLUContext, weightGradsLike,

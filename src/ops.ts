@@ -41,6 +41,9 @@ export interface FusedForwardOptions {
   /** Also write the pre-activations x·Wg+bg and x·Wu+bu (for the stored-mode backward). */
   aOut?: Tensor | null;
   bOut?: Tensor | null;
+  /** Block scales when aOut/bOut are float8_e4m3fn (see fp8.ts: emptyFp8). */
+  aScale?: Tensor | null;
+  bScale?: Tensor | null;
   /** A GLU variant instead of SwiGLU (GEGLU, ReGLU, gpt-oss clamps, scales); see activation.ts. */
   activation?: GluActivation | null;
 }
@@ -55,7 +58,8 @@ export function fusedSwiglu(x: Tensor, wGate: Tensor, wUp: Tensor, options: Fuse
     check(
       lib.fsg_swiglu_forward(device.handle, addr(x, "x"), addr(wGate, "wGate"), addr(wUp, "wUp"),
         addr(options.bGate, "bGate"), addr(options.bUp, "bUp"), addr(z, "out"),
-        addr(options.aOut, "aOut"), addr(options.bOut, "bOut"), act?.address ?? 0n),
+        addr(options.aOut, "aOut"), addr(options.bOut, "bOut"), addr(options.aScale, "aScale"),
+        addr(options.bScale, "bScale"), act?.address ?? 0n),
       "fsg_swiglu_forward",
     );
     return z;
@@ -68,6 +72,9 @@ export interface FusedBackwardArgs {
   /** Stored mode: both pre-activations from the forward. Recompute mode: neither. */
   aSaved?: Tensor | null;
   bSaved?: Tensor | null;
+  /** Block scales when aSaved/bSaved are float8_e4m3fn. */
+  aScale?: Tensor | null;
+  bScale?: Tensor | null;
   /** Outputs; each is computed only when given. */
   dx?: Tensor | null;
   dwGate?: Tensor | null;
@@ -111,7 +118,7 @@ export function fusedSwigluBackward(dz: Tensor, x: Tensor, wGate: Tensor, wUp: T
     check(
       lib.fsg_swiglu_backward(device.handle, addr(dz, "dz"), addr(x, "x"), addr(wGate, "wGate"), addr(wUp, "wUp"),
         addr(a.bGate, "bGate"), addr(a.bUp, "bUp"), addr(a.aSaved, "aSaved"), addr(a.bSaved, "bSaved"),
-        addr(a.dx, "dx"), addr(a.dwGate, "dwGate"), addr(a.dwUp, "dwUp"), addr(a.dbGate, "dbGate"),
+        addr(a.aScale, "aScale"), addr(a.bScale, "bScale"), addr(a.dx, "dx"), addr(a.dwGate, "dwGate"), addr(a.dwUp, "dwUp"), addr(a.dbGate, "dbGate"),
         addr(a.dbUp, "dbUp"), a.accumulate ? 1 : 0, workspace?.ptr ?? 0n, BigInt(bytes), act?.address ?? 0n),
       "fsg_swiglu_backward",
     );
@@ -170,20 +177,32 @@ export interface GluBackwardResult {
   dweights?: Tensor;
 }
 
-/** Backward of glu/swiglu/biasSwiglu/weightedSwiglu: gradients w.r.t. y, bias and weights. */
-export function swigluBackward(
-  dout: Tensor, y: Tensor,
-  options: { bias?: Tensor | null; weights?: Tensor | null; dy?: Tensor; activation?: GluActivation | null } = {},
-): GluBackwardResult {
+export interface GluBackwardOptions {
+  bias?: Tensor | null;
+  weights?: Tensor | null;
+  dy?: Tensor;
+  activation?: GluActivation | null;
+  /** y's block scales when y is the float8_e4m3fn copy kept for backward (quantizeFp8). */
+  yScale?: Tensor | null;
+}
+
+/**
+ * Backward of glu/swiglu/biasSwiglu/weightedSwiglu: gradients w.r.t. y, bias and weights. y may be
+ * the fp8 copy of the forward's input (quantizeFp8: pass its data as y and its scale as yScale);
+ * dy then gets dout's dtype.
+ */
+export function swigluBackward(dout: Tensor, y: Tensor, options: GluBackwardOptions = {}): GluBackwardResult {
   const device = deviceOf(y, "y");
   const { bias, weights } = options;
   const act = encodeActivation(options.activation);
-  const dy = options.dy ?? Tensor.empty(y.shape, y.dtype, { device });
+  const dtype = y.dtype === "float8_e4m3fn" ? dout.dtype : y.dtype;
+  const dy = options.dy ?? Tensor.empty(y.shape, dtype, { device });
   const dbias = bias ? Tensor.empty(bias.shape, bias.dtype, { device }) : undefined;
   const dweights = weights ? Tensor.empty(weights.shape, weights.dtype, { device }) : undefined;
   return producing([options.dy ? null : dy, dbias, dweights], () => {
     check(
-      lib.fsg_glu_backward(device.handle, addr(dout, "dout"), addr(y, "y"), addr(bias, "bias"), addr(weights, "weights"),
+      lib.fsg_glu_backward(device.handle, addr(dout, "dout"), addr(y, "y"), addr(options.yScale, "yScale"),
+        addr(bias, "bias"), addr(weights, "weights"),
         addr(dy, "dy"), addr(dweights, "dweights"), addr(dbias, "dbias"), act?.address ?? 0n),
       "fsg_glu_backward",
     );

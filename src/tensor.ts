@@ -7,7 +7,7 @@
 // other use of a disposed tensor throws FusedSwiGLUError FSG_ERR_INVALID_ARGUMENT.
 import { Descriptor } from "./descriptor.ts";
 import { defaultDevice, type Device } from "./device.ts";
-import { decode, DTYPES, encode, isDType, type DType } from "./dtype.ts";
+import { decode, DTYPES, encode, isDType, rawArray, type DType, type RawArray } from "./dtype.ts";
 import { check, fail } from "./errors.ts";
 import { hostPtr, lib } from "./ffi.ts";
 
@@ -73,7 +73,9 @@ function checkShape(shape: readonly number[], what = "shape"): void {
 }
 
 function checkDType(dtype: unknown): asserts dtype is DType {
-  if (!isDType(dtype)) fail("FSG_ERR_DTYPE", `dtype: expected "float32", "float16" or "bfloat16", got ${String(dtype)}`);
+  if (!isDType(dtype)) {
+    fail("FSG_ERR_DTYPE", `dtype: expected "float32", "float16", "bfloat16", "float8_e4m3fn" or "float8_e8m0fnu", got ${String(dtype)}`);
+  }
 }
 
 export function numelOf(shape: readonly number[]): number {
@@ -109,7 +111,6 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-type RawArray = Float32Array | Uint16Array;
 
 export class Tensor {
   readonly storage: Storage;
@@ -354,7 +355,7 @@ export class Tensor {
   // ---- data movement ----
 
   #rawArray(n: number): RawArray {
-    return this.dtype === "float32" ? new Float32Array(n) : new Uint16Array(n);
+    return rawArray(this.dtype, n);
   }
 
   #readSpan(startElement: number, count: number): RawArray {
@@ -426,8 +427,9 @@ export class Tensor {
   writeRaw(raw: RawArray): this {
     this.assertLive();
     if (raw.length !== this.numel) fail("FSG_ERR_SHAPE", `raw: expected ${this.numel} elements, got ${raw.length}`);
-    if ((this.dtype === "float32") !== raw instanceof Float32Array) {
-      fail("FSG_ERR_DTYPE", `raw: a ${this.dtype} tensor takes a ${this.dtype === "float32" ? "Float32Array" : "Uint16Array"}`);
+    const want = this.#rawArray(0);
+    if (raw.constructor !== want.constructor) {
+      fail("FSG_ERR_DTYPE", `raw: a ${this.dtype} tensor takes a ${want.constructor.name}, got ${raw.constructor.name}`);
     }
     if (this.isContiguous()) {
       this.#writeContiguous(raw);

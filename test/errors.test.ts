@@ -56,7 +56,7 @@ describe("errors [cpu backend]", () => {
   function rawForward(xd: Descriptor, z: Tensor): void {
     check(
       lib.fsg_swiglu_forward(dev.handle, xd.address, w.gate.descriptor().address, w.up.descriptor().address, 0n, 0n,
-        z.descriptor().address, 0n, 0n, 0n),
+        z.descriptor().address, 0n, 0n, 0n, 0n, 0n),
       "fsg_swiglu_forward",
     );
   }
@@ -171,11 +171,11 @@ describe("errors [cpu backend]", () => {
     const z = Tensor.empty([M, N], "float32", { device: dev });
     expectError(() => rawForward(rawDescriptor({ ...fieldsOf(x), data: 0n }), z), "FSG_ERR_INVALID_ARGUMENT", "x", "NULL");
     expectError(
-      () => check(lib.fsg_swiglu_forward(dev.handle, 0n, A(w.gate.descriptor()), A(w.up.descriptor()), 0n, 0n, A(z.descriptor()), 0n, 0n, 0n), "fsg_swiglu_forward"),
+      () => check(lib.fsg_swiglu_forward(dev.handle, 0n, A(w.gate.descriptor()), A(w.up.descriptor()), 0n, 0n, A(z.descriptor()), 0n, 0n, 0n, 0n, 0n), "fsg_swiglu_forward"),
       "FSG_ERR_INVALID_ARGUMENT", "x",
     );
     expectError(
-      () => check(lib.fsg_swiglu_forward(dev.handle, A(x.descriptor()), A(w.gate.descriptor()), A(w.up.descriptor()), 0n, 0n, 0n, 0n, 0n, 0n), "fsg_swiglu_forward"),
+      () => check(lib.fsg_swiglu_forward(dev.handle, A(x.descriptor()), A(w.gate.descriptor()), A(w.up.descriptor()), 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n), "fsg_swiglu_forward"),
       "FSG_ERR_INVALID_ARGUMENT", "z",
     );
     expectError(() => check(lib.fsg_context_synchronize(0n), "fsg_context_synchronize"), "FSG_ERR_INVALID_ARGUMENT", "ctx");
@@ -212,7 +212,7 @@ describe("errors [cpu backend]", () => {
     expectError(() => rawForward(rawDescriptor({ ...fieldsOf(x), shape: [2 ** 16, 2 ** 16, K], strides: [2 ** 16 * K, K, 1] }), z), "FSG_ERR_TOO_LARGE", "x");
     const wBig = rawDescriptor({ ...fieldsOf(w.gate), shape: [K, big], strides: [1, 1] });
     expectError(
-      () => check(lib.fsg_swiglu_forward(dev.handle, A(x.descriptor()), wBig.address, A(w.up.descriptor()), 0n, 0n, A(z.descriptor()), 0n, 0n, 0n), "fsg_swiglu_forward"),
+      () => check(lib.fsg_swiglu_forward(dev.handle, A(x.descriptor()), wBig.address, A(w.up.descriptor()), 0n, 0n, A(z.descriptor()), 0n, 0n, 0n, 0n, 0n), "fsg_swiglu_forward"),
       "FSG_ERR_TOO_LARGE", "w_gate",
     );
     expectError(() => backwardWorkspaceSize(x, big), "FSG_ERR_TOO_LARGE", "n");
@@ -228,13 +228,13 @@ describe("errors [cpu backend]", () => {
     expectError(() => fusedSwigluBackward(dz, x, w.gate, w.up, { dx, workspaceBytes: need - 1 }), "FSG_ERR_INVALID_ARGUMENT", "workspace");
     expectError(
       () => check(lib.fsg_swiglu_backward(dev.handle, A(dz.descriptor()), A(x.descriptor()), A(w.gate.descriptor()), A(w.up.descriptor()),
-        0n, 0n, 0n, 0n, A(dx.descriptor()), 0n, 0n, 0n, 0n, 0, 0n, BigInt(need), 0n), "fsg_swiglu_backward"),
+        0n, 0n, 0n, 0n, 0n, 0n, A(dx.descriptor()), 0n, 0n, 0n, 0n, 0, 0n, BigInt(need), 0n), "fsg_swiglu_backward"),
       "FSG_ERR_INVALID_ARGUMENT", "workspace",
     );
     const ws = Tensor.empty([need / 4 + 64], "float32", { device: dev });
     expectError(
       () => check(lib.fsg_swiglu_backward(dev.handle, A(dz.descriptor()), A(x.descriptor()), A(w.gate.descriptor()), A(w.up.descriptor()),
-        0n, 0n, 0n, 0n, A(dx.descriptor()), 0n, 0n, 0n, 0n, 0, ws.storage.ptr + 4n, BigInt(need), 0n), "fsg_swiglu_backward"),
+        0n, 0n, 0n, 0n, 0n, 0n, A(dx.descriptor()), 0n, 0n, 0n, 0n, 0, ws.storage.ptr + 4n, BigInt(need), 0n), "fsg_swiglu_backward"),
       "FSG_ERR_INVALID_ARGUMENT", "workspace",
     );
     fusedSwigluBackward(dz, x, w.gate, w.up, { dx, workspaceBytes: need }); // exactly enough: fine
@@ -249,7 +249,7 @@ describe("errors [cpu backend]", () => {
     const ws = Tensor.empty([need / 4], "float32", { device: dev });
     expectError(
       () => check(lib.fsg_swiglu_backward(dev.handle, A(dz.descriptor()), A(x.descriptor()), A(w.gate.descriptor()), A(w.up.descriptor()),
-        0n, 0n, 0n, 0n, A(dx.descriptor()), 0n, 0n, 0n, 0n, 2, ws.storage.ptr, BigInt(need), 0n), "fsg_swiglu_backward"),
+        0n, 0n, 0n, 0n, 0n, 0n, A(dx.descriptor()), 0n, 0n, 0n, 0n, 2, ws.storage.ptr, BigInt(need), 0n), "fsg_swiglu_backward"),
       "FSG_ERR_INVALID_ARGUMENT", "flags",
     );
     const a = Tensor.empty([M, N], "float32", { device: dev });
@@ -278,7 +278,7 @@ describe("errors [cpu backend]", () => {
     const dy = Tensor.empty([M, 2 * N], "float32", { device: dev });
     const dw = Tensor.empty([M, 1], "float32", { device: dev });
     expectError(
-      () => check(lib.fsg_glu_backward(dev.handle, A(dout.descriptor()), A(y.descriptor()), 0n, 0n, A(dy.descriptor()), A(dw.descriptor()), 0n, 0n), "fsg_glu_backward"),
+      () => check(lib.fsg_glu_backward(dev.handle, A(dout.descriptor()), A(y.descriptor()), 0n, 0n, 0n, A(dy.descriptor()), A(dw.descriptor()), 0n, 0n), "fsg_glu_backward"),
       "FSG_ERR_INVALID_ARGUMENT", "dweights",
     );
     const doutBad = randn([M, N + 1], "float32", dev);

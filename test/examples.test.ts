@@ -30,4 +30,11 @@ describe("examples", () => {
     if (exitCode !== 0) console.error(output);
     expect(exitCode).toBe(0);
   });
+
+  test("the options bench (variants, fp8 saves) runs end to end (--cpu-smoke)", () => {
+    const { exitCode, output } = runBun(["bench/options.ts", "--cpu-smoke"]);
+    if (exitCode !== 0) console.error(output);
+    expect(exitCode).toBe(0);
+    expect(output).toContain("fp8 store keeps");
+  });
 });

@@ -106,20 +106,32 @@ export function swigluBackwardRef(p: FusedInputs, dz: Arr): FusedGradsRef {
   };
 }
 
+/** d²silu/da² = s(1-s)(2 + a(1-2s)), s = sigmoid(a). */
+export const d2silu = (a: number): number => {
+  const s = sigmoid(a);
+  return s * (1 - s) * (2 + a * (1 - 2 * s));
+};
+
 /**
  * The error scale of the backward: the same computation on absolute values (|dA|·|Wg|^T + ...,
  * |x|^T·|dA|, sums of |dA|), so that cancellation in the exact result does not inflate the
- * relative error of rounded intermediates (dA, dB are held in the call's dtype).
+ * relative error of rounded intermediates (dA, dB are held in the call's dtype). dA and dB also
+ * carry the error of the pre-activations they are computed from (accumulated in fp32, and
+ * rounded to the dtype when stored): their sensitivity to a and b times the error scales of a and
+ * b (Sa = |x|·|Wg| + |bg|, Sb likewise), as in swigluForwardScaleRef. Without it a dA near a
+ * zero of silu' (a = -1.28) has an unbounded relative error.
  */
 export function swigluBackwardScaleRef(p: FusedInputs, dz: Arr): FusedGradsRef {
   const abs = (a: Arr) => Float64Array.from(a as ArrayLike<number>, Math.abs);
   const { M, K, N } = p;
   const { a, b } = swigluForwardRef(p);
+  const fwd = swigluForwardScaleRef(p);
   const da = new Float64Array(M * N);
   const db = new Float64Array(M * N);
   for (let i = 0; i < M * N; i++) {
-    da[i] = Math.abs(dz[i]! * b[i]! * dsilu(a[i]!));
-    db[i] = Math.abs(dz[i]! * silu(a[i]!));
+    const d = Math.abs(dz[i]!), ai = a[i]!, bi = b[i]!;
+    da[i] = d * (Math.abs(bi * dsilu(ai)) + Math.abs(bi * d2silu(ai)) * fwd.a[i]! + Math.abs(dsilu(ai)) * fwd.b[i]!);
+    db[i] = d * (Math.abs(silu(ai)) + Math.abs(dsilu(ai)) * fwd.a[i]!);
   }
   const wg = abs(p.wGate);
   const wu = abs(p.wUp);

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change of a signature or struct below. */
-#define FSG_ABI_VERSION 2
+#define FSG_ABI_VERSION 3
 
 typedef enum fsg_status {
   FSG_OK = 0,
@@ -59,7 +59,12 @@ typedef enum fsg_backend {
 
 /* ---- DLPack-compatible tensor descriptor (same layout as DLTensor, dlpack.h v0.8+) ---- */
 typedef enum fsg_device_type { FSG_DEVICE_CPU = 1, FSG_DEVICE_CUDA = 2 } fsg_device_type;
-typedef enum fsg_dtype_code { FSG_DTYPE_FLOAT = 2, FSG_DTYPE_BFLOAT = 4 } fsg_dtype_code;
+typedef enum fsg_dtype_code {
+  FSG_DTYPE_FLOAT = 2,
+  FSG_DTYPE_BFLOAT = 4,
+  FSG_DTYPE_FLOAT8_E4M3FN = 10, /* {10,8,1}: saved pre-activations (see "fp8 storage" below) */
+  FSG_DTYPE_FLOAT8_E8M0FNU = 14 /* {14,8,1}: their power-of-two block scales */
+} fsg_dtype_code;
 
 typedef struct fsg_device { int32_t device_type; int32_t device_id; } fsg_device;
 typedef struct fsg_dtype { uint8_t code; uint8_t bits; uint16_t lanes; } fsg_dtype;
@@ -183,11 +188,23 @@ typedef struct fsg_glu_params {
 /* The plain SwiGLU parameters {FSG_ACT_SILU, 1, 0, 0, 1, 1}. */
 FSG_API fsg_glu_params fsg_glu_params_default(void);
 
+/* fp8 storage of what backward keeps (Megatron's fp8_input_store, done with scales): a saved
+ * tensor [..., C] may be float8_e4m3fn (rows contiguous: last stride 1) with a float8_e8m0fnu
+ * scale tensor [..., ceil(C / 32)] (same leading dims, last stride 1). Each run of 32 columns of a
+ * row (a block, as in OCP MXFP8) shares one power-of-two scale 2^s, s the smallest integer with
+ * max|v| <= 448 * 2^s (so nothing saturates; 448 is e4m3's largest value), and holds
+ * round-to-nearest-even(v / 2^s). An all-zero block gets s = 0; a block holding NaN or Inf gets
+ * the NaN scale 0xFF, and everything computed from it is NaN. Relative error per element <= 2^-4
+ * of its value, plus 2^-10 * 2^s for values far below the block's largest. Where a scale argument
+ * exists, it must be given exactly when its tensor is fp8. */
+
 /* Fused forward in one kernel launch. a_out/b_out (optional, [..., N]) receive the
- * pre-activations x·Wg+bg and x·Wu+bu for the stored-mode backward. */
+ * pre-activations x·Wg+bg and x·Wu+bu for the stored-mode backward, in x's dtype or in fp8
+ * with their scales a_scale/b_scale (the quantization happens in the kernel's epilogue). */
 FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, const fsg_tensor* w_gate,
                                       const fsg_tensor* w_up, const fsg_tensor* b_gate, const fsg_tensor* b_up,
                                       const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out,
+                                      const fsg_tensor* a_scale, const fsg_tensor* b_scale,
                                       const fsg_glu_params* act);
 
 #define FSG_BACKWARD_ACCUMULATE 1u /* add into dx/dw/db instead of overwriting them */
@@ -196,7 +213,8 @@ FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, con
 FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fsg_tensor* x, int64_t n,
                                                       uint64_t* out_bytes);
 
-/* Backward. Stored mode: a_saved and b_saved both given (from fsg_swiglu_forward). Recompute
+/* Backward. Stored mode: a_saved and b_saved both given (from fsg_swiglu_forward; fp8 ones with
+ * their scales a_scale/b_scale). Recompute
  * mode: both NULL; the pre-activations are recomputed from x, weights and biases. Each of dx,
  * dw_gate, dw_up, db_gate, db_up is computed only when non-NULL (frozen weights pass NULL).
  * Gradient tensors have the shapes of what they differentiate (dw_* are [K, N] views with any
@@ -205,7 +223,7 @@ FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fs
 FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, const fsg_tensor* x,
                                        const fsg_tensor* w_gate, const fsg_tensor* w_up, const fsg_tensor* b_gate,
                                        const fsg_tensor* b_up, const fsg_tensor* a_saved, const fsg_tensor* b_saved,
-                                       const fsg_tensor* dx, const fsg_tensor* dw_gate, const fsg_tensor* dw_up,
+                                       const fsg_tensor* a_scale, const fsg_tensor* b_scale, const fsg_tensor* dx, const fsg_tensor* dw_gate, const fsg_tensor* dw_up,
                                        const fsg_tensor* db_gate, const fsg_tensor* db_up, uint32_t flags,
                                        uint64_t workspace, uint64_t workspace_bytes, const fsg_glu_params* act);
 
@@ -215,10 +233,19 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
 FSG_API fsg_status fsg_glu_forward(fsg_context* ctx, const fsg_tensor* y, const fsg_tensor* bias,
                                    const fsg_tensor* weights, const fsg_tensor* out, const fsg_glu_params* act);
 /* Its backward: dy [..., 2N] (required), dweights [T, 1] (optional, needs weights), dbias [2N]
- * (optional, needs bias; the sum of dy over rows). Always overwrites. */
+ * (optional, needs bias; the sum of dy over rows). Always overwrites. y may be the fp8 copy made
+ * by fsg_quantize_fp8 (y_scale its scales; NULL otherwise); dy then has dout's dtype. */
 FSG_API fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, const fsg_tensor* y,
-                                    const fsg_tensor* bias, const fsg_tensor* weights, const fsg_tensor* dy,
+                                    const fsg_tensor* y_scale, const fsg_tensor* bias, const fsg_tensor* weights, const fsg_tensor* dy,
                                     const fsg_tensor* dweights, const fsg_tensor* dbias, const fsg_glu_params* act);
+
+/* fp8 block quantization (see "fp8 storage" above): dst [..., C] float8_e4m3fn and scale
+ * [..., ceil(C/32)] float8_e8m0fnu from src [..., C] (f32/f16/bf16), and back into out (src's
+ * shape, f32/f16/bf16). The same encoding as the fused forward's fp8 a_out/b_out. */
+FSG_API fsg_status fsg_quantize_fp8(fsg_context* ctx, const fsg_tensor* src, const fsg_tensor* dst,
+                                    const fsg_tensor* scale);
+FSG_API fsg_status fsg_dequantize_fp8(fsg_context* ctx, const fsg_tensor* src, const fsg_tensor* scale,
+                                      const fsg_tensor* out);
 
 /* GEMM with optional bias: c [M, N] = a [M, K] · b [K, N] + bias [N] (+ c when accumulate).
  * The library's own matmul: the unfused baseline and the building block of linear layers. */

@@ -3,6 +3,9 @@
 //                        grid-stride over rows (blockIdx.x) and column blocks (blockIdx.y).
 //   glu_backward_kernel  dgate, dup, and dweights[row] = sum_n dout*glu(g, u): one block per row,
 //                        a fixed-order block reduction (deterministic, no atomics).
+//   (the backward reads gate/up either in the call's dtype or as fp8 with block scales)
+//   fp8_quantize_kernel  one warp per 32-column block of a row: amax by shuffles, then e4m3 bytes
+//   fp8_dequantize_kernel  elementwise, grid-stride like glu_forward_kernel
 //   column_sum_kernel    dst[c] (+)= sum_r src(r, c): a block owns 32 columns (one warp wide, so
 //                        reads coalesce along a row) and 16 row phases; each thread sums its
 //                        rows with 4 independent partial sums, then the 16 phases are added in
@@ -11,6 +14,7 @@
 
 #include "activation_math.h"
 #include "backend.h"
+#include "fp8_math.h"
 #include "kernel_util.cuh"
 
 namespace fsg {
@@ -46,15 +50,34 @@ __device__ float block_sum(float v) {
   return s;         // valid in thread 0
 }
 
-template <class T>
-__global__ void glu_backward_kernel(fsg_glu_params act, MatRef dout, MatRef gate, MatRef up, VecRef bg, VecRef bu,
+// A saved pre-activation: in the call's dtype T, or (kFp8) e4m3 bytes with block scales.
+struct SavedRef {
+  MatRef m;
+  const uint8_t* scale;
+  int64_t scale_rs, scale_c0;
+  template <class T, bool kFp8> __device__ __forceinline__ float load(int64_t r, int64_t c) const {
+    if constexpr (kFp8) {
+      const uint8_t q = static_cast<const uint8_t*>(m.p)[r * m.rs + c];
+      return fp8_dequantize(q, scale[r * scale_rs + (scale_c0 + c) / kFp8Block]);
+    } else {
+      return m.load<T>(r, c);
+    }
+  }
+};
+
+SavedRef saved_ref(const Mat& v) {
+  return SavedRef{mat_ref(v), static_cast<const uint8_t*>(v.scale), v.scale_rs, v.scale_c0};
+}
+
+template <class T, bool kFp8>
+__global__ void glu_backward_kernel(fsg_glu_params act, MatRef dout, SavedRef gate, SavedRef up, VecRef bg, VecRef bu,
                                     VecRef w, MatRef dgate, MatRef dup, VecRef dw, int64_t m, int64_t n) {
   for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
     const float wr = w.load_or(r, 1.f);
     float part = 0.f;
     for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
-      const float g = gate.load<T>(r, c) + bg.load_or(c, 0.f);
-      const float u = up.load<T>(r, c) + bu.load_or(c, 0.f);
+      const float g = gate.load<T, kFp8>(r, c) + bg.load_or(c, 0.f);
+      const float u = up.load<T, kFp8>(r, c) + bu.load_or(c, 0.f);
       const float d = dout.load<T>(r, c);
       float dg, du;
       const float value = glu_grads(act, g, u, d * wr, &dg, &du);
@@ -111,10 +134,58 @@ fsg_status glu_forward(const GluForwardArgs& a, cudaStream_t s) {
 template <class T>
 fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
   const int64_t m = a.gate.rows, n = a.gate.cols;
-  glu_backward_kernel<T><<<clamp_grid(m, 1u << 30), kBlock, 0, s>>>(
-      a.act, mat_ref(a.dout), mat_ref(a.gate), mat_ref(a.up), vec_ref(a.bias_gate), vec_ref(a.bias_up), vec_ref(a.weights),
-      mat_ref(a.dgate), mat_ref(a.dup), vec_ref(a.dweights), m, n);
+  auto* kernel = a.gate.fp8() ? glu_backward_kernel<T, true> : glu_backward_kernel<T, false>;
+  kernel<<<clamp_grid(m, 1u << 30), kBlock, 0, s>>>(
+      a.act, mat_ref(a.dout), saved_ref(a.gate), saved_ref(a.up), vec_ref(a.bias_gate), vec_ref(a.bias_up),
+      vec_ref(a.weights), mat_ref(a.dgate), mat_ref(a.dup), vec_ref(a.dweights), m, n);
   return launch_status("glu_backward_kernel");
+}
+
+// One warp per (row, 32-column block); blockDim (32, 8): 8 blocks of a row per CTA.
+template <class T>
+__global__ void fp8_quantize_kernel(MatRef src, uint8_t* dst, int64_t dst_rs, uint8_t* scale, int64_t scale_rs,
+                                    int64_t m, int64_t n) {
+  const int64_t blocks = (n + kFp8Block - 1) / kFp8Block;
+  const int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y) * kFp8Block + threadIdx.x;
+  if (c - threadIdx.x >= blocks * kFp8Block) return;  // whole warp past the last block
+  for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
+    const float v = c < n ? src.load<T>(r, c) : 0.f;
+    const float a = fabsf(v);
+    float amax = a == a ? a : __int_as_float(0x7f800000);  // NaN -> Inf: the block's scale is NaN
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const uint8_t sb = fp8_scale_byte(amax);
+    if (c < n) dst[r * dst_rs + c] = fp8_quantize(v, fp8_inv_scale(sb));
+    if (threadIdx.x == 0) scale[r * scale_rs + c / kFp8Block] = sb;
+  }
+}
+
+template <class T>
+__global__ void fp8_dequantize_kernel(SavedRef src, MatRef out, int64_t m, int64_t n) {
+  for (int64_t r = blockIdx.x; r < m; r += gridDim.x)
+    for (int64_t c = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; c < n;
+         c += static_cast<int64_t>(gridDim.y) * blockDim.x)
+      out.store<T>(r, c, src.load<T, true>(r, c));
+}
+
+template <class T>
+fsg_status fp8_convert(const Fp8ConvertArgs& a, cudaStream_t s) {
+  const int64_t m = a.src.rows, n = a.src.cols;
+  if (a.dst.fp8()) {
+    const int64_t blocks = (n + kFp8Block - 1) / kFp8Block;
+    const dim3 block(32, 8), grid(clamp_grid(m, 65535), clamp_grid((blocks + 7) / 8, 65535));
+    if ((blocks + 7) / 8 > 65535) {
+      set_error("fsg_quantize_fp8: %lld columns exceed the kernel's grid (%lld)", static_cast<long long>(n),
+                65535LL * 8 * kFp8Block);
+      return FSG_ERR_TOO_LARGE;
+    }
+    fp8_quantize_kernel<T><<<grid, block, 0, s>>>(mat_ref(a.src), static_cast<uint8_t*>(a.dst.data), a.dst.rs,
+                                                   static_cast<uint8_t*>(a.dst.scale), a.dst.scale_rs, m, n);
+    return launch_status("fp8_quantize_kernel");
+  }
+  const dim3 grid(clamp_grid(m, 1u << 30), clamp_grid((n + kBlock - 1) / kBlock, 65535));
+  fp8_dequantize_kernel<T><<<grid, kBlock, 0, s>>>(saved_ref(a.src), mat_ref(a.dst), m, n);
+  return launch_status("fp8_dequantize_kernel");
 }
 
 template <class T>
@@ -139,12 +210,24 @@ fsg_status cuda_glu_forward(const GluForwardArgs& a, Stream s) {
 }
 
 fsg_status cuda_glu_backward(const GluBackwardArgs& a, Stream s) {
-  switch (a.gate.dtype) {
+  switch (a.dout.dtype) {
     case DType::F32: return glu_backward<float>(a, s);
     case DType::F16: return glu_backward<__half>(a, s);
     case DType::BF16: return glu_backward<__nv_bfloat16>(a, s);
   }
   set_error("cuda_glu_backward: unknown dtype %d", static_cast<int>(a.gate.dtype));
+  return FSG_ERR_DTYPE;
+}
+
+fsg_status cuda_fp8_convert(const Fp8ConvertArgs& a, Stream s) {
+  const DType plain = a.dst.fp8() ? a.src.dtype : a.dst.dtype;  // the side that is not fp8
+  switch (plain) {
+    case DType::F32: return fp8_convert<float>(a, s);
+    case DType::F16: return fp8_convert<__half>(a, s);
+    case DType::BF16: return fp8_convert<__nv_bfloat16>(a, s);
+    default: break;
+  }
+  set_error("cuda_fp8_convert: unsupported dtype %d", static_cast<int>(plain));
   return FSG_ERR_DTYPE;
 }
 

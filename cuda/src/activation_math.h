@@ -91,23 +91,31 @@ FSG_HD float clamp_up(const fsg_glu_params& p, float u) {
   return u > p.limit ? p.limit : (u < -p.limit ? -p.limit : u);
 }
 
-// out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale.
-FSG_HD float glu_value(const fsg_glu_params& p, float g, float u) {
-  if (is_plain_swiglu(p)) return siluf(g) * u;
+// The variants run out of line on the device: inlined into the kernels' unrolled epilogues (64
+// elements per thread in the sm_90a kernel) their erf/tanh/exp code multiplied the kernel's size
+// until instruction fetch stalled the epilogue, plain SwiGLU included (bench/NOTES.md, "GLU
+// variants in every kernel family").
+#if defined(__CUDACC__)
+#define FSG_HD_OUTLINE static __host__ __device__ __noinline__
+#else
+#define FSG_HD_OUTLINE inline
+#endif
+
+FSG_HD_OUTLINE float glu_value_variant(const fsg_glu_params& p, float g, float u) {
   float act, grad;
   activation_and_grad(p, clamp_gate(p, p.gate_scale * g), &act, &grad);
   return act * (clamp_up(p, u) + p.up_offset) * p.out_scale;
 }
 
+// out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale.
+FSG_HD float glu_value(const fsg_glu_params& p, float g, float u) {
+  if (is_plain_swiglu(p)) return siluf(g) * u;
+  return glu_value_variant(p, g, u);
+}
+
 // Gradients for an upstream gradient d of the output: *dg, *du with respect to the raw g and u
 // (clamped elements get 0, as torch.clamp gives). Returns glu_value(p, g, u).
-FSG_HD float glu_grads(const fsg_glu_params& p, float g, float u, float d, float* dg, float* du) {
-  if (is_plain_swiglu(p)) {
-    const float s = siluf(g);
-    *dg = d * u * dsiluf(g);
-    *du = d * s;
-    return s * u;
-  }
+FSG_HD_OUTLINE float glu_grads_variant(const fsg_glu_params& p, float g, float u, float d, float* dg, float* du) {
   const float gs = p.gate_scale * g;
   float act, grad;
   activation_and_grad(p, clamp_gate(p, gs), &act, &grad);
@@ -118,6 +126,16 @@ FSG_HD float glu_grads(const fsg_glu_params& p, float g, float u, float d, float
   *dg = gate_free ? ds * up * grad * p.gate_scale : 0.0f;
   *du = up_free ? ds * act : 0.0f;
   return act * up * p.out_scale;
+}
+
+FSG_HD float glu_grads(const fsg_glu_params& p, float g, float u, float d, float* dg, float* du) {
+  if (is_plain_swiglu(p)) {
+    const float s = siluf(g);
+    *dg = d * u * dsiluf(g);
+    *du = d * s;
+    return s * u;
+  }
+  return glu_grads_variant(p, g, u, d, dg, du);
 }
 
 }  // namespace fsg

@@ -53,6 +53,7 @@ extern "C" {
 FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, const fsg_tensor* w_gate,
                                       const fsg_tensor* w_up, const fsg_tensor* b_gate, const fsg_tensor* b_up,
                                       const fsg_tensor* z, const fsg_tensor* a_out, const fsg_tensor* b_out,
+                                      const fsg_tensor* a_scale, const fsg_tensor* b_scale,
                                       const fsg_glu_params* act) {
   const Call call{ctx, "fsg_swiglu_forward"};
   return guarded(call.fn, [&] {
@@ -66,9 +67,11 @@ FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, con
     DualGemmArgs args;
     FSG_TRY(parse_glu_params(call, act, &args.act));
     FSG_TRY(view_rows_like(call, z, "z", xv, "x", p.N, "last dim (N, dim 1 of w_gate)", &args.z));
-    FSG_TRY(view_rows_like(call, a_out, "a_out", xv, "x", p.N, "last dim (N)", &args.a_out));
-    FSG_TRY(view_rows_like(call, b_out, "b_out", xv, "x", p.N, "last dim (N)", &args.b_out));
-    const Named outs[] = {{"z", args.z}, {"a_out", args.a_out}, {"b_out", args.b_out}};
+    FSG_TRY(view_saved(call, a_out, "a_out", a_scale, "a_scale", xv, "x", p.N, "last dim (N)", &args.a_out));
+    FSG_TRY(view_saved(call, b_out, "b_out", b_scale, "b_scale", xv, "x", p.N, "last dim (N)", &args.b_out));
+    FSG_TRY(expect_same_encoding(call, args.a_out, "a_out", args.b_out, "b_out"));
+    const Named outs[] = {{"z", args.z}, {"a_out", args.a_out}, {"b_out", args.b_out},
+                          {"a_scale", scale_mat(args.a_out)}, {"b_scale", scale_mat(args.b_out)}};
     for (const Named& o : outs) FSG_TRY(expect_writable(call, o.name, o.mat));
     const Named ins[] = {{"x", xv.mat}, {"w_gate", p.wg}, {"w_up", p.wu}, {"b_gate", as_mat(p.bg)},
                          {"b_up", as_mat(p.bu)}};
@@ -104,7 +107,8 @@ FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fs
 FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, const fsg_tensor* x,
                                        const fsg_tensor* w_gate, const fsg_tensor* w_up, const fsg_tensor* b_gate,
                                        const fsg_tensor* b_up, const fsg_tensor* a_saved, const fsg_tensor* b_saved,
-                                       const fsg_tensor* dx, const fsg_tensor* dw_gate, const fsg_tensor* dw_up,
+                                       const fsg_tensor* a_scale, const fsg_tensor* b_scale, const fsg_tensor* dx,
+                                       const fsg_tensor* dw_gate, const fsg_tensor* dw_up,
                                        const fsg_tensor* db_gate, const fsg_tensor* db_up, uint32_t flags,
                                        uint64_t workspace, uint64_t workspace_bytes, const fsg_glu_params* act) {
   const Call call{ctx, "fsg_swiglu_backward"};
@@ -129,8 +133,9 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
       return FSG_ERR_INVALID_ARGUMENT;
     }
     Mat a_mat, b_mat;
-    FSG_TRY(view_rows_like(call, a_saved, "a_saved", xv, "x", p.N, "last dim (N)", &a_mat));
-    FSG_TRY(view_rows_like(call, b_saved, "b_saved", xv, "x", p.N, "last dim (N)", &b_mat));
+    FSG_TRY(view_saved(call, a_saved, "a_saved", a_scale, "a_scale", xv, "x", p.N, "last dim (N)", &a_mat));
+    FSG_TRY(view_saved(call, b_saved, "b_saved", b_scale, "b_scale", xv, "x", p.N, "last dim (N)", &b_mat));
+    FSG_TRY(expect_same_encoding(call, a_mat, "a_saved", b_mat, "b_saved"));
 
     Mat dx_mat, dwg, dwu;
     Vec dbg, dbu;
@@ -146,7 +151,8 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
                           {"db_up", as_mat(dbu)}};
     for (const Named& o : outs) FSG_TRY(expect_writable(call, o.name, o.mat));
     const Named ins[] = {{"dz", dzv.mat}, {"x", xv.mat}, {"w_gate", p.wg}, {"w_up", p.wu}, {"b_gate", as_mat(p.bg)},
-                         {"b_up", as_mat(p.bu)}, {"a_saved", a_mat}, {"b_saved", b_mat}};
+                         {"b_up", as_mat(p.bu)}, {"a_saved", a_mat}, {"b_saved", b_mat},
+                         {"a_scale", scale_mat(a_mat)}, {"b_scale", scale_mat(b_mat)}};
     FSG_TRY(expect_no_alias(call, outs, ins));
 
     const int64_t M = xv.mat.rows, N = p.N;

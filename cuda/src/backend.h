@@ -17,9 +17,14 @@ struct CUstream_st;
 
 namespace fsg {
 
-enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2 };
+constexpr int kFp8Block = 32;  // columns sharing one fp8 scale (fp8_math.h)
 
-inline int dtype_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+// F8E4M3 and E8M0 appear only as saved pre-activations and their block scales (fp8_math.h).
+enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, F8E4M3 = 3, E8M0 = 4 };
+
+inline int dtype_bytes(DType t) {
+  return t == DType::F32 ? 4 : (t == DType::F16 || t == DType::BF16) ? 2 : 1;
+}
 
 // A strided 2-D view: element (r, c) lives at data + (r * rs + c * cs) * sizeof(element).
 struct Mat {
@@ -27,7 +32,13 @@ struct Mat {
   int64_t rows = 0, cols = 0;
   int64_t rs = 0, cs = 0;
   DType dtype = DType::F32;
+  // F8E4M3 views only (cs == 1): element (r, c)'s block scale byte is
+  // scale[r * scale_rs + (scale_c0 + c) / kFp8Block]; scale_c0 is the view's first column within
+  // the quantized rows (the up half of packed y starts at N).
+  void* scale = nullptr;
+  int64_t scale_rs = 0, scale_c0 = 0;
   bool present() const { return data != nullptr; }
+  bool fp8() const { return dtype == DType::F8E4M3; }
 };
 
 // A strided 1-D view (biases [N], token weights [T]).
@@ -41,7 +52,8 @@ struct Vec {
 
 // The fused dual GEMM: A = x·Wg + bg, B = x·Wu + bu, both [M, N], accumulated in fp32 with the
 // x tile shared by both products, followed by one of two epilogues:
-//   kForward:  z = silu(A) * B; a_out = A and b_out = B when present.
+//   kForward:  z = silu(A) * B; a_out = A and b_out = B when present (in the call's dtype, or
+//              F8E4M3 with block scales: both fp8 or neither).
 //   kBackward: (recompute mode) given dz, da = dz * B * silu'(A), db = dz * silu(A).
 //              da/db are written in the call's dtype (they feed the dX/dW GEMMs).
 // The gated activation of an op (see fsg_glu_params); the default is plain SwiGLU.
@@ -81,6 +93,7 @@ struct GluForwardArgs {
 
 // Its backward: dgate = dout*w * u * silu'(g), dup = dout*w * silu(g),
 // dweights[row] = sum_n dout * silu(g) * u (written in weights' dtype, fixed summation order).
+// gate and up may both be F8E4M3 (saved in fp8); everything else has dout's dtype.
 struct GluBackwardArgs {
   fsg_glu_params act = kPlainGlu;
   Mat dout, gate, up;      // [M, N]
@@ -88,6 +101,11 @@ struct GluBackwardArgs {
   Vec weights;             // optional [M]
   Mat dgate, dup;          // [M, N] outputs, required
   Vec dweights;            // optional [M] output (requires weights)
+};
+
+// fp8 block quantization (fp8_math.h): dst (F8E4M3 with scales) from src, or the reverse.
+struct Fp8ConvertArgs {
+  Mat src, dst;  // same shape; exactly one of them is F8E4M3
 };
 
 // dst[c] (+)= sum over rows r of src(r, c), in a fixed order (deterministic), fp32 accumulation.
@@ -108,6 +126,7 @@ fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path, int cc);
 fsg_status cuda_glu_forward(const GluForwardArgs& a, Stream s);
 fsg_status cuda_glu_backward(const GluBackwardArgs& a, Stream s);
 fsg_status cuda_column_sum(const ColumnSumArgs& a, Stream s);
+fsg_status cuda_fp8_convert(const Fp8ConvertArgs& a, Stream s);
 
 // ---- CPU backend (cuda/src/cpu/*.cpp), `threads` >= 1 workers. ----
 fsg_status cpu_dual_gemm(const DualGemmArgs& a, int threads);
@@ -115,5 +134,6 @@ fsg_status cpu_gemm(const GemmArgs& a, int threads);
 fsg_status cpu_glu_forward(const GluForwardArgs& a, int threads);
 fsg_status cpu_glu_backward(const GluBackwardArgs& a, int threads);
 fsg_status cpu_column_sum(const ColumnSumArgs& a, int threads);
+fsg_status cpu_fp8_convert(const Fp8ConvertArgs& a, int threads);
 
 }  // namespace fsg

@@ -21,6 +21,9 @@ inline fsg_status run(const fsg_context* ctx, const GluBackwardArgs& a) {
 inline fsg_status run(const fsg_context* ctx, const ColumnSumArgs& a) {
   return on_cuda(ctx) ? cuda_column_sum(a, ctx->stream) : cpu_column_sum(a, ctx->threads);
 }
+inline fsg_status run(const fsg_context* ctx, const Fp8ConvertArgs& a) {
+  return on_cuda(ctx) ? cuda_fp8_convert(a, ctx->stream) : cpu_fp8_convert(a, ctx->threads);
+}
 
 // c (+)= a·b: the single-product GEMM of the backward passes.
 inline GemmArgs product(const Mat& a, const Mat& b, const Mat& c, bool accumulate) {

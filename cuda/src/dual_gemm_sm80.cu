@@ -4,7 +4,7 @@
 // each) beside it, accumulates A = x·Wg and B = x·Wu in fp32 (mma_tile.cuh), then runs the
 // epilogue on registers:
 //   kForward:  z = silu(A + bg) * (B + bu) (or a GLU variant, activation_math.h); a_out / b_out
-//              get the pre-activations when present;
+//              get the pre-activations when present (fp8 ones quantized here, fp8_block.cuh);
 //   kBackward: da = dz * B * silu'(A), db = dz * silu(A) (recompute-mode backward).
 // Instantiations: dtype x smem layout of x x smem layout of the weights x epilogue. The layouts
 // and the cp.async/generic loaders are chosen at launch from strides and alignment.
@@ -12,6 +12,7 @@
 
 #include "activation_math.h"
 #include "backend.h"
+#include "fp8_block.cuh"
 #include "kernels.h"
 #include "kernel_util.cuh"
 #include "mma_tile.cuh"
@@ -25,7 +26,8 @@ struct DualParams {
   Product prod;
   int64_t m, n, m_tiles, n_tiles;
   VecRef bg, bu;
-  MatRef z, a_out, b_out;  // kForward (a_out/b_out: p == nullptr when absent)
+  MatRef z, a_out, b_out;  // kForward (a_out/b_out: p == nullptr when absent or fp8)
+  Fp8Ref a8, b8;           // kForward fp8 saves (p == nullptr unless fp8)
   MatRef dz, da, db;       // kBackward
   fsg_glu_params act;
 };
@@ -60,15 +62,22 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int64_t row = m0 + wm * kWarpRows + mi * 16 + h * 8 + g;
-      if (row >= p.m) continue;
+      if (row >= p.m) continue;  // uniform over the quad that shares the row
+      Block8 av, bv;
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          av.v[2 * ni + e] = acc[mi][ni][2 * h + e] + bg[ni][e];
+          bv.v[2 * ni + e] = acc[mi][ni + 4][2 * h + e] + bu[ni][e];
+        }
 #pragma unroll
       for (int ni = 0; ni < 4; ++ni)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int64_t col = n0 + wn * 32 + ni * 8 + 2 * t + e;
           if (col >= p.n) continue;
-          const float a = acc[mi][ni][2 * h + e] + bg[ni][e];
-          const float b = acc[mi][ni + 4][2 * h + e] + bu[ni][e];
+          const float a = av.v[2 * ni + e], b = bv.v[2 * ni + e];
           if constexpr (EPI == DualGemmArgs::kForward) {
             p.z.store<T>(row, col, glu_value(p.act, a, b));
             if (p.a_out.p) p.a_out.store<T>(row, col, a);
@@ -81,6 +90,11 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
             p.db.store<T>(row, col, db);
           }
         }
+      if constexpr (EPI == DualGemmArgs::kForward) {
+        // fp8 saves: this warp's 32 columns are one block (n0 is a multiple of 64).
+        if (p.a8.p) store_fp8_block(p.a8, row, n0 + wn * 32, p.n, av);
+        if (p.b8.p) store_fp8_block(p.b8, row, n0 + wn * 32, p.n, bv);
+      }
     }
 }
 
@@ -126,6 +140,9 @@ fsg_status run(const DualGemmArgs& a, cudaStream_t s) {
   p.prod.b[1].async = can_async(p.prod.b[1], lb, bytes);  // up follows gate's layout
   p.bg = vec_ref(a.bg), p.bu = vec_ref(a.bu);
   p.z = mat_ref(a.z), p.a_out = mat_ref(a.a_out), p.b_out = mat_ref(a.b_out);
+  p.a8 = fp8_ref(a.a_out), p.b8 = fp8_ref(a.b_out);
+  if (p.a8.p) p.a_out.p = nullptr;
+  if (p.b8.p) p.b_out.p = nullptr;
   p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
   p.act = a.act;
   const int epi = a.epilogue;

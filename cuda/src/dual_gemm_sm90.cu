@@ -17,7 +17,7 @@
 // Weights: N-contiguous ([K,N], packed halves of [K,2N]) are loaded as MN-major B (two 64-column
 // boxes per weight, transposed wgmma B); K-contiguous (nn.Linear [N,K] seen transposed) as
 // K-major B. Everything TMA cannot address (f32, non-unit inner stride, strides or bases not
-// 16-byte aligned) is declined and runs on the sm_80 kernels, as are the GLU variants.
+// 16-byte aligned) is declined and runs on the sm_80 kernels.
 //
 // Compile-time options (defaults are the measured best on an H100):
 //   FSG_SM90_CLUSTER 2  2-CTA clusters along M; each CTA loads one weight (gate or up) and
@@ -33,6 +33,7 @@
 #include <cuda_runtime.h>
 
 #include "activation_math.h"
+#include "fp8_block.cuh"
 #include "backend.h"
 #include "kernel_util.cuh"
 #include "kernels.h"
@@ -77,10 +78,12 @@ struct Params {
   int m_groups, n_tiles, k_tiles;  // m_groups: groups of kCluster row tiles
   int64_t tiles;                   // m_groups * n_tiles, the units a cluster takes in turn
   VecRef bg, bu;
-  MatRef z, a_out, b_out;  // kForward
+  MatRef z, a_out, b_out;  // kForward (a_out/b_out: p == nullptr when absent or fp8)
+  Fp8Ref a8, b8;           // kForward fp8 saves (p == nullptr unless fp8)
   MatRef dz, da, db;       // kBackward
   // Per matrix: two adjacent columns form one aligned 4-byte access (cs == 1, even rs, aligned).
   bool z_v2, a_v2, b_v2, dz_v2, da_v2, db_v2;
+  fsg_glu_params act;  // SwiGLU or a GLU variant (activation_math.h)
 };
 
 }  // namespace
@@ -283,31 +286,43 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
       //      column 8*(i/4) + 2*(lane&3) + (i&1)); up columns are i + 64 ----
       const int64_t row0 = static_cast<int64_t>(tm) * kBM + c * 64 + warp * 16 + (lane >> 2);
       const int col0 = tn * kBN + 2 * (lane & 3);
+      // In blocks of 32 columns (j = 4q..4q+3), the unit of the fp8 saves (fp8_block.cuh).
 #pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        const int col = col0 + j * 8;
-        if (col >= p.n) continue;
-        const bool has1 = col + 1 < p.n;
-        const float bg0 = p.bg.load_or(col, 0.f), bg1 = has1 ? p.bg.load_or(col + 1, 0.f) : 0.f;
-        const float bu0 = p.bu.load_or(col, 0.f), bu1 = has1 ? p.bu.load_or(col + 1, 0.f) : 0.f;
+      for (int q = 0; q < 4; ++q)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int64_t row = row0 + 8 * h;
-          if (row >= p.m) continue;
-          const int i = j * 4 + h * 2;
-          const float g0 = d[i] + bg0, g1 = d[i + 1] + bg1;
-          const float u0 = d[i + 64] + bu0, u1 = d[i + 65] + bu1;
+          if (row >= p.m) continue;  // uniform over the quad that shares the row
+          Block8 av, bv;
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const int j = 4 * q + k, i = j * 4 + h * 2, col = col0 + j * 8;
+            const bool has0 = col < p.n, has1 = col + 1 < p.n;
+            const float g0 = d[i] + (has0 ? p.bg.load_or(col, 0.f) : 0.f);
+            const float g1 = d[i + 1] + (has1 ? p.bg.load_or(col + 1, 0.f) : 0.f);
+            const float u0 = d[i + 64] + (has0 ? p.bu.load_or(col, 0.f) : 0.f);
+            const float u1 = d[i + 65] + (has1 ? p.bu.load_or(col + 1, 0.f) : 0.f);
+            av.v[2 * k] = g0, av.v[2 * k + 1] = g1, bv.v[2 * k] = u0, bv.v[2 * k + 1] = u1;
+            if (!has0) continue;
+            if constexpr (EPI == DualGemmArgs::kForward) {
+              store2<T>(p.z, p.z_v2, row, col, glu_value(p.act, g0, u0), glu_value(p.act, g1, u1), has1);
+              if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
+              if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
+            } else {
+              const float2 dz = load2<T>(p.dz, p.dz_v2, row, col, has1);
+              float da0, db0, da1, db1;
+              glu_grads(p.act, g0, u0, dz.x, &da0, &db0);
+              glu_grads(p.act, g1, u1, dz.y, &da1, &db1);
+              store2<T>(p.da, p.da_v2, row, col, da0, da1, has1);
+              store2<T>(p.db, p.db_v2, row, col, db0, db1, has1);
+            }
+          }
           if constexpr (EPI == DualGemmArgs::kForward) {
-            store2<T>(p.z, p.z_v2, row, col, siluf(g0) * u0, siluf(g1) * u1, has1);
-            if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
-            if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
-          } else {
-            const float2 dz = load2<T>(p.dz, p.dz_v2, row, col, has1);
-            store2<T>(p.da, p.da_v2, row, col, dz.x * u0 * dsiluf(g0), dz.y * u1 * dsiluf(g1), has1);
-            store2<T>(p.db, p.db_v2, row, col, dz.x * siluf(g0), dz.y * siluf(g1), has1);
+            const int64_t c0 = static_cast<int64_t>(tn) * kBN + 32 * q;
+            if (p.a8.p) store_fp8_block(p.a8, row, c0, p.n, av);
+            if (p.b8.p) store_fp8_block(p.b8, row, c0, p.n, bv);
           }
         }
-      }
     }
   }
   // No CTA may leave while its peer can still multicast into it or arrive on its barriers.
@@ -380,7 +395,6 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   *handled = false;
   const DType dt = a.x.dtype;
   if (dt != DType::BF16 && dt != DType::F16) return FSG_OK;
-  if (!is_plain_swiglu(a.act)) return FSG_OK;  // the GLU variants run on the sm_80 epilogue
   const int64_t m = a.x.rows, k = a.x.cols, n = a.wg.cols;
   if (!forced && m < FSG_SM90_MIN_M) return FSG_OK;
   if (encode_fn() == nullptr) return FSG_OK;
@@ -420,6 +434,10 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
   p.z_v2 = pair_ok(a.z), p.a_v2 = pair_ok(a.a_out), p.b_v2 = pair_ok(a.b_out);
   p.dz_v2 = pair_ok(a.dz), p.da_v2 = pair_ok(a.da), p.db_v2 = pair_ok(a.db);
+  p.a8 = fp8_ref(a.a_out), p.b8 = fp8_ref(a.b_out);
+  if (p.a8.p) p.a_out.p = nullptr, p.a_v2 = false;
+  if (p.b8.p) p.b_out.p = nullptr, p.b_v2 = false;
+  p.act = a.act;
 
   *handled = true;
   const int epi = a.epilogue;

@@ -2,8 +2,6 @@
 // context's kernel path, the device's compute capability and the call's shape.
 #include "kernels.h"
 
-#include "activation_math.h"
-
 namespace fsg {
 
 namespace {
@@ -12,10 +10,10 @@ bool is_hopper(int cc) { return cc == 90; }
 }  // namespace
 
 fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path, int cc) {
-  // The GLU variants (gelu, clamps, scales) are in the sm_80 epilogue only so far.
-  if (!is_plain_swiglu(a.act)) return cuda_dual_gemm_sm80(a, s);
   bool handled = false;
-  if (kernel_path == kPathAuto || kernel_path == kPathSmallM) {
+  // fp8 saves (training) are written by the sm_80 and sm_90a epilogues only.
+  const bool fp8_saves = a.a_out.fp8() || a.b_out.fp8();
+  if ((kernel_path == kPathAuto || kernel_path == kPathSmallM) && !fp8_saves) {
     fsg_status st = cuda_dual_gemm_small_m(a, s, kernel_path == kPathSmallM, &handled);
     if (handled || st != FSG_OK) return st;
   }

@@ -4,7 +4,7 @@
 //   dual_gemm_sm90.cu   Hopper (sm_90a): wgmma + TMA
 //   gemm_sm90.cu        Hopper (sm_90a) GEMM of the backward passes (dX, dW): wgmma + TMA
 //   *_sm80.cu           mma.sync tensor-core kernels for sm_80 and newer: handle every call
-// The GLU variants (fsg_glu_params other than plain SwiGLU) go to the sm_80 kernels for now.
+// Every family runs the GLU variants (fsg_glu_params) in its epilogue.
 #pragma once
 #include "backend.h"
 

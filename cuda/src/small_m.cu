@@ -49,7 +49,7 @@ struct SmallMParams {
   MatRef z, a_out, b_out;  // kForward
   MatRef dz, da, db;       // kBackward
   int64_t m, n, k;
-  fsg_glu_params act;  // plain SwiGLU unless the selector sends GLU variants here too
+  fsg_glu_params act;  // SwiGLU or a GLU variant (activation_math.h)
   int epilogue;        // DualGemmArgs::Epilogue
   int x_vec;     // x rows can be read with 16-byte loads (cs = 1, aligned)
 };

@@ -23,15 +23,21 @@ std::string shape_string(const fsg_tensor* t) {
   return s + "]";
 }
 
-fsg_status parse_dtype(const Call& call, const fsg_tensor* t, const char* name, DType* out) {
+// fp8: the two fp8 dtypes are accepted only where a saved tensor or its scales are expected.
+fsg_status parse_dtype(const Call& call, const fsg_tensor* t, const char* name, bool fp8, DType* out) {
   const fsg_dtype d = t->dtype;
   if (d.lanes == 1) {
     if (d.code == FSG_DTYPE_FLOAT && d.bits == 32) return *out = DType::F32, FSG_OK;
     if (d.code == FSG_DTYPE_FLOAT && d.bits == 16) return *out = DType::F16, FSG_OK;
     if (d.code == FSG_DTYPE_BFLOAT && d.bits == 16) return *out = DType::BF16, FSG_OK;
+    if (fp8 && d.code == FSG_DTYPE_FLOAT8_E4M3FN && d.bits == 8) return *out = DType::F8E4M3, FSG_OK;
+    if (fp8 && d.code == FSG_DTYPE_FLOAT8_E8M0FNU && d.bits == 8) return *out = DType::E8M0, FSG_OK;
   }
-  set_error("%s: %s: unsupported dtype {code %u, bits %u, lanes %u}; expected float32, float16 or bfloat16",
-            call.fn, name, d.code, d.bits, d.lanes);
+  const bool known_fp8 = d.lanes == 1 && d.bits == 8 &&
+                         (d.code == FSG_DTYPE_FLOAT8_E4M3FN || d.code == FSG_DTYPE_FLOAT8_E8M0FNU);
+  set_error("%s: %s: %s dtype {code %u, bits %u, lanes %u}; expected float32, float16 or bfloat16", call.fn, name,
+            known_fp8 ? "fp8 is only accepted for saved pre-activations and their scales, got" : "unsupported",
+            d.code, d.bits, d.lanes);
   return FSG_ERR_DTYPE;
 }
 
@@ -62,7 +68,7 @@ fsg_status check_device(const Call& call, const fsg_tensor* t, const char* name,
 
 // Structural checks shared by every view: pointers, rank, sizes, strides, dtype, device.
 fsg_status check_common(const Call& call, const fsg_tensor* t, const char* name, int min_rank, int max_rank,
-                        DType* dtype, int64_t* strides) {
+                        DType* dtype, int64_t* strides, bool fp8 = false) {
   if (t == nullptr) {
     set_error("%s: %s must not be NULL", call.fn, name);
     return FSG_ERR_INVALID_ARGUMENT;
@@ -85,7 +91,7 @@ fsg_status check_common(const Call& call, const fsg_tensor* t, const char* name,
       return FSG_ERR_SHAPE;
     }
   }
-  FSG_TRY(parse_dtype(call, t, name, dtype));
+  FSG_TRY(parse_dtype(call, t, name, fp8, dtype));
   int64_t compact = 1;
   for (int i = t->ndim - 1; i >= 0; --i) {
     strides[i] = t->strides ? t->strides[i] : compact;
@@ -151,14 +157,17 @@ const char* dtype_name(DType t) {
     case DType::F32: return "float32";
     case DType::F16: return "float16";
     case DType::BF16: return "bfloat16";
+    case DType::F8E4M3: return "float8_e4m3fn";
+    case DType::E8M0: return "float8_e8m0fnu";
   }
   return "?";
 }
 
-fsg_status view_rows(const Call& call, const fsg_tensor* t, const char* name, RowsView* out) {
+namespace {
+fsg_status view_rows_impl(const Call& call, const fsg_tensor* t, const char* name, bool fp8, RowsView* out) {
   int64_t strides[kMaxRank];
   DType dtype;
-  FSG_TRY(check_common(call, t, name, 2, kMaxRank, &dtype, strides));
+  FSG_TRY(check_common(call, t, name, 2, kMaxRank, &dtype, strides, fp8));
   const int last = t->ndim - 1;
   int64_t rows = 1;
   for (int i = 0; i < last; ++i) {
@@ -195,6 +204,89 @@ fsg_status view_rows(const Call& call, const fsg_tensor* t, const char* name, Ro
   out->ndim = t->ndim;
   out->mat = Mat{data_of(t), rows, t->shape[last], row_stride, strides[last], dtype};
   return FSG_OK;
+}
+}  // namespace
+
+fsg_status view_rows(const Call& call, const fsg_tensor* t, const char* name, RowsView* out) {
+  return view_rows_impl(call, t, name, false, out);
+}
+
+fsg_status view_fp8_rows(const Call& call, const fsg_tensor* t, const char* name, const fsg_tensor* scale,
+                         const char* scale_name, RowsView* out) {
+  FSG_TRY(view_rows_impl(call, t, name, true, out));
+  Mat& m = out->mat;
+  if (m.dtype != DType::F8E4M3) {
+    if (scale != nullptr) {
+      set_error("%s: %s: only float8_e4m3fn tensors take block scales, and %s is %s", call.fn, scale_name, name,
+                dtype_name(m.dtype));
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    return FSG_OK;
+  }
+  if (m.cs != 1 && m.cols > 1) {
+    set_error("%s: %s: float8_e4m3fn tensors need contiguous rows (last stride 1), got last stride %" PRId64,
+              call.fn, name, m.cs);
+    return FSG_ERR_LAYOUT;
+  }
+  if (scale == nullptr) {
+    set_error("%s: %s: a float8_e4m3fn tensor needs its block scales (%s), got NULL", call.fn, name, scale_name);
+    return FSG_ERR_INVALID_ARGUMENT;
+  }
+  RowsView sv;
+  FSG_TRY(view_rows_impl(call, scale, scale_name, true, &sv));
+  FSG_TRY(expect_same_leading(call, scale_name, sv, name, *out));
+  FSG_TRY(expect_dim(call, scale_name, "last dim (ceil(columns / 32))", sv.mat.cols,
+                     (m.cols + kFp8Block - 1) / kFp8Block));
+  if (sv.mat.dtype != DType::E8M0) {
+    set_error("%s: %s: expected dtype float8_e8m0fnu (block scales), got %s", call.fn, scale_name,
+              dtype_name(sv.mat.dtype));
+    return FSG_ERR_DTYPE;
+  }
+  if (sv.mat.cs != 1 && sv.mat.cols > 1) {
+    set_error("%s: %s: block scales need contiguous rows (last stride 1), got last stride %" PRId64, call.fn,
+              scale_name, sv.mat.cs);
+    return FSG_ERR_LAYOUT;
+  }
+  m.scale = sv.mat.data;
+  m.scale_rs = sv.mat.rs;
+  m.scale_c0 = 0;
+  return FSG_OK;
+}
+
+fsg_status view_saved(const Call& call, const fsg_tensor* t, const char* name, const fsg_tensor* scale,
+                      const char* scale_name, const RowsView& like, const char* like_name, int64_t cols,
+                      const char* cols_what, Mat* out) {
+  *out = Mat{};
+  if (t == nullptr) {
+    if (scale == nullptr) return FSG_OK;
+    set_error("%s: %s: given without %s", call.fn, scale_name, name);
+    return FSG_ERR_INVALID_ARGUMENT;
+  }
+  RowsView v;
+  FSG_TRY(view_fp8_rows(call, t, name, scale, scale_name, &v));
+  FSG_TRY(expect_same_leading(call, name, v, like_name, like));
+  FSG_TRY(expect_dim(call, name, cols_what, v.mat.cols, cols));
+  if (!v.mat.fp8() && v.mat.dtype != like.mat.dtype) {
+    set_error("%s: %s: expected dtype %s (the dtype of %s) or float8_e4m3fn with block scales, got %s", call.fn,
+              name, dtype_name(like.mat.dtype), like_name, dtype_name(v.mat.dtype));
+    return FSG_ERR_DTYPE;
+  }
+  *out = v.mat;
+  return FSG_OK;
+}
+
+fsg_status expect_same_encoding(const Call& call, const Mat& a, const char* a_name, const Mat& b,
+                                const char* b_name) {
+  if (!a.present() || !b.present() || a.fp8() == b.fp8()) return FSG_OK;
+  set_error("%s: %s is %s but %s is %s; save both in fp8 or neither", call.fn, a_name, dtype_name(a.dtype), b_name,
+            dtype_name(b.dtype));
+  return FSG_ERR_DTYPE;
+}
+
+// The block scales as a byte matrix, for overlap checks.
+Mat scale_mat(const Mat& m) {
+  if (!m.fp8() || m.rows == 0 || m.cols == 0) return Mat{};
+  return Mat{m.scale, m.rows, (m.scale_c0 + m.cols + kFp8Block - 1) / kFp8Block, m.scale_rs, 1, DType::E8M0};
 }
 
 fsg_status view_matrix(const Call& call, const fsg_tensor* t, const char* name, Mat* out) {

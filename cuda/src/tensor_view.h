@@ -52,6 +52,20 @@ fsg_status expect_disjoint(const Call& call, const char* out_name, const Mat& ou
 fsg_status view_rows_like(const Call& call, const fsg_tensor* t, const char* name, const RowsView& like,
                           const char* like_name, int64_t cols, const char* cols_what, Mat* out);
 
+// A tensor [..., C] that may be float8_e4m3fn with block scales `scale` [..., ceil(C/32)]
+// (required exactly when it is fp8; fused_swiglu.h, "fp8 storage"); fills mat.scale*.
+fsg_status view_fp8_rows(const Call& call, const fsg_tensor* t, const char* name, const fsg_tensor* scale,
+                         const char* scale_name, RowsView* out);
+// A saved pre-activation: view_rows_like, but fp8 with scales is accepted besides like's dtype.
+fsg_status view_saved(const Call& call, const fsg_tensor* t, const char* name, const fsg_tensor* scale,
+                      const char* scale_name, const RowsView& like, const char* like_name, int64_t cols,
+                      const char* cols_what, Mat* out);
+// Saved gate/up pre-activations: both fp8 or neither.
+fsg_status expect_same_encoding(const Call& call, const Mat& a, const char* a_name, const Mat& b,
+                                const char* b_name);
+// The scale bytes of an fp8 view as a matrix (empty otherwise), for overlap and writability checks.
+Mat scale_mat(const Mat& m);
+
 struct Named {
   const char* name;
   Mat mat;

@@ -13,6 +13,7 @@
 #include "activation_math.h"
 #include "backend.h"
 #include "cpu/convert.h"
+#include "cpu/fp8.h"
 #include "cpu/parallel.h"
 
 namespace fsg {
@@ -59,14 +60,18 @@ fsg_status glu_forward_typed(const GluForwardArgs& a, int threads) {
 template <DType T>
 fsg_status glu_backward_typed(const GluBackwardArgs& a, int threads) {
   const int64_t n = a.dout.cols;
+  // A saved pre-activation: in the call's dtype, or fp8 with block scales.
+  auto saved = [](const Mat& m, int64_t r, int64_t c) {
+    return m.fp8() ? cpu::load_fp8(m, r, c) : load<T>(m.data, r * m.rs + c * m.cs);
+  };
   const bool want_dw = a.dweights.present() && a.weights.present();
   const bool ok = for_row_blocks(a.dout.rows, n, threads, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float w = a.weights.present() ? load(a.weights, r) : 1.0f;
       double dw = 0.0;  // this row's sum, in column order
       for (int64_t c = 0; c < n; ++c) {
-        const float g = load<T>(a.gate.data, r * a.gate.rs + c * a.gate.cs) + load_or_zero(a.bias_gate, c);
-        const float u = load<T>(a.up.data, r * a.up.rs + c * a.up.cs) + load_or_zero(a.bias_up, c);
+        const float g = saved(a.gate, r, c) + load_or_zero(a.bias_gate, c);
+        const float u = saved(a.up, r, c) + load_or_zero(a.bias_up, c);
         const float dout = load<T>(a.dout.data, r * a.dout.rs + c * a.dout.cs);
         float dg, du;
         const float value = glu_grads(a.act, g, u, dout * w, &dg, &du);
@@ -140,6 +145,7 @@ fsg_status dispatch(const char* who, DType t, const Args& args, int threads, F32
       case DType::F32: return f32(args, threads);
       case DType::F16: return f16(args, threads);
       case DType::BF16: return bf16(args, threads);
+      default: break;
     }
     set_error("%s: unknown dtype %d", who, int(t));
     return FSG_ERR_DTYPE;

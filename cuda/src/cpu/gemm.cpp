@@ -14,6 +14,7 @@
 #include "activation_math.h"
 #include "backend.h"
 #include "cpu/convert.h"
+#include "cpu/fp8.h"
 #include "cpu/parallel.h"
 
 namespace fsg {
@@ -274,6 +275,13 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
   const bool fwd = d.epilogue == DualGemmArgs::kForward;
   const Mat& out0 = fwd ? d.z : d.da;
   const Plan p = make_plan(out0.rows, out0.cols, 2);
+  // fp8 saves need whole 32-column blocks: keep fp32 pre-activations, quantize rows afterwards.
+  const bool fp8 = fwd && (d.a_out.fp8() || d.b_out.fp8());
+  std::vector<float> a32, b32;
+  if (fp8) {
+    a32.resize(static_cast<size_t>(out0.rows * out0.cols));
+    b32.resize(static_cast<size_t>(out0.rows * out0.cols));
+  }
   auto epi = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* accg,
                  const float* accu, int64_t ldc) {
     for (int64_t r = 0; r < mc; ++r) {
@@ -284,6 +292,11 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
         const float b = accu[r * ldc + c] + cpu::load_or_zero(d.bu, j);
         if (fwd) {
           store<T>(d.z.data, i * d.z.rs + j * d.z.cs, glu_value(d.act, a, b));
+          if (fp8) {
+            a32[i * out0.cols + j] = a;
+            b32[i * out0.cols + j] = b;
+            continue;
+          }
           if (d.a_out.present()) store<T>(d.a_out.data, i * d.a_out.rs + j * d.a_out.cs, a);
           if (d.b_out.present()) store<T>(d.b_out.data, i * d.b_out.rs + j * d.b_out.cs, b);
         } else {
@@ -296,7 +309,18 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
       }
     }
   };
-  return run_blocked<T>("cpu_dual_gemm", p, &seg, 1, threads, epi);
+  const fsg_status st = run_blocked<T>("cpu_dual_gemm", p, &seg, 1, threads, epi);
+  if (st != FSG_OK || !fp8) return st;
+  const int64_t n = out0.cols;
+  const bool ok = cpu::parallel_for(out0.rows, threads, [&](int64_t r, int) {
+    if (d.a_out.present()) cpu::quantize_rows(&a32[r * n], n, r, r + 1, n, d.a_out);
+    if (d.b_out.present()) cpu::quantize_rows(&b32[r * n], n, r, r + 1, n, d.b_out);
+  });
+  if (!ok) {
+    set_error("cpu_dual_gemm: internal error in a CPU worker");
+    return FSG_ERR_INTERNAL;
+  }
+  return FSG_OK;
 }
 
 }  // namespace
@@ -307,6 +331,7 @@ fsg_status cpu_gemm(const GemmArgs& a, int threads) {
       case DType::F32: return gemm_typed<DType::F32>(a, threads);
       case DType::F16: return gemm_typed<DType::F16>(a, threads);
       case DType::BF16: return gemm_typed<DType::BF16>(a, threads);
+      default: break;
     }
     set_error("cpu_gemm: unknown dtype %d", int(a.c.dtype));
     return FSG_ERR_DTYPE;
@@ -322,6 +347,7 @@ fsg_status cpu_dual_gemm(const DualGemmArgs& a, int threads) {
       case DType::F32: return dual_gemm_typed<DType::F32>(a, threads);
       case DType::F16: return dual_gemm_typed<DType::F16>(a, threads);
       case DType::BF16: return dual_gemm_typed<DType::BF16>(a, threads);
+      default: break;
     }
     set_error("cpu_dual_gemm: unknown dtype %d", int(a.x.dtype));
     return FSG_ERR_DTYPE;

@@ -1,0 +1,70 @@
+// fp8_block.cuh: writing fp8 block-scaled pre-activations (fp8_math.h) straight from the tensor-
+// core accumulators of the fused forward's epilogues. In the mma.sync m16n8 and wgmma layouts a
+// row's columns c0 + 8k + 2t + e (k = 0..3, e = 0..1) of a 32-column block sit in the 4 lanes of
+// one quad (t = lane & 3), so the block's largest magnitude takes two shuffles and no shared memory.
+#pragma once
+#include <cstdint>
+
+#include "backend.h"
+#include "fp8_math.h"
+
+namespace fsg {
+
+// A row-contiguous fp8 output and its block scales; p == nullptr when the output is not fp8.
+struct Fp8Ref {
+  uint8_t* p;
+  int64_t rs;
+  uint8_t* scale;
+  int64_t scale_rs;
+};
+
+inline Fp8Ref fp8_ref(const Mat& m) {
+  if (!m.present() || !m.fp8()) return Fp8Ref{nullptr, 0, nullptr, 0};
+  return Fp8Ref{static_cast<uint8_t*>(m.data), m.rs, static_cast<uint8_t*>(m.scale), m.scale_rs};
+}
+
+// One lane's 8 values of a block: v[2k + e] is column c0 + 8k + 2t + e.
+struct Block8 {
+  float v[8];
+};
+
+// Quantizes columns [c0, c0 + 32) of `row` (c0 a multiple of 32). The 4 lanes of the quad call it
+// together. Columns >= n are neither counted nor written. Out of line: the epilogues call it 8 to
+// 16 times, and inlined copies would bloat the kernels' code for every call (fp8 or not).
+__device__ __noinline__ void store_fp8_block(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, Block8 b) {
+  const int lane = threadIdx.x & 31, t = lane & 3;
+  const unsigned quad = 0xFu << (lane & ~3);
+  float amax = 0.f;
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const float a = fabsf(b.v[2 * k + e]);
+      if (c0 + 8 * k + 2 * t + e < n && !(a <= amax)) amax = a == a ? a : __int_as_float(0x7f800000);  // NaN -> Inf
+    }
+  amax = fmaxf(amax, __shfl_xor_sync(quad, amax, 1));
+  amax = fmaxf(amax, __shfl_xor_sync(quad, amax, 2));
+  const uint8_t sb = fp8_scale_byte(amax);
+  const float inv = fp8_inv_scale(sb);
+  uint8_t* rp = o.p + row * o.rs;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const int64_t col = c0 + 8 * k + 2 * t;
+    if (col >= n) continue;
+    const uint8_t q0 = fp8_quantize(b.v[2 * k], inv);
+    if (col + 1 < n) {
+      const uint8_t q1 = fp8_quantize(b.v[2 * k + 1], inv);
+      if ((reinterpret_cast<uintptr_t>(rp + col) & 1) == 0) {
+        *reinterpret_cast<uint16_t*>(rp + col) = static_cast<uint16_t>(q0 | (q1 << 8));
+      } else {
+        rp[col] = q0;
+        rp[col + 1] = q1;
+      }
+    } else {
+      rp[col] = q0;
+    }
+  }
+  if (t == 0 && c0 < n) o.scale[row * o.scale_rs + c0 / kFp8Block] = sb;
+}
+
+}  // namespace fsg
