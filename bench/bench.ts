@@ -6,6 +6,9 @@
 //   bun bench/bench.ts --quick                  2 shapes, bf16 (under a minute on a GPU)
 //   bun bench/bench.ts --shapes 8192x4096x14336,1x4096x14336 --dtype bf16 --op fwd,bwd-store
 //   bun bench/bench.ts --cpu-smoke              one tiny shape, few runs: exits 0 on the CPU backend (CI)
+//   bun bench/bench.ts --decode-sweep           fwd, bf16, dense M = 1..256 at K=4096 N=14336 (--shapes,
+//                                               --dtype override), JSON + an SVG of the fraction of copy
+//                                               bandwidth (weights' bytes / time) against M
 // Other flags: --json <path> --plot <path> --out-dir <dir> --iters <n> --warmup <n> --no-e2e
 //   --dtype float32 (reference only) --backend cpu (force the CPU backend on a GPU machine)
 // On the CPU backend only tiny shapes run (larger ones are replaced, and it says so).
@@ -16,7 +19,7 @@ import { OPS, ShapeBench, flopsOf, memoryOf, minBytesOf, parseShape, shapeKey, B
 import { floorMs, measureCopy, measureMatmul, type Ceilings } from "./ceilings.ts";
 import { Cublas } from "./cublas.ts";
 import { copyD2D, devicePtr } from "./data.ts";
-import { writePlot } from "./plot.ts";
+import { writeDecodePlot, writePlot } from "./plot.ts";
 import { TOLERANCE } from "./reference.ts";
 import { printShapeTable, writeJson, type CaseResult, type MemoryResult, type Results } from "./report.ts";
 import { deviceSlug, sysInfo } from "./sysinfo.ts";
@@ -27,6 +30,11 @@ const FULL_SHAPES = [
   "8192x4096x11008", "4096x2048x5632", "16384x1024x2816",
 ];
 const QUICK_SHAPES = ["16x4096x14336", "2048x4096x14336"];
+/** --decode-sweep: dense M (denser around the kernel crossovers), Llama-3-8B layer. */
+const DECODE_SWEEP_MS = [
+  1, 2, 4, 8, 12, 16, 17, 20, 24, 28, 32, 40, 48, 56, 64, 72, 80, 96, 112, 120, 128, 129, 136, 144, 160, 176, 192,
+  208, 224, 240, 256,
+];
 const CPU_SHAPES = ["1x128x256", "16x128x256", "64x256x512"];
 const CPU_SMOKE_SHAPES = ["16x64x96"];
 /** Largest M·K·N run on the CPU backend. */
@@ -40,6 +48,7 @@ const DTYPE_ALIASES: Record<string, DType> = {
 interface Args {
   quick: boolean;
   cpuSmoke: boolean;
+  decodeSweep: boolean;
   shapes: string[] | null;
   dtypes: DType[] | null;
   ops: Op[] | null;
@@ -53,7 +62,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, cpuSmoke: false, shapes: null, dtypes: null, ops: null, json: null, plot: null, outDir: null, iters: null, warmup: null, e2e: true, backend: "auto" };
+  const a: Args = { quick: false, cpuSmoke: false, decodeSweep: false, shapes: null, dtypes: null, ops: null, json: null, plot: null, outDir: null, iters: null, warmup: null, e2e: true, backend: "auto" };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value`);
@@ -66,6 +75,7 @@ function parseArgs(argv: string[]): Args {
     switch (flag) {
       case "--quick": a.quick = true; break;
       case "--cpu-smoke": a.cpuSmoke = true; break;
+      case "--decode-sweep": a.decodeSweep = true; break;
       case "--no-e2e": a.e2e = false; break;
       case "--shapes": a.shapes = take().split(",").filter(Boolean); break;
       case "--dtype": a.dtypes = take().split(",").map((d) => {
@@ -103,7 +113,8 @@ async function main(): Promise<number> {
   };
 
   // ---- what to run ----
-  let shapeTexts = args.shapes ?? (args.cpuSmoke ? CPU_SMOKE_SHAPES : args.quick ? QUICK_SHAPES : FULL_SHAPES);
+  const decodeShapes = DECODE_SWEEP_MS.map((m) => `${m}x4096x14336`);
+  let shapeTexts = args.shapes ?? (args.cpuSmoke ? CPU_SMOKE_SHAPES : args.quick ? QUICK_SHAPES : args.decodeSweep ? decodeShapes : FULL_SHAPES);
   if (cpu) {
     const tooBig = shapeTexts.filter((t) => { const s = parseShape(t); return s.M * s.K * s.N > CPU_MAX_WORK; });
     if (tooBig.length > 0 || !args.shapes) {
@@ -114,8 +125,9 @@ async function main(): Promise<number> {
     }
   }
   const shapes: Shape[] = shapeTexts.map(parseShape);
-  const dtypes: DType[] = args.dtypes ?? (args.quick || args.cpuSmoke ? ["bfloat16"] : ["bfloat16", "float16"]);
-  const ops: Op[] = args.ops ?? [...OPS];
+  const dtypes: DType[] = args.dtypes ?? (args.quick || args.cpuSmoke || args.decodeSweep ? ["bfloat16"] : ["bfloat16", "float16"]);
+  const ops: Op[] = args.ops ?? (args.decodeSweep ? ["fwd"] : [...OPS]);
+  if (args.decodeSweep) args.e2e = false;
   const iters = args.iters ?? (args.cpuSmoke ? 10 : 100);
   const warmup = args.warmup ?? (args.cpuSmoke ? 2 : cpu ? 3 : 10);
   const e2eTime = args.cpuSmoke ? 20 : args.quick ? 100 : 200;
@@ -172,7 +184,8 @@ async function main(): Promise<number> {
     for (const shape of shapes) {
       let sb: ShapeBench;
       try {
-        sb = new ShapeBench({ device, shape, dtype, cublas, rotateBytes });
+        // The sweep checks 2 sampled rows per shape (the float64 reference of a row costs ~0.3 s here).
+        sb = new ShapeBench({ device, shape, dtype, cublas, rotateBytes, sampleRows: args.decodeSweep ? 2 : undefined });
       } catch (e) {
         say(`${shapeKey(shape)} ${dtype}: setup failed: ${(e as Error).message}`);
         failures++;
@@ -237,7 +250,7 @@ async function main(): Promise<number> {
   // ---- files ----
   const date = new Date().toISOString().slice(0, 10);
   const outDir = args.outDir ?? (args.cpuSmoke ? join(tmpdir(), "fused-swiglu-bench") : join(import.meta.dir, "results"));
-  const jsonPath = args.json ?? join(outDir, `${deviceSlug(device)}-${date}.json`);
+  const jsonPath = args.json ?? join(outDir, `${deviceSlug(device)}-${date}${args.decodeSweep ? "-decode-sweep" : ""}.json`);
   const plotPath = args.plot ?? jsonPath.replace(/\.json$/, "") + ".svg";
   const results: Results = {
     system, cublas: cublasInfo, ceilings,
@@ -246,7 +259,10 @@ async function main(): Promise<number> {
   };
   writeJson(jsonPath, results);
   console.log(`\nresults: ${jsonPath}`);
-  if (writePlot(plotPath, results)) console.log(`plot: ${plotPath}`);
+  if (args.decodeSweep) {
+    if (writeDecodePlot(plotPath, results)) console.log(`plot: ${plotPath}`);
+    else console.log("plot: skipped (no fwd case)");
+  } else if (writePlot(plotPath, results)) console.log(`plot: ${plotPath}`);
   else console.log("plot: skipped (no case at K=4096, N=14336)");
   cublas?.dispose();
   if (failures > 0) console.error(`${failures} check(s) or case(s) failed`);

@@ -1,6 +1,7 @@
 // plot.ts: a hand-written SVG (no browser, no dependency): TFLOP/s and fraction of the floor
 // against M (log scale) at K=4096, N=14336, one line per implementation (colour) and dtype
-// (dash), one row of panels per op (fwd, bwd-store, fwdbwd-store), from a Results object.
+// (dash), one row of panels per op (fwd, bwd-store, fwdbwd-store), from a Results object;
+// writeDecodePlot: the --decode-sweep curve (fraction of copy bandwidth against M).
 import { writeFileSync } from "node:fs";
 import type { Op } from "./cases.ts";
 import type { CaseResult, Results } from "./report.ts";
@@ -80,5 +81,55 @@ export function writePlot(path: string, results: Results): boolean {
   });
   parts.push("</svg>");
   writeFileSync(path, parts.join("\n"));
+  return true;
+}
+
+/**
+ * --decode-sweep: the fraction of copy bandwidth the fwd op reaches (2·K·N weight bytes / kernel
+ * median / measured copy rate) against M on a linear axis, one line per implementation and dtype,
+ * the 80% target dashed. Returns false when no fwd case was measured.
+ */
+export function writeDecodePlot(path: string, results: Results): boolean {
+  const cases = results.cases.filter((c) => c.op === "fwd");
+  if (cases.length === 0) return false;
+  const copy = results.ceilings.copyGBs;
+  const bytes: Record<string, number> = { float32: 4, float16: 2, bfloat16: 2 }; // (cases.ts's BYTES would load the library)
+  const frac = (c: CaseResult) => (2 * c.shape.K * c.shape.N * bytes[c.dtype]!) / (c.kernelMs.median * 1e-3) / 1e9 / copy;
+  const keys = [...new Set(cases.map((c) => `${c.impl}|${c.dtype}`))];
+  const w = 760, h = 420, pad = { l: 60, r: 16, t: 44, b: 46 };
+  const pw = w - pad.l - pad.r, ph = h - pad.t - pad.b;
+  const mMax = Math.max(...cases.map((c) => c.shape.M));
+  const yMax = Math.max(1, ...cases.map(frac)) * 1.05;
+  const sx = (m: number) => pad.l + (m / mMax) * pw;
+  const sy = (v: number) => pad.t + ph - (v / yMax) * ph;
+  const o: string[] = [];
+  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + 20 + 16 * Math.ceil(keys.length / 3)}" font-family="sans-serif">`);
+  o.push(`<rect width="100%" height="100%" fill="white"/>`);
+  const s0 = cases[0]!.shape, sys = results.system;
+  o.push(`<text x="8" y="16" font-size="12">${esc(`fused-swiglu fwd, K=${s0.K} N=${s0.N}, ${sys.gpuName ?? sys.device}, ${sys.date.slice(0, 10)}, copy ${copy.toFixed(0)} GB/s`)}</text>`);
+  o.push(`<text x="${pad.l + pw / 2}" y="34" text-anchor="middle" font-size="13" font-weight="bold">fraction of copy bandwidth (weights' bytes / time) vs M</text>`);
+  o.push(`<rect x="${pad.l}" y="${pad.t}" width="${pw}" height="${ph}" fill="none" stroke="#444"/>`);
+  for (let i = 0; i <= 5; i++) {
+    const v = (yMax * i) / 5;
+    o.push(`<line x1="${pad.l}" x2="${pad.l + pw}" y1="${sy(v)}" y2="${sy(v)}" stroke="#ddd"/>`);
+    o.push(`<text x="${pad.l - 4}" y="${sy(v) + 4}" text-anchor="end" font-size="10">${v.toFixed(2)}</text>`);
+  }
+  const step = mMax > 128 ? 32 : mMax > 32 ? 16 : 4;
+  for (let m = 0; m <= mMax; m += step) o.push(`<text x="${sx(m)}" y="${pad.t + ph + 14}" text-anchor="middle" font-size="10">${m}</text>`);
+  o.push(`<line x1="${pad.l}" x2="${pad.l + pw}" y1="${sy(0.8)}" y2="${sy(0.8)}" stroke="#d62728" stroke-dasharray="2,4"/>`);
+  o.push(`<text x="${pad.l + pw - 4}" y="${sy(0.8) - 4}" text-anchor="end" font-size="10" fill="#d62728">80% target</text>`);
+  o.push(`<text x="${pad.l + pw / 2}" y="${pad.t + ph + 32}" text-anchor="middle" font-size="11">M (tokens)</text>`);
+  keys.forEach((k, i) => {
+    const [impl, dtype] = k.split("|") as [string, string];
+    const pts = cases.filter((c) => c.impl === impl && c.dtype === dtype).map((c) => [c.shape.M, frac(c)] as [number, number]).filter((p) => Number.isFinite(p[1])).sort((a, b) => a[0] - b[0]);
+    const color = COLORS[impl] ?? "#000", dash = DASH[dtype] ?? "";
+    o.push(`<path d="${pts.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ")}" fill="none" stroke="${color}" stroke-width="2" stroke-dasharray="${dash}"/>`);
+    for (const p of pts) o.push(`<circle cx="${sx(p[0]).toFixed(1)}" cy="${sy(p[1]).toFixed(1)}" r="2.5" fill="${color}"/>`);
+    const x = 10 + (i % 3) * 250, y = h + 8 + Math.floor(i / 3) * 16;
+    o.push(`<line x1="${x}" x2="${x + 30}" y1="${y}" y2="${y}" stroke="${color}" stroke-width="2" stroke-dasharray="${dash}"/>`);
+    o.push(`<text x="${x + 36}" y="${y + 4}" font-size="11">${esc(`${impl} ${dtype}`)}</text>`);
+  });
+  o.push("</svg>");
+  writeFileSync(path, o.join("\n"));
   return true;
 }

@@ -82,6 +82,19 @@ forEachBackend("fused forward", (device) => {
     });
   }
 
+  // Decode sizes M = 17..256 with K and N multiples of 8 (rows TMA can address): on Hopper the
+  // swap-AB kernel (small_m_sm90.cu) takes these; every layout, biases and saves alternating.
+  const DECODE: [number, number, number][] = [[17, 136, 72], [33, 264, 136], [61, 200, 200], [127, 72, 264], [128, 136, 64], [200, 64, 136], [256, 72, 96]];
+  for (const dtype of ["bfloat16", "float16"] as const) {
+    test(`${dtype} decode sizes M = ${DECODE.map((s) => s[0]).join(", ")} over every layout`, () => {
+      DECODE.forEach(([M, K, N], j) => {
+        LAYOUTS.forEach((layout, l) => {
+          checkForward(device(), { layout, dtype, bias: (j + l) % 2 === 0, lead: [M], K, N, preactivations: (j + l) % 3 === 0 });
+        });
+      });
+    });
+  }
+
   test("allocates z [..., N] when no out is given", () => {
     const dev = device();
     const x = randn([2, 5, 7], "float32", dev);

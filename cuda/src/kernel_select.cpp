@@ -14,7 +14,9 @@ fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path, int 
   // fp8 saves (training) are written by the sm_80 and sm_90a epilogues only.
   const bool fp8_saves = a.a_out.fp8() || a.b_out.fp8();
   if ((kernel_path == kPathAuto || kernel_path == kPathSmallM) && !fp8_saves) {
-    fsg_status st = cuda_dual_gemm_small_m(a, s, kernel_path == kPathSmallM, &handled);
+    const bool forced = kernel_path == kPathSmallM;
+    fsg_status st = is_hopper(cc) ? cuda_dual_gemm_small_m_sm90(a, s, forced, &handled) : FSG_OK;
+    if (!handled && st == FSG_OK) st = cuda_dual_gemm_small_m(a, s, forced, &handled);
     if (handled || st != FSG_OK) return st;
   }
   if ((kernel_path == kPathAuto || kernel_path == kPathSm90) && is_hopper(cc)) {

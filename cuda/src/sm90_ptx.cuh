@@ -1,6 +1,6 @@
 // sm90_ptx.cuh: thin wrappers over the Hopper (sm_90a) PTX the sm90 kernels use: mbarriers, TMA
 // tile loads (cp.async.bulk.tensor), wgmma descriptors and m64n256k16 wgmma (A and B either major),
-// setmaxnreg.
+// setmaxnreg; the swap-AB m64nNk16 wgmmas (N = 16..160) of the decode kernel (small_m_sm90.cu).
 // Only meaningful when compiled for sm_90a: kernels guard their bodies with FSG_SM90_ENABLED and
 // the wrappers do not exist elsewhere (the file is also compiled for sm_80/86/89).
 #pragma once
@@ -168,6 +168,176 @@ __device__ __forceinline__ void wgmma_m64n256k16_f16(float (&d)[128], uint64_t d
         "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
         "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
       : "l"(da), "l"(db), "r"(scale_d), "n"(kTransB), "n"(kTransA));
+}
+// ---- swap-AB wgmma: D[64xN] (+)= A[64x16] . B[16xN], A and B from shared memory ----
+// Small N (N/2 fp32 accumulators per thread) for the decode kernel (small_m_sm90.cu): the weights
+// are A (64 output columns), the few rows of x are B (K-major). kTransA = 1: A is MN-major.
+// Accumulator operand lists:
+#define FSG_ACC8(i) "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), \
+    "+f"(d[(i) + 4]), "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
+#define FSG_ACC16(i) FSG_ACC8(i), FSG_ACC8((i) + 8)
+#define FSG_ACC32(i) FSG_ACC16(i), FSG_ACC16((i) + 16)
+#define FSG_WGMMA_SS(SHAPE, TY, REGS, IA, IB, IS, IT)                                            \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %" IS ", 0;\nwgmma.mma_async.sync.aligned." SHAPE ".f32." TY \
+  "." TY " {" REGS "}, %" IA ", %" IB ", p, 1, 1, %" IT ", 0;\n}\n"
+template <int N> struct WgmmaSS;
+template <> struct WgmmaSS<16> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[8], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n16k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7", "8", "9", "10", "11")
+                   : FSG_ACC8(0)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n16k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7", "8", "9", "10", "11")
+                   : FSG_ACC8(0)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+template <> struct WgmmaSS<32> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[16], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n32k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15", "16", "17", "18", "19")
+                   : FSG_ACC16(0)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n32k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15", "16", "17", "18", "19")
+                   : FSG_ACC16(0)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+template <> struct WgmmaSS<48> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[24], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n48k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23", "24", "25", "26", "27")
+                   : FSG_ACC16(0), FSG_ACC8(16)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n48k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23", "24", "25", "26", "27")
+                   : FSG_ACC16(0), FSG_ACC8(16)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+template <> struct WgmmaSS<64> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[32], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n64k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31", "32", "33", "34", "35")
+                   : FSG_ACC32(0)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n64k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31", "32", "33", "34", "35")
+                   : FSG_ACC32(0)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+template <> struct WgmmaSS<80> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[40], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n80k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39", "40", "41", "42", "43")
+                   : FSG_ACC32(0), FSG_ACC8(32)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n80k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39", "40", "41", "42", "43")
+                   : FSG_ACC32(0), FSG_ACC8(32)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+template <> struct WgmmaSS<96> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[48], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n96k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47", "48", "49", "50", "51")
+                   : FSG_ACC32(0), FSG_ACC16(32)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n96k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47", "48", "49", "50", "51")
+                   : FSG_ACC32(0), FSG_ACC16(32)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+template <> struct WgmmaSS<112> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[56], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n112k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55", "56", "57", "58", "59")
+                   : FSG_ACC32(0), FSG_ACC16(32), FSG_ACC8(48)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n112k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55", "56", "57", "58", "59")
+                   : FSG_ACC32(0), FSG_ACC16(32), FSG_ACC8(48)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+template <> struct WgmmaSS<128> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[64], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n128k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63", "64", "65", "66", "67")
+                   : FSG_ACC32(0), FSG_ACC32(32)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n128k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63", "64", "65", "66", "67")
+                   : FSG_ACC32(0), FSG_ACC32(32)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+template <> struct WgmmaSS<144> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[72], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n144k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71", "72", "73", "74", "75")
+                   : FSG_ACC32(0), FSG_ACC32(32), FSG_ACC8(64)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n144k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71", "72", "73", "74", "75")
+                   : FSG_ACC32(0), FSG_ACC32(32), FSG_ACC8(64)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+template <> struct WgmmaSS<160> {
+  template <int kTransA, bool kF16>
+  static __device__ __forceinline__ void run(float (&d)[80], uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (kF16)
+      asm volatile(FSG_WGMMA_SS("m64n160k16", "f16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79", "80", "81", "82", "83")
+                   : FSG_ACC32(0), FSG_ACC32(32), FSG_ACC16(64)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+    else
+      asm volatile(FSG_WGMMA_SS("m64n160k16", "bf16", "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79", "80", "81", "82", "83")
+                   : FSG_ACC32(0), FSG_ACC32(32), FSG_ACC16(64)
+                   : "l"(da), "l"(db), "r"(scale_d), "n"(kTransA));
+  }
+};
+#undef FSG_WGMMA_SS
+#undef FSG_ACC32
+#undef FSG_ACC16
+#undef FSG_ACC8
+// fence_regs for any accumulator count.
+template <int N> __device__ __forceinline__ void fence_acc(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+// Named barrier over `count` threads (warp multiples), id 1..15 (0 is __syncthreads).
+__device__ __forceinline__ void named_bar_sync(int id, int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+// TMA 2-D tile load with an L2 cache policy (from l2_policy_evict_first()).
+__device__ __forceinline__ void tma_load_2d_hint(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, int c1,
+                                                 uint64_t policy) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint"
+      " [%0], [%1, {%3, %4}], [%2], %5;\n" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "l"(policy)
+      : "memory");
+}
+// L2 policy for data read once (streamed weights): evict first.
+__device__ __forceinline__ uint64_t l2_policy_evict_first() {
+  uint64_t p;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+  return p;
 }
 #endif  // FSG_SM90_ENABLED
 
