@@ -155,7 +155,10 @@ using namespace sm90_detail;
 #define FSG_SM90_CLUSTER_DIMS
 #endif
 
-template <DType D, int kTransB, int EPI>
+// kGeneral: the GLU variants and fp8 saves. The plain SwiGLU instantiation leaves their code out:
+// every instruction added to the unrolled epilogue slows it (bench/NOTES.md, "GLU variants in
+// every kernel family": inlined, they took the plain forward from 3.9 to 5.9-7.1 ms).
+template <DType D, int kTransB, int EPI, bool kGeneral>
 __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
     dual_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_g,
                           const __grid_constant__ CUtensorMap tm_u, const __grid_constant__ Params p) {
@@ -286,43 +289,66 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
       //      column 8*(i/4) + 2*(lane&3) + (i&1)); up columns are i + 64 ----
       const int64_t row0 = static_cast<int64_t>(tm) * kBM + c * 64 + warp * 16 + (lane >> 2);
       const int col0 = tn * kBN + 2 * (lane & 3);
-      // In blocks of 32 columns (j = 4q..4q+3), the unit of the fp8 saves (fp8_block.cuh).
 #pragma unroll
-      for (int q = 0; q < 4; ++q)
+      for (int j = 0; j < 16; ++j) {
+        const int col = col0 + j * 8;
+        if (col >= p.n) continue;
+        const bool has1 = col + 1 < p.n;
+        const float bg0 = p.bg.load_or(col, 0.f), bg1 = has1 ? p.bg.load_or(col + 1, 0.f) : 0.f;
+        const float bu0 = p.bu.load_or(col, 0.f), bu1 = has1 ? p.bu.load_or(col + 1, 0.f) : 0.f;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int64_t row = row0 + 8 * h;
-          if (row >= p.m) continue;  // uniform over the quad that shares the row
-          Block8 av, bv;
-#pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            const int j = 4 * q + k, i = j * 4 + h * 2, col = col0 + j * 8;
-            const bool has0 = col < p.n, has1 = col + 1 < p.n;
-            const float g0 = d[i] + (has0 ? p.bg.load_or(col, 0.f) : 0.f);
-            const float g1 = d[i + 1] + (has1 ? p.bg.load_or(col + 1, 0.f) : 0.f);
-            const float u0 = d[i + 64] + (has0 ? p.bu.load_or(col, 0.f) : 0.f);
-            const float u1 = d[i + 65] + (has1 ? p.bu.load_or(col + 1, 0.f) : 0.f);
-            av.v[2 * k] = g0, av.v[2 * k + 1] = g1, bv.v[2 * k] = u0, bv.v[2 * k + 1] = u1;
-            if (!has0) continue;
-            if constexpr (EPI == DualGemmArgs::kForward) {
+          if (row >= p.m) continue;
+          const int i = j * 4 + h * 2;
+          const float g0 = d[i] + bg0, g1 = d[i + 1] + bg1;
+          const float u0 = d[i + 64] + bu0, u1 = d[i + 65] + bu1;
+          if constexpr (EPI == DualGemmArgs::kForward) {
+            if constexpr (kGeneral)
               store2<T>(p.z, p.z_v2, row, col, glu_value(p.act, g0, u0), glu_value(p.act, g1, u1), has1);
-              if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
-              if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
-            } else {
-              const float2 dz = load2<T>(p.dz, p.dz_v2, row, col, has1);
+            else
+              store2<T>(p.z, p.z_v2, row, col, siluf(g0) * u0, siluf(g1) * u1, has1);
+            if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
+            if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
+          } else {
+            const float2 dz = load2<T>(p.dz, p.dz_v2, row, col, has1);
+            if constexpr (kGeneral) {
               float da0, db0, da1, db1;
               glu_grads(p.act, g0, u0, dz.x, &da0, &db0);
               glu_grads(p.act, g1, u1, dz.y, &da1, &db1);
               store2<T>(p.da, p.da_v2, row, col, da0, da1, has1);
               store2<T>(p.db, p.db_v2, row, col, db0, db1, has1);
+            } else {
+              store2<T>(p.da, p.da_v2, row, col, dz.x * u0 * dsiluf(g0), dz.y * u1 * dsiluf(g1), has1);
+              store2<T>(p.db, p.db_v2, row, col, dz.x * siluf(g0), dz.y * siluf(g1), has1);
             }
           }
-          if constexpr (EPI == DualGemmArgs::kForward) {
-            const int64_t c0 = static_cast<int64_t>(tn) * kBN + 32 * q;
-            if (p.a8.p) store_fp8_block(p.a8, row, c0, p.n, av);
-            if (p.b8.p) store_fp8_block(p.b8, row, c0, p.n, bv);
+        }
+      }
+      if constexpr (kGeneral && EPI == DualGemmArgs::kForward) {
+        if (p.a8.p || p.b8.p) {  // fp8 saves: 32-column blocks j = 4q..4q+3 (fp8_block.cuh)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t row = row0 + 8 * h;
+            if (row >= p.m) continue;  // uniform over the quad that shares the row
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              Block8 av, bv;
+#pragma unroll
+              for (int k = 0; k < 4; ++k)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  const int j = 4 * q + k, i = j * 4 + h * 2 + e, col = col0 + j * 8 + e;
+                  av.v[2 * k + e] = d[i] + (col < p.n ? p.bg.load_or(col, 0.f) : 0.f);
+                  bv.v[2 * k + e] = d[i + 64] + (col < p.n ? p.bu.load_or(col, 0.f) : 0.f);
+                }
+              const int64_t c0 = static_cast<int64_t>(tn) * kBN + 32 * q;
+              if (p.a8.p) store_fp8_block(p.a8, row, c0, p.n, av);
+              if (p.b8.p) store_fp8_block(p.b8, row, c0, p.n, bv);
+            }
           }
         }
+      }
     }
   }
   // No CTA may leave while its peer can still multicast into it or arrive on its barriers.
@@ -341,10 +367,10 @@ bool pair_ok(const Mat& m) {
   return m.present() && m.cs == 1 && m.rs % 2 == 0 && reinterpret_cast<uintptr_t>(m.data) % 4 == 0;
 }
 
-template <DType D, int kTransB, int EPI>
+template <DType D, int kTransB, int EPI, bool kGeneral>
 fsg_status launch(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMap& mu, const Params& p,
                   cudaStream_t s) {
-  auto* kernel = dual_gemm_sm90_kernel<D, kTransB, EPI>;
+  auto* kernel = dual_gemm_sm90_kernel<D, kTransB, EPI, kGeneral>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
   if (e != cudaSuccess) {
     set_error("dual_gemm_sm90_kernel: cudaFuncSetAttribute(%d bytes of shared memory): %s", kSmemBytes,
@@ -382,11 +408,18 @@ fsg_status launch(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMa
   return launch_status("dual_gemm_sm90_kernel");
 }
 
-template <DType D, int kTransB>
+template <DType D, int kTransB, bool kGeneral>
 fsg_status pick_epilogue(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMap& mu, const Params& p,
                          int epi, cudaStream_t s) {
-  return epi == DualGemmArgs::kForward ? launch<D, kTransB, DualGemmArgs::kForward>(mx, mg, mu, p, s)
-                                       : launch<D, kTransB, DualGemmArgs::kBackward>(mx, mg, mu, p, s);
+  return epi == DualGemmArgs::kForward ? launch<D, kTransB, DualGemmArgs::kForward, kGeneral>(mx, mg, mu, p, s)
+                                       : launch<D, kTransB, DualGemmArgs::kBackward, kGeneral>(mx, mg, mu, p, s);
+}
+
+template <DType D, int kTransB>
+fsg_status pick_general(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMap& mu, const Params& p,
+                        int epi, bool general, cudaStream_t s) {
+  return general ? pick_epilogue<D, kTransB, true>(mx, mg, mu, p, epi, s)
+                 : pick_epilogue<D, kTransB, false>(mx, mg, mu, p, epi, s);
 }
 
 }  // namespace
@@ -441,9 +474,12 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
 
   *handled = true;
   const int epi = a.epilogue;
+  const bool general = !is_plain_swiglu(a.act) || p.a8.p != nullptr || p.b8.p != nullptr;
   if (dt == DType::BF16)
-    return trans_b ? pick_epilogue<DType::BF16, 1>(mx, mg, mu, p, epi, s) : pick_epilogue<DType::BF16, 0>(mx, mg, mu, p, epi, s);
-  return trans_b ? pick_epilogue<DType::F16, 1>(mx, mg, mu, p, epi, s) : pick_epilogue<DType::F16, 0>(mx, mg, mu, p, epi, s);
+    return trans_b ? pick_general<DType::BF16, 1>(mx, mg, mu, p, epi, general, s)
+                   : pick_general<DType::BF16, 0>(mx, mg, mu, p, epi, general, s);
+  return trans_b ? pick_general<DType::F16, 1>(mx, mg, mu, p, epi, general, s)
+                 : pick_general<DType::F16, 0>(mx, mg, mu, p, epi, general, s);
 }
 
 }  // namespace fsg

@@ -31,7 +31,7 @@ struct Block8 {
 // Quantizes columns [c0, c0 + 32) of `row` (c0 a multiple of 32). The 4 lanes of the quad call it
 // together. Columns >= n are neither counted nor written. Out of line: the epilogues call it 8 to
 // 16 times, and inlined copies would bloat the kernels' code for every call (fp8 or not).
-__device__ __noinline__ void store_fp8_block(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, Block8 b) {
+static __device__ __noinline__ void store_fp8_block(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, Block8 b) {
   const int lane = threadIdx.x & 31, t = lane & 3;
   const unsigned quad = 0xFu << (lane & ~3);
   float amax = 0.f;
