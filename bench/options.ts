@@ -7,12 +7,13 @@
 //
 //   bun bench/options.ts                                  8192x4096x14336 and 2048x4096x14336, bf16
 //   bun bench/options.ts --shapes 8192x4096x11008 --rounds 10 --iters 10 --json out.json
+//   bun bench/options.ts --kernel-path 80                 force a kernel family (0 auto, 1 small-M, 80, 90)
 //   bun bench/options.ts --cpu-smoke                      one tiny shape on the CPU backend (CI)
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import {
   BILINEAR, Device, GEGLU, GEGLU_TANH, GPT_OSS, REGLU, SwiGLUContext, SwiGLUFunction, Tensor, disposeFp8, emptyFp8,
-  fusedSwiglu, type DType, type GluActivation,
+  fusedSwiglu, type DType, type GluActivation, type KernelPath,
 } from "../src/index.ts";
 import { parseShape, shapeKey, type Shape } from "./cases.ts";
 import { randomRaw, upload } from "./data.ts";
@@ -26,10 +27,11 @@ interface Args {
   iters: number;
   json: string | null;
   cpuSmoke: boolean;
+  kernelPath: KernelPath;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { shapes: ["8192x4096x14336", "2048x4096x14336"], errorShape: "2048x4096x14336", rounds: 8, iters: 10, json: null, cpuSmoke: false };
+  const a: Args = { shapes: ["8192x4096x14336", "2048x4096x14336"], errorShape: "2048x4096x14336", rounds: 8, iters: 10, json: null, cpuSmoke: false, kernelPath: 0 };
   for (let i = 0; i < argv.length; i++) {
     const next = () => {
       const v = argv[++i];
@@ -43,6 +45,7 @@ function parseArgs(argv: string[]): Args {
       case "--iters": a.iters = Number(next()); break;
       case "--json": a.json = next(); break;
       case "--cpu-smoke": a.cpuSmoke = true; break;
+      case "--kernel-path": a.kernelPath = Number(next()) as KernelPath; break;
       default: throw new Error(`unknown flag ${argv[i]}`);
     }
   }
@@ -163,10 +166,11 @@ function gradientError(device: Device, s: Shape, dtype: DType): GradError[] {
 function main(): void {
   const a = parseArgs(process.argv.slice(2));
   const device = Device.open({ backend: a.cpuSmoke ? "cpu" : "auto" });
+  if (device.backend === "cuda") device.setKernelPath(a.kernelPath);
   const dtype: DType = "bfloat16";
   const timer = new EventTimer(device);
   const info = sysInfo(device);
-  console.log(`options bench on ${info.gpuName ?? device.name} (${device.backend}), ${dtype}`);
+  console.log(`options bench on ${info.gpuName ?? device.name} (${device.backend}, kernel path ${a.kernelPath}), ${dtype}`);
   const timing: Record<string, TimedOption[]> = {};
   for (const text of a.shapes) {
     const s = parseShape(text);
@@ -184,7 +188,7 @@ function main(): void {
   const json = a.json ?? (a.cpuSmoke ? null : join("bench/results", `options-${deviceSlug(device)}-${info.date.slice(0, 10)}.json`));
   if (json) {
     mkdirSync(join(json, ".."), { recursive: true });
-    Bun.write(json, JSON.stringify({ system: info, dtype, timing, gradientError: { shape: shapeKey(es), results: errors } }, null, 2));
+    Bun.write(json, JSON.stringify({ system: info, dtype, kernelPath: a.kernelPath, timing, gradientError: { shape: shapeKey(es), results: errors } }, null, 2));
     console.log(`wrote ${json}`);
   }
   timer.dispose();
