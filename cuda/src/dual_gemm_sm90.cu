@@ -91,18 +91,6 @@ struct Params {
 // Device helpers (named namespace: the non-sm_90a passes compile them without using them).
 namespace sm90_detail {
 
-template <class T> struct Pair;
-template <> struct Pair<__nv_bfloat16> {
-  using T2 = __nv_bfloat162;
-  static __device__ __forceinline__ T2 make(float a, float b) { return __floats2bfloat162_rn(a, b); }
-  static __device__ __forceinline__ float2 split(T2 v) { return __bfloat1622float2(v); }
-};
-template <> struct Pair<__half> {
-  using T2 = __half2;
-  static __device__ __forceinline__ T2 make(float a, float b) { return __floats2half2_rn(a, b); }
-  static __device__ __forceinline__ float2 split(T2 v) { return __half22float2(v); }
-};
-
 // Columns c and c+1 of row r (c+1 only when has1).
 template <class T>
 __device__ __forceinline__ void store2(const MatRef& o, bool v2, int64_t r, int64_t c, float v0, float v1,

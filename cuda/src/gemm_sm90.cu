@@ -64,18 +64,6 @@ struct GemmParams {
 // Device helpers (named namespace: the non-sm_90a passes compile them without using them).
 namespace gemm_sm90_detail {
 
-template <class T> struct Pair;
-template <> struct Pair<__nv_bfloat16> {
-  using T2 = __nv_bfloat162;
-  static __device__ __forceinline__ T2 make(float a, float b) { return __floats2bfloat162_rn(a, b); }
-  static __device__ __forceinline__ float2 split(T2 v) { return __bfloat1622float2(v); }
-};
-template <> struct Pair<__half> {
-  using T2 = __half2;
-  static __device__ __forceinline__ T2 make(float a, float b) { return __floats2half2_rn(a, b); }
-  static __device__ __forceinline__ float2 split(T2 v) { return __half22float2(v); }
-};
-
 // Unit t -> (row tile, column tile): bands of kGroupM row tiles, column-major inside a band.
 __device__ __forceinline__ void tile_coords(int64_t t, const GemmParams& p, int& tm, int& tn) {
   const int64_t band_tiles = static_cast<int64_t>(kGroupM) * p.n_tiles;

@@ -1,5 +1,6 @@
 // kernel_util.cuh: small pieces shared by every CUDA kernel file of the library:
 //   - Elem<D>: the element type of each DType, to_f32 / from_f32 (round-to-nearest-even);
+//   - Pair<T>: two adjacent 16-bit elements as one 4-byte value, to and from float2;
 //   - MatRef / VecRef: strided views as kernel parameters, with scalar fp32 loads and stores
 //     (VecRef keeps a runtime dtype: token weights may be F32 while the matrices are BF16);
 //   - launch_status(): the cudaGetLastError() check after every launch.
@@ -29,6 +30,19 @@ template <> __device__ __forceinline__ __half from_f32<__half>(float v) { return
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
+
+// Two adjacent 16-bit elements as one 4-byte value (the epilogues' paired stores).
+template <class T> struct Pair;
+template <> struct Pair<__nv_bfloat16> {
+  using T2 = __nv_bfloat162;
+  static __device__ __forceinline__ T2 make(float a, float b) { return __floats2bfloat162_rn(a, b); }
+  static __device__ __forceinline__ float2 split(T2 v) { return __bfloat1622float2(v); }
+};
+template <> struct Pair<__half> {
+  using T2 = __half2;
+  static __device__ __forceinline__ T2 make(float a, float b) { return __floats2half2_rn(a, b); }
+  static __device__ __forceinline__ float2 split(T2 v) { return __half22float2(v); }
+};
 
 // A strided matrix view with the element type fixed by the kernel's template.
 struct MatRef {

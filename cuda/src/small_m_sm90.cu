@@ -41,6 +41,7 @@
 #include "kernel_util.cuh"
 #include "kernels.h"
 #include "sm90_ptx.cuh"
+#include "sm90_tma.h"
 
 namespace fsg {
 namespace {
@@ -300,45 +301,14 @@ __global__ void __launch_bounds__(Cfg<kRows, kRowWG, kKSplit, kStages, kInline>:
 }
 
 // ---------------------------------------------------------------------------------------------
-// Host side: tensor maps (cuTensorMapEncodeTiled through the runtime's driver entry point), the
-// same way dual_gemm_sm90.cu builds them.
-
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
-            cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
-      (void)cudaGetLastError();
-      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  }();
-  return fn;
-}
+// Host side: tensor maps, built like dual_gemm_sm90.cu's (sm90_tma.h).
 
 // A 2-D operand as TMA sees it: `inner` contiguous elements per line, `outer` lines `stride`
 // elements apart, box `box_inner` x `box_outer`. False when TMA cannot address it.
 bool encode(CUtensorMap* map, DType dt, void* base, int64_t inner, int64_t outer, int64_t stride, uint32_t box_inner,
             uint32_t box_outer) {
-  if (reinterpret_cast<uintptr_t>(base) % 16 != 0) return false;
-  uint64_t sb;
-  if (outer == 1) {
-    sb = (static_cast<uint64_t>(inner) * 2 + 15) / 16 * 16;  // never stepped over
-  } else {
-    if (stride < inner || (stride * 2) % 16 != 0 || stride * 2 >= (int64_t{1} << 40)) return false;
-    sb = static_cast<uint64_t>(stride) * 2;
-  }
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(inner), static_cast<cuuint64_t>(outer)};
-  const cuuint64_t strides[1] = {sb};
-  const cuuint32_t box[2] = {box_inner, box_outer};
-  const cuuint32_t estr[2] = {1, 1};
-  const CUresult res = encode_fn()(map, dt == DType::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-                                   2, base, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                   CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return res == CUDA_SUCCESS;
+  sm90_host::Operand2D o;
+  return sm90_host::tma_operand(base, inner, outer, stride, &o) && sm90_host::encode(map, dt, o, box_inner, box_outer);
 }
 
 // The three maps of one call; the x box depends on the configuration's rows per block.
@@ -461,7 +431,7 @@ bool prepare(const DualGemmArgs& a, int variant, Maps* maps, SwapParams* p, int*
   // Outputs in another dtype (fp8 saves) are written by the sm_80 / sm_90a epilogues.
   for (const Mat* o : {&a.z, &a.a_out, &a.b_out, &a.dz, &a.da, &a.db})
     if (o->present() && o->dtype != dt) return false;
-  if (encode_fn() == nullptr) return false;
+  if (sm90_host::encode_fn() == nullptr) return false;
   const int64_t m = a.x.rows, k = a.x.cols, n = a.wg.cols;
   if (n > (int64_t{1} << 30) || m > (int64_t{1} << 30)) return false;  // int coordinates
   *ch = choose(m, variant);
