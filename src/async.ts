@@ -23,7 +23,7 @@ import type { Device, Event, Stream } from "./device.ts";
 import { decode, rawArray, type RawArray } from "./dtype.ts";
 import { check, fail, FusedSwiGLUError } from "./errors.ts";
 import { hostPtr, lib } from "./ffi.ts";
-import type { Tensor } from "./tensor.ts";
+import { expectRawOf, type Tensor } from "./tensor.ts";
 
 /** Element arrays of the dtypes: Float32Array for float32, Uint16Array / Uint8Array bits otherwise. */
 export type RawElements = RawArray;
@@ -136,12 +136,6 @@ export async function deviceDone(device: Device, options: WaitOptions = {}): Pro
   }
 }
 
-function checkRaw(tensor: Tensor, raw: RawElements): void {
-  const want = rawArray(tensor.dtype, 0);
-  if (raw.constructor !== want.constructor) {
-    fail("FSG_ERR_DTYPE", `raw: a ${tensor.dtype} tensor takes a ${want.constructor.name}, got ${raw.constructor.name}`);
-  }
-}
 
 export interface UploadOptions extends WaitOptions {
   /**
@@ -163,7 +157,7 @@ export interface UploadOptions extends WaitOptions {
  */
 export async function uploadAsync(tensor: Tensor, raw: RawElements, options: UploadOptions = {}): Promise<void> {
   tensor.assertLive("tensor");
-  checkRaw(tensor, raw);
+  expectRawOf(tensor.dtype, raw);
   if (raw.length !== tensor.numel) fail("FSG_ERR_SHAPE", `raw: expected ${tensor.numel} elements, got ${raw.length}`);
   if (!tensor.isContiguous()) fail("FSG_ERR_LAYOUT", "uploadAsync: the tensor must be contiguous");
   if (raw.length === 0) return;

@@ -217,12 +217,25 @@ export function defaultDevice(): Device {
   return defaultDeviceInstance;
 }
 
-/** Creates a stream or event through its fsg_*_create(ctx, out) and returns the handle. */
+/**
+ * Creates a stream or event through its fsg_*_create(ctx, out) and returns the handle. The device's
+ * context stays alive until destroyNative releases it (it is destroyed through the context).
+ */
 function createNative(device: Device, create: (ctx: bigint, out: bigint) => number, name: string): bigint {
   device.assertOpen();
   const out = new BigUint64Array(1);
   check(create(device.handle, hostPtr(out)), name);
+  device._storageOpened();
   return out[0]!;
+}
+
+/** Destroys what createNative made through its fsg_*_destroy(ctx, handle), then lets the context go. */
+function destroyNative(device: Device, destroy: (ctx: bigint, handle: bigint) => number, handle: bigint, name: string): void {
+  try {
+    check(destroy(device.handle, handle), name);
+  } finally {
+    device._storageClosed();
+  }
 }
 
 /** An fsg_*_query status: true when the work is done, false while it is pending. */
@@ -244,9 +257,7 @@ export class Stream {
   }
 
   static create(device: Device): Stream {
-    const stream = new Stream(device, createNative(device, lib.fsg_stream_create, "fsg_stream_create"));
-    device._storageOpened();
-    return stream;
+    return new Stream(device, createNative(device, lib.fsg_stream_create, "fsg_stream_create"));
   }
 
   #assertLive(): void {
@@ -269,11 +280,7 @@ export class Stream {
     if (this.#destroyed) return;
     if (this.device.stream === this && !this.device.disposed) this.device.stream = null;
     this.#destroyed = true;
-    try {
-      check(lib.fsg_stream_destroy(this.device.handle, this.handle), "fsg_stream_destroy");
-    } finally {
-      this.device._storageClosed();
-    }
+    destroyNative(this.device, lib.fsg_stream_destroy, this.handle, "fsg_stream_destroy");
   }
 
   [Symbol.dispose](): void {
@@ -293,9 +300,7 @@ export class Event {
   }
 
   static create(device: Device): Event {
-    const event = new Event(device, createNative(device, lib.fsg_event_create, "fsg_event_create"));
-    device._storageOpened();
-    return event;
+    return new Event(device, createNative(device, lib.fsg_event_create, "fsg_event_create"));
   }
 
   #assertLive(): void {
@@ -331,11 +336,7 @@ export class Event {
   dispose(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    try {
-      check(lib.fsg_event_destroy(this.device.handle, this.handle), "fsg_event_destroy");
-    } finally {
-      this.device._storageClosed();
-    }
+    destroyNative(this.device, lib.fsg_event_destroy, this.handle, "fsg_event_destroy");
   }
 
   [Symbol.dispose](): void {

@@ -427,10 +427,7 @@ export class Tensor {
   writeRaw(raw: RawArray): this {
     this.assertLive();
     if (raw.length !== this.numel) fail("FSG_ERR_SHAPE", `raw: expected ${this.numel} elements, got ${raw.length}`);
-    const want = this.#rawArray(0);
-    if (raw.constructor !== want.constructor) {
-      fail("FSG_ERR_DTYPE", `raw: a ${this.dtype} tensor takes a ${want.constructor.name}, got ${raw.constructor.name}`);
-    }
+    expectRawOf(this.dtype, raw);
     if (this.isContiguous()) {
       this.#writeContiguous(raw);
       return this;
@@ -494,6 +491,14 @@ export class Tensor {
 }
 
 /** Descriptor address of an optional tensor argument (0n = NULL). */
+/** Throws unless `raw` is the host array type of `dtype`'s elements (Float32Array, Uint16Array, Uint8Array). */
+export function expectRawOf(dtype: DType, raw: RawArray): void {
+  const want = rawArray(dtype, 0);
+  if (raw.constructor !== want.constructor) {
+    fail("FSG_ERR_DTYPE", `raw: a ${dtype} tensor takes a ${want.constructor.name}, got ${raw.constructor.name}`);
+  }
+}
+
 export function descOf(t: Tensor | null | undefined, name: string): Descriptor | null {
   return t ? t.descriptor(name) : null;
 }

@@ -86,8 +86,13 @@ export function columnSum(a: Arr, M: number, N: number): Float64Array {
 
 /** Gradients of sum(dz ⊙ z) w.r.t. x, Wg, Wu, bg, bu. */
 export function swigluBackwardRef(p: FusedInputs, dz: Arr): FusedGradsRef {
-  const { M, K, N } = p;
   const { a, b } = swigluForwardRef(p);
+  return swigluBackwardFromPreactivationsRef(p, a, b, dz);
+}
+
+/** The same from given pre-activations a, b [M, N] (e.g. the ones a stored-mode backward reads). */
+export function swigluBackwardFromPreactivationsRef(p: FusedInputs, a: Arr, b: Arr, dz: Arr): FusedGradsRef {
+  const { M, K, N } = p;
   const da = new Float64Array(M * N);
   const db = new Float64Array(M * N);
   for (let i = 0; i < M * N; i++) {

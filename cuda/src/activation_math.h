@@ -91,10 +91,10 @@ FSG_HD float clamp_up(const fsg_glu_params& p, float u) {
   return u > p.limit ? p.limit : (u < -p.limit ? -p.limit : u);
 }
 
-// The variants run out of line on the device: inlined into the kernels' unrolled epilogues (64
-// elements per thread in the sm_90a kernel) their erf/tanh/exp code multiplied the kernel's size
-// until instruction fetch stalled the epilogue, plain SwiGLU included (bench/NOTES.md, "GLU
-// variants in every kernel family").
+// The variants run out of line on the device, so the plain SwiGLU path of a kernel that can take
+// either keeps only a branch and a call site per element instead of every activation's code
+// (erf, tanh, exp). The sm_90a kernel goes further and compiles plain SwiGLU as its own
+// instantiation (bench/NOTES.md, "GLU variants in every kernel family").
 #if defined(__CUDACC__)
 #define FSG_HD_OUTLINE static __host__ __device__ __noinline__
 #else

@@ -121,6 +121,7 @@ __device__ __forceinline__ void tile_coords(int64_t t, const Params& p, int& tg,
   tn = r / rows;
 }
 
+#if FSG_SM90_ENABLED  // only the sm_90a pass has a caller
 // The general epilogue's unit (see the kernel): 8 outputs of one lane for a 32-column block, and
 // the block's fp8 saves when asked for.
 static __device__ __noinline__ Block8 glu_block(const fsg_glu_params& act, const Fp8Ref& a8, const Fp8Ref& b8,
@@ -132,6 +133,7 @@ static __device__ __noinline__ Block8 glu_block(const fsg_glu_params& act, const
   if (b8.p) store_fp8_block(b8, row, c0, n, u);
   return z;
 }
+#endif
 
 template <DType D, int kTransB>
 __device__ __forceinline__ void wgmma_tile(float (&d)[128], uint64_t da, uint64_t db, int scale_d) {

@@ -277,11 +277,9 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
   const Plan p = make_plan(out0.rows, out0.cols, 2);
   // fp8 saves need whole 32-column blocks: keep fp32 pre-activations, quantize rows afterwards.
   const bool fp8 = fwd && (d.a_out.fp8() || d.b_out.fp8());
-  std::vector<float> a32, b32;
-  if (fp8) {
-    a32.resize(static_cast<size_t>(out0.rows * out0.cols));
-    b32.resize(static_cast<size_t>(out0.rows * out0.cols));
-  }
+  std::vector<float> a32, b32;  // only for the outputs that are there (either may be absent)
+  if (fp8 && d.a_out.present()) a32.resize(static_cast<size_t>(out0.rows * out0.cols));
+  if (fp8 && d.b_out.present()) b32.resize(static_cast<size_t>(out0.rows * out0.cols));
   auto epi = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* accg,
                  const float* accu, int64_t ldc) {
     for (int64_t r = 0; r < mc; ++r) {
@@ -293,8 +291,8 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
         if (fwd) {
           store<T>(d.z.data, i * d.z.rs + j * d.z.cs, glu_value(d.act, a, b));
           if (fp8) {
-            a32[i * out0.cols + j] = a;
-            b32[i * out0.cols + j] = b;
+            if (!a32.empty()) a32[i * out0.cols + j] = a;
+            if (!b32.empty()) b32[i * out0.cols + j] = b;
             continue;
           }
           if (d.a_out.present()) store<T>(d.a_out.data, i * d.a_out.rs + j * d.a_out.cs, a);
@@ -313,8 +311,8 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
   if (st != FSG_OK || !fp8) return st;
   const int64_t n = out0.cols;
   const bool ok = cpu::parallel_for(out0.rows, threads, [&](int64_t r, int) {
-    if (d.a_out.present()) cpu::quantize_rows(&a32[r * n], n, r, r + 1, n, d.a_out);
-    if (d.b_out.present()) cpu::quantize_rows(&b32[r * n], n, r, r + 1, n, d.b_out);
+    if (!a32.empty()) cpu::quantize_rows(&a32[r * n], n, r, r + 1, n, d.a_out);
+    if (!b32.empty()) cpu::quantize_rows(&b32[r * n], n, r, r + 1, n, d.b_out);
   });
   if (!ok) {
     set_error("cpu_dual_gemm: internal error in a CPU worker");
