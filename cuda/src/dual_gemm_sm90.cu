@@ -38,6 +38,7 @@
 #include "kernel_util.cuh"
 #include "kernels.h"
 #include "sm90_ptx.cuh"
+#include "sm90_store.cuh"
 #include "sm90_tma.h"
 
 namespace fsg {
@@ -70,7 +71,8 @@ constexpr int kThreads = 384;
 constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
 constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
 constexpr int kStageBytes = kXBytes + 2 * kWBytes;         // 48 KB
-constexpr int kSmemBytes = kStages * kStageBytes + 1024;   // + slack to align to 1024
+// + the consumers' output staging buffers (sm90_store.cuh) + slack to align to 1024
+constexpr int kSmemBytes = kStages * kStageBytes + 2 * sm90::kSlabBytes + 1024;
 static_assert(kStageBytes % 1024 == 0, "stages must keep 1024-byte alignment (128B swizzle)");
 
 struct Params {
@@ -83,6 +85,7 @@ struct Params {
   MatRef dz, da, db;       // kBackward
   // Per matrix: two adjacent columns form one aligned 4-byte access (cs == 1, even rs, aligned).
   bool z_v2, a_v2, b_v2, dz_v2, da_v2, db_v2;
+  bool tma_store;  // plain forward: z (and the bf16/fp16 saves) stored with TMA (sm90_store.cuh)
   fsg_glu_params act;  // SwiGLU or a GLU variant (activation_math.h)
 };
 
@@ -163,7 +166,9 @@ using namespace sm90_detail;
 template <DType D, int kTransB, int EPI, bool kGeneral>
 __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
     dual_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_g,
-                          const __grid_constant__ CUtensorMap tm_u, const __grid_constant__ Params p) {
+                          const __grid_constant__ CUtensorMap tm_u, const __grid_constant__ CUtensorMap tm_z,
+                          const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
+                          const __grid_constant__ Params p) {
 #if FSG_SM90_ENABLED
   using namespace sm90;
   using T = typename Elem<D>::T;
@@ -291,7 +296,33 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
       //      column 8*(i/4) + 2*(lane&3) + (i&1)); up columns are i + 64 ----
       const int64_t row0 = static_cast<int64_t>(tm) * kBM + c * 64 + warp * 16 + (lane >> 2);
       const int col0 = tn * kBN + 2 * (lane & 3);
-      if constexpr (kGeneral && EPI == DualGemmArgs::kForward) {
+      if (!kGeneral && EPI == DualGemmArgs::kForward && p.tma_store) {
+        // Biases added in place (the next tile's first MMA overwrites d), then z, a, b through
+        // the staging buffer (sm90_store.cuh): branch-free, asynchronous, full-line writes.
+        if (p.bg.p || p.bu.p) {
+#pragma unroll
+          for (int j = 0; j < 16; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int col = col0 + j * 8 + e;
+              const float bg = col < p.n ? p.bg.load_or(col, 0.f) : 0.f, bu = col < p.n ? p.bu.load_or(col, 0.f) : 0.f;
+#pragma unroll
+              for (int h = 0; h < 2; ++h) d[j * 4 + h * 2 + e] += bg, d[j * 4 + h * 2 + e + 64] += bu;
+            }
+        }
+        const uint32_t buf = smem_u32(smem + kStages * kStageBytes + c * kSlabBytes);
+        const int r0 = tm * kBM + c * 64, c0 = tn * kBN, rows_left = p.m - r0, cols_left = p.n - c0;
+        store_slab<T>(buf, &tm_z, r0, c0, rows_left, cols_left, 1 + c, [&](int j, int h) {
+          const int i = j * 4 + h * 2;
+          return make_float2(siluf(d[i]) * d[i + 64], siluf(d[i + 1]) * d[i + 65]);
+        });
+        if (p.a_out.p)
+          store_slab<T>(buf, &tm_a, r0, c0, rows_left, cols_left, 1 + c,
+                        [&](int j, int h) { return make_float2(d[j * 4 + h * 2], d[j * 4 + h * 2 + 1]); });
+        if (p.b_out.p)
+          store_slab<T>(buf, &tm_b, r0, c0, rows_left, cols_left, 1 + c,
+                        [&](int j, int h) { return make_float2(d[j * 4 + h * 2 + 64], d[j * 4 + h * 2 + 65]); });
+      } else if constexpr (kGeneral && EPI == DualGemmArgs::kForward) {
         // GLU variants and fp8 saves: one out-of-line call per 32-column block and row computes
         // this lane's 8 outputs and writes the block's fp8 saves. Calls cost a save of the live
         // accumulators each; per element (64 calls) they took the forward from 3.9 to 5.6 ms.
@@ -358,6 +389,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
         }
       }
     }
+    if (threadIdx.x % 128 == 0) bulk_wait_all();  // this warpgroup's TMA stores (if any) are done
   }
   // No CTA may leave while its peer can still multicast into it or arrive on its barriers.
   if constexpr (kCluster > 1) cluster_sync();
@@ -371,13 +403,18 @@ using sm90_host::encode_fn;
 using sm90_host::Operand2D;
 using sm90_host::tma_operand;
 
+// A 64 x 64 store map of an output [M, N] with contiguous rows; false when TMA cannot address it.
+bool store_map(const Mat& o, CUtensorMap* map) {
+  Operand2D op;
+  return (o.cs == 1 || o.cols == 1) && tma_operand(o.data, o.cols, o.rows, o.rs, &op) && encode(map, o.dtype, op, 64, 64);
+}
+
 bool pair_ok(const Mat& m) {
   return m.present() && m.cs == 1 && m.rs % 2 == 0 && reinterpret_cast<uintptr_t>(m.data) % 4 == 0;
 }
 
 template <DType D, int kTransB, int EPI, bool kGeneral>
-fsg_status launch(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMap& mu, const Params& p,
-                  cudaStream_t s) {
+fsg_status launch(const CUtensorMap (&maps)[6], const Params& p, cudaStream_t s) {
   auto* kernel = dual_gemm_sm90_kernel<D, kTransB, EPI, kGeneral>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
   if (e != cudaSuccess) {
@@ -412,22 +449,20 @@ fsg_status launch(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMa
     }
   }
   const int64_t grid = (p.tiles < slots ? p.tiles : slots) * kCluster;
-  kernel<<<static_cast<unsigned>(grid), kThreads, kSmemBytes, s>>>(mx, mg, mu, p);
+  kernel<<<static_cast<unsigned>(grid), kThreads, kSmemBytes, s>>>(maps[0], maps[1], maps[2], maps[3], maps[4],
+                                                                   maps[5], p);
   return launch_status("dual_gemm_sm90_kernel");
 }
 
 template <DType D, int kTransB, bool kGeneral>
-fsg_status pick_epilogue(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMap& mu, const Params& p,
-                         int epi, cudaStream_t s) {
-  return epi == DualGemmArgs::kForward ? launch<D, kTransB, DualGemmArgs::kForward, kGeneral>(mx, mg, mu, p, s)
-                                       : launch<D, kTransB, DualGemmArgs::kBackward, kGeneral>(mx, mg, mu, p, s);
+fsg_status pick_epilogue(const CUtensorMap (&maps)[6], const Params& p, int epi, cudaStream_t s) {
+  return epi == DualGemmArgs::kForward ? launch<D, kTransB, DualGemmArgs::kForward, kGeneral>(maps, p, s)
+                                       : launch<D, kTransB, DualGemmArgs::kBackward, kGeneral>(maps, p, s);
 }
 
 template <DType D, int kTransB>
-fsg_status pick_general(const CUtensorMap& mx, const CUtensorMap& mg, const CUtensorMap& mu, const Params& p,
-                        int epi, bool general, cudaStream_t s) {
-  return general ? pick_epilogue<D, kTransB, true>(mx, mg, mu, p, epi, s)
-                 : pick_epilogue<D, kTransB, false>(mx, mg, mu, p, epi, s);
+fsg_status pick_general(const CUtensorMap (&maps)[6], const Params& p, int epi, bool general, cudaStream_t s) {
+  return general ? pick_epilogue<D, kTransB, true>(maps, p, epi, s) : pick_epilogue<D, kTransB, false>(maps, p, epi, s);
 }
 
 }  // namespace
@@ -454,12 +489,12 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   else
     return FSG_OK;
 
-  CUtensorMap mx, mg, mu;
-  bool ok = encode(&mx, dt, ox, kBK, kBM);
+  CUtensorMap maps[6];  // x, gate, up; z, a, b (the plain forward's TMA stores)
+  bool ok = encode(&maps[0], dt, ox, kBK, kBM);
   if (trans_b) {
-    ok = ok && encode(&mg, dt, og, 64, kBK) && encode(&mu, dt, ou, 64, kBK);
+    ok = ok && encode(&maps[1], dt, og, 64, kBK) && encode(&maps[2], dt, ou, 64, kBK);
   } else {
-    ok = ok && encode(&mg, dt, og, kBK, kBN) && encode(&mu, dt, ou, kBK, kBN);
+    ok = ok && encode(&maps[1], dt, og, kBK, kBN) && encode(&maps[2], dt, ou, kBK, kBN);
   }
   if (!ok) return FSG_OK;  // the driver refused a map: let the sm_80 kernels take the call
 
@@ -480,14 +515,21 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   if (p.b8.p) p.b_out.p = nullptr, p.b_v2 = false;
   p.act = a.act;
 
-  *handled = true;
   const int epi = a.epilogue;
   const bool general = !is_plain_swiglu(a.act) || p.a8.p != nullptr || p.b8.p != nullptr;
+  // The plain forward stores every output with TMA when each can be addressed so (row-contiguous,
+  // 16-byte aligned rows); otherwise all go from registers.
+  maps[3] = maps[4] = maps[5] = maps[0];  // placeholders where no TMA store is made
+  p.tma_store = !general && epi == DualGemmArgs::kForward && store_map(a.z, &maps[3]) &&
+                (!a.a_out.present() || store_map(a.a_out, &maps[4])) &&
+                (!a.b_out.present() || store_map(a.b_out, &maps[5]));
+
+  *handled = true;
   if (dt == DType::BF16)
-    return trans_b ? pick_general<DType::BF16, 1>(mx, mg, mu, p, epi, general, s)
-                   : pick_general<DType::BF16, 0>(mx, mg, mu, p, epi, general, s);
-  return trans_b ? pick_general<DType::F16, 1>(mx, mg, mu, p, epi, general, s)
-                 : pick_general<DType::F16, 0>(mx, mg, mu, p, epi, general, s);
+    return trans_b ? pick_general<DType::BF16, 1>(maps, p, epi, general, s)
+                   : pick_general<DType::BF16, 0>(maps, p, epi, general, s);
+  return trans_b ? pick_general<DType::F16, 1>(maps, p, epi, general, s)
+                 : pick_general<DType::F16, 0>(maps, p, epi, general, s);
 }
 
 }  // namespace fsg

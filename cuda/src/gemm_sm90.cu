@@ -25,6 +25,7 @@
 #include "kernel_util.cuh"
 #include "kernels.h"
 #include "sm90_ptx.cuh"
+#include "sm90_store.cuh"
 #include "sm90_tma.h"
 
 namespace fsg {
@@ -44,7 +45,8 @@ constexpr int kABytes = kBM * kBK * 2;  // 16 KB
 constexpr int kBBytes = kBN * kBK * 2;  // 32 KB
 [[maybe_unused]] constexpr int kBox = 64 * 64 * 2;  // one 64 x 64 MN-major box, 8 KB
 constexpr int kStageBytes = kABytes + kBBytes;
-constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align to 1024
+// + the consumers' output staging buffers (sm90_store.cuh) + slack to align to 1024
+constexpr int kSmemBytes = kStages * kStageBytes + 2 * sm90::kSlabBytes + 1024;
 static_assert(kStageBytes % 1024 == 0, "stages must keep 1024-byte alignment (128B swizzle)");
 
 struct GemmParams {
@@ -57,6 +59,7 @@ struct GemmParams {
   bool bias_rows;   // bias indexed by row (C was transposed on the host)
   bool c_v2;        // two adjacent columns of C form one aligned 4-byte access
   bool accumulate;
+  bool tma_store;   // C stored with TMA through shared memory (sm90_store.cuh)
 };
 
 }  // namespace
@@ -115,7 +118,7 @@ template <DType D, int kTransA, int kTransB>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_a0, const __grid_constant__ CUtensorMap tm_b0,
                      const __grid_constant__ CUtensorMap tm_a1, const __grid_constant__ CUtensorMap tm_b1,
-                     const __grid_constant__ GemmParams p) {
+                     const __grid_constant__ CUtensorMap tm_c, const __grid_constant__ GemmParams p) {
 #if FSG_SM90_ENABLED
   using namespace sm90;
   using T = typename Elem<D>::T;
@@ -222,6 +225,35 @@ __global__ void __launch_bounds__(kThreads, 1)
       //      column 8*(i/4) + 2*(lane&3) + (i&1)) ----
       const int64_t row0 = static_cast<int64_t>(tm) * kBM + c * 64 + warp * 16 + (lane >> 2);
       const int col0 = tn * kBN + 2 * (lane & 3);
+      if (p.tma_store) {
+        // Bias added in place (the next tile's first MMA overwrites d), then the two 64 x 128
+        // halves of this warpgroup's 64 x 256 block through the staging buffer.
+        if (p.bias.p) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t row = row0 + 8 * h;
+            const float rb = p.bias_rows && row < p.m ? p.bias.load(row) : 0.f;
+#pragma unroll
+            for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const int col = col0 + j * 8 + e;
+                d[j * 4 + h * 2 + e] += p.bias_rows ? rb : col < p.n ? p.bias.load(col) : 0.f;
+              }
+          }
+        }
+        const uint32_t buf = smem_u32(smem + kStages * kStageBytes + c * kSlabBytes);
+        const int r0 = tm * kBM + c * 64, rows_left = p.m - r0;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int c0 = tn * kBN + half * 128;
+          store_slab<T>(buf, &tm_c, r0, c0, rows_left, p.n - c0, 1 + c, [&](int j, int h) {
+            const int i = (half * 16 + j) * 4 + h * 2;
+            return make_float2(d[i], d[i + 1]);
+          });
+        }
+        continue;
+      }
       float rb[2] = {0.f, 0.f};
       if (p.bias_rows) {
 #pragma unroll
@@ -246,6 +278,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
+    if (threadIdx.x % 128 == 0) bulk_wait_all();  // this warpgroup's TMA stores (if any) are done
   }
 #endif
 }
@@ -270,7 +303,7 @@ bool b_operand(const Mat& b, int trans, Operand2D* o) {
 }
 
 template <DType D, int kTransA, int kTransB>
-fsg_status launch(const CUtensorMap (&maps)[4], const GemmParams& p, cudaStream_t s) {
+fsg_status launch(const CUtensorMap (&maps)[5], const GemmParams& p, cudaStream_t s) {
   auto* kernel = gemm_sm90_kernel<D, kTransA, kTransB>;
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
   if (e != cudaSuccess) {
@@ -285,12 +318,12 @@ fsg_status launch(const CUtensorMap (&maps)[4], const GemmParams& p, cudaStream_
     return FSG_ERR_CUDA;
   }
   const int64_t grid = p.tiles < sms ? p.tiles : sms;
-  kernel<<<static_cast<unsigned>(grid), kThreads, kSmemBytes, s>>>(maps[0], maps[1], maps[2], maps[3], p);
+  kernel<<<static_cast<unsigned>(grid), kThreads, kSmemBytes, s>>>(maps[0], maps[1], maps[2], maps[3], maps[4], p);
   return launch_status("gemm_sm90_kernel");
 }
 
 template <DType D>
-fsg_status pick_majors(int ta, int tb, const CUtensorMap (&maps)[4], const GemmParams& p, cudaStream_t s) {
+fsg_status pick_majors(int ta, int tb, const CUtensorMap (&maps)[5], const GemmParams& p, cudaStream_t s) {
   if (ta) return tb ? launch<D, 1, 1>(maps, p, s) : launch<D, 1, 0>(maps, p, s);
   return tb ? launch<D, 0, 1>(maps, p, s) : launch<D, 0, 0>(maps, p, s);
 }
@@ -324,7 +357,7 @@ fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* han
     if (b_operand(g.b0, t, &ob0) && (!two || b_operand(g.b1, t, &ob1))) tb = t;
   if (ta < 0 || tb < 0) return FSG_OK;
 
-  CUtensorMap maps[4];
+  CUtensorMap maps[5];  // A0, B0, A1, B1, C (when stored with TMA)
   auto encode_a = [&](CUtensorMap* mp, const Operand2D& o) { return ta ? encode(mp, dt, o, 64, 64) : encode(mp, dt, o, kBK, kBM); };
   auto encode_b = [&](CUtensorMap* mp, const Operand2D& o) { return tb ? encode(mp, dt, o, 64, kBK) : encode(mp, dt, o, kBK, kBN); };
   bool ok = encode_a(&maps[0], oa0) && encode_b(&maps[1], ob0);
@@ -348,6 +381,11 @@ fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* han
   p.c = mat_ref(g.c);
   p.c_v2 = g.c.cs == 1 && g.c.rs % 2 == 0 && reinterpret_cast<uintptr_t>(g.c.data) % 4 == 0;
   p.accumulate = args.accumulate;
+  // C through TMA stores unless it is accumulated into (read back) or TMA cannot address it.
+  Operand2D oc;
+  maps[4] = maps[0];  // placeholder
+  p.tma_store = !p.accumulate && (g.c.cs == 1 || n == 1) && tma_operand(g.c.data, n, m, g.c.rs, &oc) &&
+                encode(&maps[4], dt, oc, 64, 64);
 
   *handled = true;
   return dt == DType::BF16 ? pick_majors<DType::BF16>(ta, tb, maps, p, s) : pick_majors<DType::F16>(ta, tb, maps, p, s);

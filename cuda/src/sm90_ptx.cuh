@@ -1,5 +1,5 @@
 // sm90_ptx.cuh: thin wrappers over the Hopper (sm_90a) PTX the sm90 kernels use: mbarriers, TMA
-// tile loads (cp.async.bulk.tensor), wgmma descriptors and m64n256k16 wgmma (A and B either major),
+// tile loads and stores (cp.async.bulk.tensor), wgmma descriptors and m64n256k16 wgmma (A and B either major),
 // setmaxnreg; the swap-AB m64nNk16 wgmmas (N = 16..160) of the decode kernel (small_m_sm90.cu).
 // Only meaningful when compiled for sm_90a: kernels guard their bodies with FSG_SM90_ENABLED and
 // the wrappers do not exist elsewhere (the file is also compiled for sm_80/86/89).
@@ -339,6 +339,21 @@ __device__ __forceinline__ uint64_t l2_policy_evict_first() {
   asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
   return p;
 }
+// ---- TMA stores (shared -> global, bulk async group) ----
+// 2-D tile store; out-of-bounds parts of the box are not written.
+__device__ __forceinline__ void tma_store_2d(const CUtensorMap* map, uint32_t src, int c0, int c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Until the committed stores have read their shared memory (it may then be rewritten).
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// Until the committed stores are complete (before the CTA exits).
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+// Makes this thread's shared-memory writes visible to the async proxy (TMA stores).
+__device__ __forceinline__ void fence_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 #endif  // FSG_SM90_ENABLED
 
 }  // namespace sm90

@@ -1,0 +1,58 @@
+// sm90_store.cuh: the sm90 kernels' output path through shared memory and TMA stores.
+//
+// A consumer warpgroup writes 64 rows x 128 columns of its m64n256 accumulator fragment (as
+// 16-bit pairs) into a 16 KB staging buffer laid out as two 64 x 64 boxes with 128-byte swizzle,
+// and one thread hands the buffer to TMA. The copy runs asynchronously, so the warpgroup goes back
+// to its MMAs at once, and the global writes are full 128-byte lines. Storing straight from
+// registers instead (4-byte stores, branches per element for edges and strides) made the epilogue
+// a third of the forward's time at K = 4096 (bench/NOTES.md, "Hopper path", step 5). Out-of-bounds
+// parts of a box are not written, so edge tiles need no special case.
+#pragma once
+#include <cstdint>
+
+#include "kernel_util.cuh"
+#include "sm90_ptx.cuh"
+
+namespace fsg {
+namespace sm90 {
+
+constexpr int kSlabBytes = 64 * 128 * 2;  // one warpgroup's 64 x 128 staging buffer, 16 KB
+
+#if FSG_SM90_ENABLED
+// Stores a 64 x 128 slab whose top-left element is (row0, col0) of the map's matrix; rows_left and
+// cols_left are the rows and columns of the matrix from there on (<= 0: nothing to store). pair(j, h)
+// returns the two values of this thread's fragment pair j (0..15) in row half h (0, 1): row
+// warp*16 + lane/4 + 8h, columns 8j + 2*(lane&3) + {0, 1} of the slab. bar_id: a named barrier
+// owned by this warpgroup (128 threads). The buffer may be rewritten by the next call at once.
+template <class T, class PairFn>
+__device__ __forceinline__ void store_slab(uint32_t buf, const CUtensorMap* map, int row0, int col0, int rows_left,
+                                           int cols_left, int bar_id, PairFn pair) {
+  const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31;
+  if (tid == 0) bulk_wait_read();  // the previous slab's store has read the buffer
+  named_bar_sync(bar_id, 128);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    // 128-byte swizzle: 16-byte chunk c of row r sits at chunk c ^ (r & 7); r & 7 == lane / 4 here,
+    // so the 8 rows of one warp store hit 8 different chunks (no bank conflicts).
+    const uint32_t row_addr = buf + (warp * 16 + (lane >> 2) + 8 * h) * 128 + (lane & 3) * 4;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const float2 v = pair(j, h);
+      const typename Pair<T>::T2 packed = Pair<T>::make(v.x, v.y);
+      const uint32_t addr = row_addr + (j >> 3) * 8192 + (((j & 7) ^ (lane >> 2)) << 4);
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(*reinterpret_cast<const uint32_t*>(&packed))
+                   : "memory");
+    }
+  }
+  fence_async_smem();
+  named_bar_sync(bar_id, 128);
+  if (tid == 0) {
+    if (rows_left > 0 && cols_left > 0) tma_store_2d(map, buf, col0, row0);
+    if (rows_left > 0 && cols_left > 64) tma_store_2d(map, buf + 8192, col0 + 64, row0);
+    bulk_commit();
+  }
+}
+#endif  // FSG_SM90_ENABLED
+
+}  // namespace sm90
+}  // namespace fsg
