@@ -85,7 +85,7 @@ struct Params {
   MatRef dz, da, db;       // kBackward
   // Per matrix: two adjacent columns form one aligned 4-byte access (cs == 1, even rs, aligned).
   bool z_v2, a_v2, b_v2, dz_v2, da_v2, db_v2;
-  bool tma_store;  // plain forward: z (and the bf16/fp16 saves) stored with TMA (sm90_store.cuh)
+  bool tma_store;  // every output (but fp8 saves) stored with TMA (sm90_store.cuh)
   fsg_glu_params act;  // SwiGLU or a GLU variant (activation_math.h)
 };
 
@@ -296,9 +296,9 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
       //      column 8*(i/4) + 2*(lane&3) + (i&1)); up columns are i + 64 ----
       const int64_t row0 = static_cast<int64_t>(tm) * kBM + c * 64 + warp * 16 + (lane >> 2);
       const int col0 = tn * kBN + 2 * (lane & 3);
-      if (!kGeneral && EPI == DualGemmArgs::kForward && p.tma_store) {
-        // Biases added in place (the next tile's first MMA overwrites d), then z, a, b through
-        // the staging buffer (sm90_store.cuh): branch-free, asynchronous, full-line writes.
+      if (p.tma_store) {
+        // Outputs through the staging buffer (sm90_store.cuh): biases, then each output computed
+        // in place in d (the next tile's first MMA overwrites it) and stored as 64 x 128 slabs.
         if (p.bg.p || p.bu.p) {
 #pragma unroll
           for (int j = 0; j < 16; ++j)
@@ -311,17 +311,69 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             }
         }
         const uint32_t buf = smem_u32(smem + kStages * kStageBytes + c * kSlabBytes);
-        const int r0 = tm * kBM + c * 64, c0 = tn * kBN, rows_left = p.m - r0, cols_left = p.n - c0;
-        store_slab<T>(buf, &tm_z, r0, c0, rows_left, cols_left, 1 + c, [&](int j, int h) {
-          const int i = j * 4 + h * 2;
-          return make_float2(siluf(d[i]) * d[i + 64], siluf(d[i + 1]) * d[i + 65]);
-        });
-        if (p.a_out.p)
-          store_slab<T>(buf, &tm_a, r0, c0, rows_left, cols_left, 1 + c,
-                        [&](int j, int h) { return make_float2(d[j * 4 + h * 2], d[j * 4 + h * 2 + 1]); });
-        if (p.b_out.p)
-          store_slab<T>(buf, &tm_b, r0, c0, rows_left, cols_left, 1 + c,
-                        [&](int j, int h) { return make_float2(d[j * 4 + h * 2 + 64], d[j * 4 + h * 2 + 65]); });
+        const int r0 = tm * kBM + c * 64, c0 = tn * kBN;
+        auto slab = [&](const CUtensorMap* map, int off) {  // d[off..off+63] (gate or up side)
+          store_slab<T>(buf, map, r0, c0, p.m - r0, p.n - c0, 1 + c, [&](int j, int h) {
+            const int i = j * 4 + h * 2 + off;
+            return make_float2(d[i], d[i + 1]);
+          });
+        };
+        if constexpr (EPI == DualGemmArgs::kForward) {
+          if (p.a_out.p) slab(&tm_a, 0);
+          if (p.b_out.p) slab(&tm_b, 64);
+          if constexpr (kGeneral) {
+            // GLU variants and fp8 saves: one out-of-line call per 32-column block and row
+            // computes this lane's 8 outputs and writes the block's fp8 saves.
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int64_t row = row0 + 8 * h;
+              if (row >= p.m) continue;  // uniform over the quad that shares the row
+#pragma unroll
+              for (int q = 0; q < 4; ++q) {
+                Block8 g, u;
+#pragma unroll
+                for (int k = 0; k < 8; ++k) {
+                  const int i = (4 * q + k / 2) * 4 + h * 2 + k % 2;
+                  g.v[k] = d[i], u.v[k] = d[i + 64];
+                }
+                const Block8 z = glu_block(p.act, p.a8, p.b8, row, static_cast<int64_t>(tn) * kBN + 32 * q, p.n, g, u);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) d[(4 * q + k / 2) * 4 + h * 2 + k % 2] = z.v[k];
+              }
+            }
+          } else {
+#pragma unroll
+            for (int i = 0; i < 64; ++i) d[i] = siluf(d[i]) * d[i + 64];
+          }
+          slab(&tm_z, 0);
+        } else {
+          // dA into the gate side, dB into the up side, from dz read straight from global memory.
+#pragma unroll
+          for (int j = 0; j < 16; ++j) {
+            const int col = col0 + j * 8;
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int64_t row = row0 + 8 * h;
+              const int i = j * 4 + h * 2;
+              const float2 dz = row < p.m && col < p.n ? load2<T>(p.dz, p.dz_v2, row, col, col + 1 < p.n) : make_float2(0.f, 0.f);
+              const float dzs[2] = {dz.x, dz.y};
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const float g = d[i + e], u = d[i + e + 64];
+                float dg, du;  // not &d[...]: the out-of-line variants would force d into local memory
+                if constexpr (kGeneral) {
+                  glu_grads(p.act, g, u, dzs[e], &dg, &du);
+                } else {
+                  dg = dzs[e] * u * dsiluf(g);
+                  du = dzs[e] * siluf(g);
+                }
+                d[i + e] = dg, d[i + e + 64] = du;
+              }
+            }
+          }
+          slab(&tm_a, 0);
+          slab(&tm_b, 64);
+        }
       } else if constexpr (kGeneral && EPI == DualGemmArgs::kForward) {
         // GLU variants and fp8 saves: one out-of-line call per 32-column block and row computes
         // this lane's 8 outputs and writes the block's fp8 saves. Calls cost a save of the live
@@ -517,12 +569,15 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
 
   const int epi = a.epilogue;
   const bool general = !is_plain_swiglu(a.act) || p.a8.p != nullptr || p.b8.p != nullptr;
-  // The plain forward stores every output with TMA when each can be addressed so (row-contiguous,
-  // 16-byte aligned rows); otherwise all go from registers.
+  // Outputs go through TMA stores when each can be addressed so (row-contiguous, 16-byte aligned
+  // rows; fp8 saves are written by the epilogue itself); otherwise all go from registers.
+  // maps[3..5]: forward z, a, b; backward -, dA, dB.
   maps[3] = maps[4] = maps[5] = maps[0];  // placeholders where no TMA store is made
-  p.tma_store = !general && epi == DualGemmArgs::kForward && store_map(a.z, &maps[3]) &&
-                (!a.a_out.present() || store_map(a.a_out, &maps[4])) &&
-                (!a.b_out.present() || store_map(a.b_out, &maps[5]));
+  if (epi == DualGemmArgs::kForward)
+    p.tma_store = store_map(a.z, &maps[3]) && (!p.a_out.p || store_map(a.a_out, &maps[4])) &&
+                  (!p.b_out.p || store_map(a.b_out, &maps[5]));
+  else
+    p.tma_store = store_map(a.da, &maps[4]) && store_map(a.db, &maps[5]);
 
   *handled = true;
   if (dt == DType::BF16)
