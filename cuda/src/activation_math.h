@@ -101,11 +101,14 @@ FSG_HD float clamp_up(const fsg_glu_params& p, float u) {
 #define FSG_HD_OUTLINE inline
 #endif
 
-FSG_HD_OUTLINE float glu_value_variant(const fsg_glu_params& p, float g, float u) {
+// out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale, inline: the sm_90a
+// epilogue calls it with p.activation fixed at compile time, so the switch folds to one kind.
+FSG_HD float glu_value_general(const fsg_glu_params& p, float g, float u) {
   float act, grad;
   activation_and_grad(p, clamp_gate(p, p.gate_scale * g), &act, &grad);
   return act * (clamp_up(p, u) + p.up_offset) * p.out_scale;
 }
+FSG_HD_OUTLINE float glu_value_variant(const fsg_glu_params& p, float g, float u) { return glu_value_general(p, g, u); }
 
 // out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale.
 FSG_HD float glu_value(const fsg_glu_params& p, float g, float u) {

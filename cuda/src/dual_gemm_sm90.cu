@@ -138,6 +138,14 @@ static __device__ __noinline__ Block8 glu_block(const fsg_glu_params& act, const
 }
 #endif
 
+// z = the GLU of kind kAct into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
+template <int kAct>
+__device__ __forceinline__ void glu_in_place(float (&d)[128], fsg_glu_params act) {
+  act.activation = kAct;  // the activation's switch folds to this kind
+#pragma unroll
+  for (int i = 0; i < 64; ++i) d[i] = glu_value_general(act, d[i], d[i + 64]);
+}
+
 template <DType D, int kTransB>
 __device__ __forceinline__ void wgmma_tile(float (&d)[128], uint64_t da, uint64_t db, int scale_d) {
 #if FSG_SM90_ENABLED
@@ -322,24 +330,34 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
           if (p.a_out.p) slab(&tm_a, 0);
           if (p.b_out.p) slab(&tm_b, 64);
           if constexpr (kGeneral) {
-            // GLU variants and fp8 saves: one out-of-line call per 32-column block and row
-            // computes this lane's 8 outputs and writes the block's fp8 saves.
+            // fp8 saves, one 32-column block of a row per quad, then the variant inline with its
+            // kind fixed at compile time (out-of-line calls with the accumulators live cost
+            // +30-65% here; bench/NOTES.md, "Hopper path", step 5).
+            if (p.a8.p || p.b8.p) {
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const int64_t row = row0 + 8 * h;
-              if (row >= p.m) continue;  // uniform over the quad that shares the row
+              for (int h = 0; h < 2; ++h) {
+                const int64_t row = row0 + 8 * h;
+                if (row >= p.m) continue;  // uniform over the quad that shares the row
 #pragma unroll
-              for (int q = 0; q < 4; ++q) {
-                Block8 g, u;
+                for (int q = 0; q < 4; ++q) {
+                  Block8 g, u;
 #pragma unroll
-                for (int k = 0; k < 8; ++k) {
-                  const int i = (4 * q + k / 2) * 4 + h * 2 + k % 2;
-                  g.v[k] = d[i], u.v[k] = d[i + 64];
+                  for (int k = 0; k < 8; ++k) {
+                    const int i = (4 * q + k / 2) * 4 + h * 2 + k % 2;
+                    g.v[k] = d[i], u.v[k] = d[i + 64];
+                  }
+                  const int64_t cb = static_cast<int64_t>(tn) * kBN + 32 * q;
+                  if (p.a8.p) fp8_block_store(p.a8, row, cb, p.n, g);
+                  if (p.b8.p) fp8_block_store(p.b8, row, cb, p.n, u);
                 }
-                const Block8 z = glu_block(p.act, p.a8, p.b8, row, static_cast<int64_t>(tn) * kBN + 32 * q, p.n, g, u);
-#pragma unroll
-                for (int k = 0; k < 8; ++k) d[(4 * q + k / 2) * 4 + h * 2 + k % 2] = z.v[k];
               }
+            }
+            switch (p.act.activation) {
+              case FSG_ACT_GELU_TANH: glu_in_place<FSG_ACT_GELU_TANH>(d, p.act); break;
+              case FSG_ACT_GELU_ERF: glu_in_place<FSG_ACT_GELU_ERF>(d, p.act); break;
+              case FSG_ACT_RELU: glu_in_place<FSG_ACT_RELU>(d, p.act); break;
+              case FSG_ACT_IDENTITY: glu_in_place<FSG_ACT_IDENTITY>(d, p.act); break;
+              default: glu_in_place<FSG_ACT_SILU>(d, p.act); break;
             }
           } else {
 #pragma unroll

@@ -29,9 +29,9 @@ struct Block8 {
 };
 
 // Quantizes columns [c0, c0 + 32) of `row` (c0 a multiple of 32). The 4 lanes of the quad call it
-// together. Columns >= n are neither counted nor written. Out of line: the epilogues call it 8 to
-// 16 times, and inlined copies would bloat the kernels' code for every call (fp8 or not).
-static __device__ __noinline__ void store_fp8_block(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, Block8 b) {
+// together. Columns >= n are neither counted nor written. Inline for the sm_90a epilogue, whose
+// fp8 instantiation runs nothing else; the other kernels call store_fp8_block (below).
+__device__ __forceinline__ void fp8_block_store(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, const Block8& b) {
   const int lane = threadIdx.x & 31, t = lane & 3;
   const unsigned quad = 0xFu << (lane & ~3);
   float amax = 0.f;
@@ -65,6 +65,12 @@ static __device__ __noinline__ void store_fp8_block(const Fp8Ref& o, int64_t row
     }
   }
   if (t == 0 && c0 < n) o.scale[row * o.scale_rs + c0 / kFp8Block] = sb;
+}
+
+// The same out of line: the sm_80 and small-M epilogues call it 8 to 16 times, and inlined copies
+// would bloat those kernels' code for every call (fp8 or not).
+static __device__ __noinline__ void store_fp8_block(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, Block8 b) {
+  fp8_block_store(o, row, c0, n, b);
 }
 
 }  // namespace fsg

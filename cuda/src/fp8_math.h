@@ -65,6 +65,13 @@ FSG_FP8_HD float fp8_inv_scale(uint8_t b) {
 
 // float -> e4m3fn, round to nearest even, saturating at +-448; NaN -> 0x7F.
 FSG_FP8_HD uint8_t fp8_encode(float v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  // The hardware conversion rounds, saturates and flushes exactly as the code below (checked by
+  // test/fp8.test.ts against its host model); only its NaN keeps the input's sign.
+  uint16_t hw;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(hw) : "f"(0.0f), "f"(v));
+  return v != v ? 0x7F : static_cast<uint8_t>(hw & 0xFF);
+#endif
   const uint32_t bits = fp8_bits_of(v);
   const uint32_t sign = (bits >> 24) & 0x80u;
   const uint32_t a = bits & 0x7fffffffu;
