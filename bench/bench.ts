@@ -9,6 +9,9 @@
 //   bun bench/bench.ts --decode-sweep           fwd, bf16, dense M = 1..256 at K=4096 N=14336 (--shapes,
 //                                               --dtype override), JSON + an SVG of the fraction of copy
 //                                               bandwidth (weights' bytes / time) against M
+//   bun bench/bench.ts --m-sweep                the same over M = 1..8192 (denser at the kernel
+//                                               crossovers); the SVG shows the fraction of the floor
+//                                               (compute or memory, whichever is larger), log M axis
 // Other flags: --json <path> --plot <path> --out-dir <dir> --iters <n> --warmup <n> --no-e2e
 //   --dtype float32 (reference only) --backend cpu (force the CPU backend on a GPU machine)
 // On the CPU backend only tiny shapes run (larger ones are replaced, and it says so).
@@ -35,6 +38,11 @@ const DECODE_SWEEP_MS = [
   1, 2, 4, 8, 12, 16, 17, 20, 24, 28, 32, 40, 48, 56, 64, 72, 80, 96, 112, 120, 128, 129, 136, 144, 160, 176, 192,
   208, 224, 240, 256,
 ];
+/** --m-sweep: every kernel family's range up to the large-M shapes, denser at the crossovers (16/17, 256/257). */
+const M_SWEEP_MS = [
+  1, 4, 8, 16, 17, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 257, 288, 320, 384, 448, 512, 640, 768, 1024, 1280,
+  1536, 2048, 3072, 4096, 6144, 8192,
+];
 const CPU_SHAPES = ["1x128x256", "16x128x256", "64x256x512"];
 const CPU_SMOKE_SHAPES = ["16x64x96"];
 /** Largest M·K·N run on the CPU backend. */
@@ -49,6 +57,7 @@ interface Args {
   quick: boolean;
   cpuSmoke: boolean;
   decodeSweep: boolean;
+  mSweep: boolean;
   shapes: string[] | null;
   dtypes: DType[] | null;
   ops: Op[] | null;
@@ -62,7 +71,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, cpuSmoke: false, decodeSweep: false, shapes: null, dtypes: null, ops: null, json: null, plot: null, outDir: null, iters: null, warmup: null, e2e: true, backend: "auto" };
+  const a: Args = { quick: false, cpuSmoke: false, decodeSweep: false, mSweep: false, shapes: null, dtypes: null, ops: null, json: null, plot: null, outDir: null, iters: null, warmup: null, e2e: true, backend: "auto" };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value`);
@@ -76,6 +85,7 @@ function parseArgs(argv: string[]): Args {
       case "--quick": a.quick = true; break;
       case "--cpu-smoke": a.cpuSmoke = true; break;
       case "--decode-sweep": a.decodeSweep = true; break;
+      case "--m-sweep": a.decodeSweep = a.mSweep = true; break;
       case "--no-e2e": a.e2e = false; break;
       case "--shapes": a.shapes = take().split(",").filter(Boolean); break;
       case "--dtype": a.dtypes = take().split(",").map((d) => {
@@ -113,7 +123,7 @@ async function main(): Promise<number> {
   };
 
   // ---- what to run ----
-  const decodeShapes = DECODE_SWEEP_MS.map((m) => `${m}x4096x14336`);
+  const decodeShapes = (args.mSweep ? M_SWEEP_MS : DECODE_SWEEP_MS).map((m) => `${m}x4096x14336`);
   let shapeTexts = args.shapes ?? (args.cpuSmoke ? CPU_SMOKE_SHAPES : args.quick ? QUICK_SHAPES : args.decodeSweep ? decodeShapes : FULL_SHAPES);
   if (cpu) {
     const tooBig = shapeTexts.filter((t) => { const s = parseShape(t); return s.M * s.K * s.N > CPU_MAX_WORK; });
@@ -250,7 +260,7 @@ async function main(): Promise<number> {
   // ---- files ----
   const date = new Date().toISOString().slice(0, 10);
   const outDir = args.outDir ?? (args.cpuSmoke ? join(tmpdir(), "fused-swiglu-bench") : join(import.meta.dir, "results"));
-  const jsonPath = args.json ?? join(outDir, `${deviceSlug(device)}-${date}${args.decodeSweep ? "-decode-sweep" : ""}.json`);
+  const jsonPath = args.json ?? join(outDir, `${deviceSlug(device)}-${date}${args.mSweep ? "-m-sweep" : args.decodeSweep ? "-decode-sweep" : ""}.json`);
   const plotPath = args.plot ?? jsonPath.replace(/\.json$/, "") + ".svg";
   const results: Results = {
     system, cublas: cublasInfo, ceilings,

@@ -1,7 +1,8 @@
 // plot.ts: a hand-written SVG (no browser, no dependency): TFLOP/s and fraction of the floor
 // against M (log scale) at K=4096, N=14336, one line per implementation (colour) and dtype
 // (dash), one row of panels per op (fwd, bwd-store, fwdbwd-store), from a Results object;
-// writeDecodePlot: the --decode-sweep curve (fraction of copy bandwidth against M).
+// writeDecodePlot: the --decode-sweep curve (fraction of copy bandwidth against M), or for sweeps
+// past M = 256 (--m-sweep) the fraction of the floor (compute or memory) against log M.
 import { writeFileSync } from "node:fs";
 import type { Op } from "./cases.ts";
 import type { CaseResult, Results } from "./report.ts";
@@ -94,20 +95,26 @@ export function writeDecodePlot(path: string, results: Results): boolean {
   if (cases.length === 0) return false;
   const copy = results.ceilings.copyGBs;
   const bytes: Record<string, number> = { float32: 4, float16: 2, bfloat16: 2 }; // (cases.ts's BYTES would load the library)
-  const frac = (c: CaseResult) => (2 * c.shape.K * c.shape.N * bytes[c.dtype]!) / (c.kernelMs.median * 1e-3) / 1e9 / copy;
+  const mMax = Math.max(...cases.map((c) => c.shape.M));
+  const logX = mMax > 256; // the whole M range: log axis, fraction of whichever floor is larger
+  const frac = logX
+    ? (c: CaseResult) => c.fractionOfFloor
+    : (c: CaseResult) => (2 * c.shape.K * c.shape.N * bytes[c.dtype]!) / (c.kernelMs.median * 1e-3) / 1e9 / copy;
   const keys = [...new Set(cases.map((c) => `${c.impl}|${c.dtype}`))];
   const w = 760, h = 420, pad = { l: 60, r: 16, t: 44, b: 46 };
   const pw = w - pad.l - pad.r, ph = h - pad.t - pad.b;
-  const mMax = Math.max(...cases.map((c) => c.shape.M));
   const yMax = Math.max(1, ...cases.map(frac)) * 1.05;
-  const sx = (m: number) => pad.l + (m / mMax) * pw;
+  const sx = logX ? (m: number) => pad.l + (Math.log2(m) / Math.log2(mMax)) * pw : (m: number) => pad.l + (m / mMax) * pw;
   const sy = (v: number) => pad.t + ph - (v / yMax) * ph;
   const o: string[] = [];
   o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + 20 + 16 * Math.ceil(keys.length / 3)}" font-family="sans-serif">`);
   o.push(`<rect width="100%" height="100%" fill="white"/>`);
   const s0 = cases[0]!.shape, sys = results.system;
   o.push(`<text x="8" y="16" font-size="12">${esc(`fused-swiglu fwd, K=${s0.K} N=${s0.N}, ${sys.gpuName ?? sys.device}, ${sys.date.slice(0, 10)}, copy ${copy.toFixed(0)} GB/s`)}</text>`);
-  o.push(`<text x="${pad.l + pw / 2}" y="34" text-anchor="middle" font-size="13" font-weight="bold">fraction of copy bandwidth (weights' bytes / time) vs M</text>`);
+  const title = logX
+    ? "fraction of the floor (max of FLOPs / matmul rate, bytes / copy rate) vs M"
+    : "fraction of copy bandwidth (weights' bytes / time) vs M";
+  o.push(`<text x="${pad.l + pw / 2}" y="34" text-anchor="middle" font-size="13" font-weight="bold">${esc(title)}</text>`);
   o.push(`<rect x="${pad.l}" y="${pad.t}" width="${pw}" height="${ph}" fill="none" stroke="#444"/>`);
   for (let i = 0; i <= 5; i++) {
     const v = (yMax * i) / 5;
@@ -115,10 +122,13 @@ export function writeDecodePlot(path: string, results: Results): boolean {
     o.push(`<text x="${pad.l - 4}" y="${sy(v) + 4}" text-anchor="end" font-size="10">${v.toFixed(2)}</text>`);
   }
   const step = mMax > 128 ? 32 : mMax > 32 ? 16 : 4;
-  for (let m = 0; m <= mMax; m += step) o.push(`<text x="${sx(m)}" y="${pad.t + ph + 14}" text-anchor="middle" font-size="10">${m}</text>`);
-  o.push(`<line x1="${pad.l}" x2="${pad.l + pw}" y1="${sy(0.8)}" y2="${sy(0.8)}" stroke="#d62728" stroke-dasharray="2,4"/>`);
-  o.push(`<text x="${pad.l + pw - 4}" y="${sy(0.8) - 4}" text-anchor="end" font-size="10" fill="#d62728">80% target</text>`);
-  o.push(`<text x="${pad.l + pw / 2}" y="${pad.t + ph + 32}" text-anchor="middle" font-size="11">M (tokens)</text>`);
+  const ticks = logX ? Array.from({ length: Math.floor(Math.log2(mMax)) + 1 }, (_, i) => 2 ** i) : Array.from({ length: Math.floor(mMax / step) + 1 }, (_, i) => i * step);
+  for (const m of ticks) o.push(`<text x="${sx(Math.max(m, logX ? 1 : 0))}" y="${pad.t + ph + 14}" text-anchor="middle" font-size="10">${m}</text>`);
+  if (!logX) {
+    o.push(`<line x1="${pad.l}" x2="${pad.l + pw}" y1="${sy(0.8)}" y2="${sy(0.8)}" stroke="#d62728" stroke-dasharray="2,4"/>`);
+    o.push(`<text x="${pad.l + pw - 4}" y="${sy(0.8) - 4}" text-anchor="end" font-size="10" fill="#d62728">80% target</text>`);
+  }
+  o.push(`<text x="${pad.l + pw / 2}" y="${pad.t + ph + 32}" text-anchor="middle" font-size="11">M (tokens${logX ? ", log scale" : ""})</text>`);
   keys.forEach((k, i) => {
     const [impl, dtype] = k.split("|") as [string, string];
     const pts = cases.filter((c) => c.impl === impl && c.dtype === dtype).map((c) => [c.shape.M, frac(c)] as [number, number]).filter((p) => Number.isFinite(p[1])).sort((a, b) => a[0] - b[0]);
