@@ -330,14 +330,17 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
           if (p.a_out.p) slab(&tm_a, 0);
           if (p.b_out.p) slab(&tm_b, 64);
           if constexpr (kGeneral) {
-            // fp8 saves, one 32-column block of a row per quad, then the variant inline with its
-            // kind fixed at compile time (out-of-line calls with the accumulators live cost
-            // +30-65% here; bench/NOTES.md, "Hopper path", step 5).
+            // fp8 saves: one 32-column block of a row per quad, codes staged for TMA (a in the
+            // buffer's first 8 KB, b in the second), scale bytes stored directly. Then the variant
+            // inline with its kind fixed at compile time (out-of-line calls with the accumulators
+            // live cost +30-65% here; bench/NOTES.md, "GLU variants", step 3).
             if (p.a8.p || p.b8.p) {
+              slab_acquire(1 + c);
 #pragma unroll
               for (int h = 0; h < 2; ++h) {
                 const int64_t row = row0 + 8 * h;
-                if (row >= p.m) continue;  // uniform over the quad that shares the row
+                if (row >= p.m) continue;  // uniform over the quad that shares the row (TMA clips it)
+                const int r = warp * 16 + (lane >> 2) + 8 * h, t = lane & 3;
 #pragma unroll
                 for (int q = 0; q < 4; ++q) {
                   Block8 g, u;
@@ -347,9 +350,28 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                     g.v[k] = d[i], u.v[k] = d[i + 64];
                   }
                   const int64_t cb = static_cast<int64_t>(tn) * kBN + 32 * q;
-                  if (p.a8.p) fp8_block_store(p.a8, row, cb, p.n, g);
-                  if (p.b8.p) fp8_block_store(p.b8, row, cb, p.n, u);
+                  const bool scale_here = t == 0 && cb < p.n;
+                  if (p.a8.p) {
+                    const Fp8Codes qa = fp8_block_quantize(cb, p.n, g);
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) stage_fp8_pair(buf, r, 32 * q + 8 * k + 2 * t, qa.pair[k]);
+                    if (scale_here) p.a8.scale[row * p.a8.scale_rs + cb / kFp8Block] = qa.scale;
+                  }
+                  if (p.b8.p) {
+                    const Fp8Codes qb = fp8_block_quantize(cb, p.n, u);
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) stage_fp8_pair(buf + 8192, r, 32 * q + 8 * k + 2 * t, qb.pair[k]);
+                    if (scale_here) p.b8.scale[row * p.b8.scale_rs + cb / kFp8Block] = qb.scale;
+                  }
                 }
+              }
+              slab_publish(1 + c);
+              if (tid == 0) {
+                if (p.m > r0 && p.n > c0) {
+                  if (p.a8.p) tma_store_2d(&tm_a, buf, c0, r0);
+                  if (p.b8.p) tma_store_2d(&tm_b, buf + 8192, c0, r0);
+                }
+                bulk_commit();
               }
             }
             switch (p.act.activation) {
@@ -473,10 +495,13 @@ using sm90_host::encode_fn;
 using sm90_host::Operand2D;
 using sm90_host::tma_operand;
 
-// A 64 x 64 store map of an output [M, N] with contiguous rows; false when TMA cannot address it.
+// The store map of an output [M, N] with contiguous rows: 64 x 64 boxes of 16-bit elements, or
+// 64-row x 128-byte boxes of fp8 codes. False when TMA cannot address it.
 bool store_map(const Mat& o, CUtensorMap* map) {
   Operand2D op;
-  return (o.cs == 1 || o.cols == 1) && tma_operand(o.data, o.cols, o.rows, o.rs, &op) && encode(map, o.dtype, op, 64, 64);
+  const bool fp8 = o.fp8();
+  return (o.cs == 1 || o.cols == 1) && tma_operand(o.data, o.cols, o.rows, o.rs, &op, fp8 ? 1 : 2) &&
+         encode(map, o.dtype, op, fp8 ? 128 : 64, 64);
 }
 
 bool pair_ok(const Mat& m) {
@@ -588,12 +613,12 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   const int epi = a.epilogue;
   const bool general = !is_plain_swiglu(a.act) || p.a8.p != nullptr || p.b8.p != nullptr;
   // Outputs go through TMA stores when each can be addressed so (row-contiguous, 16-byte aligned
-  // rows; fp8 saves are written by the epilogue itself); otherwise all go from registers.
-  // maps[3..5]: forward z, a, b; backward -, dA, dB.
+  // rows); otherwise all go from registers. maps[3..5]: forward z, a, b (16-bit 64 x 64 boxes, or
+  // fp8 64-row x 128-byte boxes); backward -, dA, dB.
   maps[3] = maps[4] = maps[5] = maps[0];  // placeholders where no TMA store is made
+  auto save_map = [&](const Mat& o, CUtensorMap* map) { return !o.present() || store_map(o, map); };
   if (epi == DualGemmArgs::kForward)
-    p.tma_store = store_map(a.z, &maps[3]) && (!p.a_out.p || store_map(a.a_out, &maps[4])) &&
-                  (!p.b_out.p || store_map(a.b_out, &maps[5]));
+    p.tma_store = store_map(a.z, &maps[3]) && save_map(a.a_out, &maps[4]) && save_map(a.b_out, &maps[5]);
   else
     p.tma_store = store_map(a.da, &maps[4]) && store_map(a.db, &maps[5]);
 

@@ -28,10 +28,16 @@ struct Block8 {
   float v[8];
 };
 
-// Quantizes columns [c0, c0 + 32) of `row` (c0 a multiple of 32). The 4 lanes of the quad call it
-// together. Columns >= n are neither counted nor written. Inline for the sm_90a epilogue, whose
-// fp8 instantiation runs nothing else; the other kernels call store_fp8_block (below).
-__device__ __forceinline__ void fp8_block_store(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, const Block8& b) {
+// One lane's share of a quantized block: codes of columns c0 + 8k + 2t + {0, 1} in pair[k] (low
+// byte first), and the block's scale byte.
+struct Fp8Codes {
+  uint16_t pair[4];
+  uint8_t scale;
+};
+
+// Quantizes a 32-column block starting at column c0 (a multiple of 32). The 4 lanes of the quad
+// call it together. Columns >= n are not counted in the block's largest magnitude.
+__device__ __forceinline__ Fp8Codes fp8_block_quantize(int64_t c0, int64_t n, const Block8& b) {
   const int lane = threadIdx.x & 31, t = lane & 3;
   const unsigned quad = 0xFu << (lane & ~3);
   float amax = 0.f;
@@ -44,27 +50,37 @@ __device__ __forceinline__ void fp8_block_store(const Fp8Ref& o, int64_t row, in
     }
   amax = fmaxf(amax, __shfl_xor_sync(quad, amax, 1));
   amax = fmaxf(amax, __shfl_xor_sync(quad, amax, 2));
-  const uint8_t sb = fp8_scale_byte(amax);
-  const float inv = fp8_inv_scale(sb);
+  Fp8Codes q;
+  q.scale = fp8_scale_byte(amax);
+  const float inv = fp8_inv_scale(q.scale);
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    q.pair[k] = static_cast<uint16_t>(fp8_quantize(b.v[2 * k], inv) | (fp8_quantize(b.v[2 * k + 1], inv) << 8));
+  return q;
+}
+
+// Quantizes columns [c0, c0 + 32) of `row` and writes them and the block's scale to o. The 4
+// lanes of the quad call it together. Columns >= n are neither counted nor written.
+__device__ __forceinline__ void fp8_block_store(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, const Block8& b) {
+  const int t = threadIdx.x & 3;
+  const Fp8Codes q = fp8_block_quantize(c0, n, b);
   uint8_t* rp = o.p + row * o.rs;
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
     const int64_t col = c0 + 8 * k + 2 * t;
     if (col >= n) continue;
-    const uint8_t q0 = fp8_quantize(b.v[2 * k], inv);
     if (col + 1 < n) {
-      const uint8_t q1 = fp8_quantize(b.v[2 * k + 1], inv);
       if ((reinterpret_cast<uintptr_t>(rp + col) & 1) == 0) {
-        *reinterpret_cast<uint16_t*>(rp + col) = static_cast<uint16_t>(q0 | (q1 << 8));
+        *reinterpret_cast<uint16_t*>(rp + col) = q.pair[k];
       } else {
-        rp[col] = q0;
-        rp[col + 1] = q1;
+        rp[col] = static_cast<uint8_t>(q.pair[k]);
+        rp[col + 1] = static_cast<uint8_t>(q.pair[k] >> 8);
       }
     } else {
-      rp[col] = q0;
+      rp[col] = static_cast<uint8_t>(q.pair[k]);
     }
   }
-  if (t == 0 && c0 < n) o.scale[row * o.scale_rs + c0 / kFp8Block] = sb;
+  if (t == 0 && c0 < n) o.scale[row * o.scale_rs + c0 / kFp8Block] = q.scale;
 }
 
 // The same out of line: the sm_80 and small-M epilogues call it 8 to 16 times, and inlined copies

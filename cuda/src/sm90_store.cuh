@@ -19,6 +19,25 @@ namespace sm90 {
 constexpr int kSlabBytes = 64 * 128 * 2;  // one warpgroup's 64 x 128 staging buffer, 16 KB
 
 #if FSG_SM90_ENABLED
+// The staging protocol of one warpgroup (bar_id: a named barrier it owns, 128 threads):
+// slab_acquire() until the previous TMA stores have read the buffer; writes; slab_publish()
+// makes them visible to TMA; then one thread (tid 0) issues the stores and bulk_commit().
+__device__ __forceinline__ void slab_acquire(int bar_id) {
+  if ((threadIdx.x & 127) == 0) bulk_wait_read();
+  named_bar_sync(bar_id, 128);
+}
+__device__ __forceinline__ void slab_publish(int bar_id) {
+  fence_async_smem();
+  named_bar_sync(bar_id, 128);
+}
+
+// Two fp8 codes (low byte first) at row r, byte column col (even) of a 64 x 128-byte box with
+// 128-byte swizzle.
+__device__ __forceinline__ void stage_fp8_pair(uint32_t box, int r, int col, uint16_t codes) {
+  const uint32_t addr = box + r * 128 + ((((col >> 4) ^ (r & 7)) << 4) | (col & 15));
+  asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(addr), "h"(codes) : "memory");
+}
+
 // Stores a 64 x 128 slab whose top-left element is (row0, col0) of the map's matrix; rows_left and
 // cols_left are the rows and columns of the matrix from there on (<= 0: nothing to store). pair(j, h)
 // returns the two values of this thread's fragment pair j (0..15) in row half h (0, 1): row
@@ -28,8 +47,7 @@ template <class T, class PairFn>
 __device__ __forceinline__ void store_slab(uint32_t buf, const CUtensorMap* map, int row0, int col0, int rows_left,
                                            int cols_left, int bar_id, PairFn pair) {
   const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31;
-  if (tid == 0) bulk_wait_read();  // the previous slab's store has read the buffer
-  named_bar_sync(bar_id, 128);
+  slab_acquire(bar_id);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     // 128-byte swizzle: 16-byte chunk c of row r sits at chunk c ^ (r & 7); r & 7 == lane / 4 here,
@@ -44,8 +62,7 @@ __device__ __forceinline__ void store_slab(uint32_t buf, const CUtensorMap* map,
                    : "memory");
     }
   }
-  fence_async_smem();
-  named_bar_sync(bar_id, 128);
+  slab_publish(bar_id);
   if (tid == 0) {
     if (rows_left > 0 && cols_left > 0) tma_store_2d(map, buf, col0, row0);
     if (rows_left > 0 && cols_left > 64) tma_store_2d(map, buf + 8192, col0 + 64, row0);

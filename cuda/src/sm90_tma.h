@@ -30,34 +30,39 @@ inline PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
   return fn;
 }
 
-// A 2-D operand of 16-bit elements as TMA sees it: `inner` contiguous elements per line, `outer`
-// lines `stride` elements apart. False when TMA cannot address it (base or stride not 16-byte
-// aligned, overlapping lines).
+// A 2-D operand as TMA sees it: `inner` contiguous elements (of elem_bytes: 2, or 1 for fp8) per
+// line, `outer` lines `stride` elements apart. False when TMA cannot address it (base or stride
+// not 16-byte aligned, overlapping lines).
 struct Operand2D {
   void* base;
   uint64_t inner, outer, stride_bytes;
 };
-inline bool tma_operand(void* base, int64_t inner, int64_t outer, int64_t stride, Operand2D* out) {
+inline bool tma_operand(void* base, int64_t inner, int64_t outer, int64_t stride, Operand2D* out,
+                        int64_t elem_bytes = 2) {
   if (reinterpret_cast<uintptr_t>(base) % 16 != 0) return false;
   uint64_t sb;
   if (outer == 1) {
-    sb = (static_cast<uint64_t>(inner) * 2 + 15) / 16 * 16;  // never stepped over
+    sb = (static_cast<uint64_t>(inner) * elem_bytes + 15) / 16 * 16;  // never stepped over
   } else {
-    if (stride < inner || (stride * 2) % 16 != 0 || stride * 2 >= (int64_t{1} << 40)) return false;
-    sb = static_cast<uint64_t>(stride) * 2;
+    if (stride < inner || (stride * elem_bytes) % 16 != 0 || stride * elem_bytes >= (int64_t{1} << 40)) return false;
+    sb = static_cast<uint64_t>(stride * elem_bytes);
   }
   *out = Operand2D{base, static_cast<uint64_t>(inner), static_cast<uint64_t>(outer), sb};
   return true;
 }
 
-// Box of box_inner x box_outer elements (box_inner * 2 <= 128 bytes: one swizzle row), 128-byte
-// swizzle, out-of-bounds parts zero-filled. False when the driver refuses the map.
+// Box of box_inner x box_outer elements (box_inner * element size <= 128 bytes: one swizzle row),
+// 128-byte swizzle, out-of-bounds parts zero-filled. dt: BF16, F16, or F8E4M3 (as bytes). False
+// when the driver refuses the map.
 inline bool encode(CUtensorMap* map, DType dt, const Operand2D& o, uint32_t box_inner, uint32_t box_outer) {
   const cuuint64_t dims[2] = {o.inner, o.outer};
   const cuuint64_t strides[1] = {o.stride_bytes};
   const cuuint32_t box[2] = {box_inner, box_outer};
   const cuuint32_t estr[2] = {1, 1};
-  const CUresult r = encode_fn()(map, dt == DType::BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+  const CUtensorMapDataType type = dt == DType::BF16     ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                   : dt == DType::F8E4M3 ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                                                         : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const CUresult r = encode_fn()(map, type,
                                  2, o.base, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
                                  CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
