@@ -17,7 +17,7 @@
 // On the CPU backend only tiny shapes run (larger ones are replaced, and it says so).
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Device, Tensor, type DType } from "../src/index.ts";
+import { Device, Tensor, type FloatDType } from "../src/index.ts";
 import { OPS, ShapeBench, flopsOf, memoryOf, minBytesOf, parseShape, shapeKey, BYTES, type Op, type Shape } from "./cases.ts";
 import { floorMs, measureCopy, measureMatmul, type Ceilings } from "./ceilings.ts";
 import { Cublas } from "./cublas.ts";
@@ -48,7 +48,7 @@ const CPU_SMOKE_SHAPES = ["16x64x96"];
 /** Largest M·K·N run on the CPU backend. */
 const CPU_MAX_WORK = 2 ** 24;
 
-const DTYPE_ALIASES: Record<string, DType> = {
+const DTYPE_ALIASES: Record<string, FloatDType> = {
   bf16: "bfloat16", bfloat16: "bfloat16", fp16: "float16", f16: "float16", float16: "float16", half: "float16",
   fp32: "float32", f32: "float32", float32: "float32",
 };
@@ -59,7 +59,7 @@ interface Args {
   decodeSweep: boolean;
   mSweep: boolean;
   shapes: string[] | null;
-  dtypes: DType[] | null;
+  dtypes: FloatDType[] | null;
   ops: Op[] | null;
   json: string | null;
   plot: string | null;
@@ -135,7 +135,7 @@ async function main(): Promise<number> {
     }
   }
   const shapes: Shape[] = shapeTexts.map(parseShape);
-  const dtypes: DType[] = args.dtypes ?? (args.quick || args.cpuSmoke || args.decodeSweep ? ["bfloat16"] : ["bfloat16", "float16"]);
+  const dtypes: FloatDType[] = args.dtypes ?? (args.quick || args.cpuSmoke || args.decodeSweep ? ["bfloat16"] : ["bfloat16", "float16"]);
   const ops: Op[] = args.ops ?? (args.decodeSweep ? ["fwd"] : [...OPS]);
   if (args.decodeSweep) args.e2e = false;
   const iters = args.iters ?? (args.cpuSmoke ? 10 : 100);

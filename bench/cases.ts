@@ -20,7 +20,7 @@
 // alone (the "GEMM floor": what the unfused path costs without its elementwise passes).
 import {
   fusedSwiglu, fusedSwigluBackward, glu, matmul, swigluBackward, backwardWorkspaceSize, Tensor,
-  type Device, type DType,
+  type Device, type FloatDType,
 } from "../src/index.ts";
 import type { Cublas } from "./cublas.ts";
 import { devicePtr, poison, randomRaw, upload } from "./data.ts";
@@ -48,7 +48,7 @@ export function parseShape(text: string): Shape {
   return { M: Number(m[1]), K: Number(m[2]), N: Number(m[3]) };
 }
 
-export const BYTES: Record<DType, number> = { float32: 4, float16: 2, bfloat16: 2 };
+export const BYTES: Record<FloatDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
 
 /** Matmul FLOPs the op must do (recompute counts only the useful 8·M·K·N). */
 export function flopsOf(op: Op, s: Shape): number {
@@ -69,7 +69,7 @@ export function flopsOf(op: Op, s: Shape): number {
 }
 
 /** Fewest bytes the op must move: each input read once, each output written once (no biases here). */
-export function minBytesOf(op: Op, s: Shape, dtype: DType): number {
+export function minBytesOf(op: Op, s: Shape, dtype: FloatDType): number {
   const { M, K, N } = s;
   const e = BYTES[dtype];
   const x = M * K, w = 2 * K * N, mn = M * N;
@@ -93,7 +93,7 @@ export function minBytesOf(op: Op, s: Shape, dtype: DType): number {
 }
 
 /** Bytes kept between forward and backward, and peak bytes of one forward+backward (from allocations). */
-export function memoryOf(s: Shape, dtype: DType, workspaceBytes: number) {
+export function memoryOf(s: Shape, dtype: FloatDType, workspaceBytes: number) {
   const { M, K, N } = s;
   const e = BYTES[dtype];
   const x = M * K * e, w = 2 * K * N * e, mn = M * N * e;
@@ -140,7 +140,7 @@ export interface Runnable {
 export interface ShapeBenchOptions {
   device: Device;
   shape: Shape;
-  dtype: DType;
+  dtype: FloatDType;
   cublas: Cublas | null;
   /** Rotate input sets until they span this many bytes (0: one set). */
   rotateBytes: number;
@@ -153,7 +153,7 @@ export interface ShapeBenchOptions {
 export class ShapeBench {
   readonly device: Device;
   readonly shape: Shape;
-  readonly dtype: DType;
+  readonly dtype: FloatDType;
   readonly cublas: Cublas | null;
   readonly sets: InputSet[] = [];
   readonly host: RefProblem;

@@ -3,7 +3,7 @@
 //   matmul rate:    a square bf16/fp16 GEMM (8192^3 on a GPU) through cuBLAS when loaded, else
 //                   through the library's own matmul (said in `source`).
 // floor(case) = max(FLOPs / matmul rate, minimum bytes / copy bandwidth).
-import { matmul, Tensor, type Device, type DType } from "../src/index.ts";
+import { matmul, Tensor, type Device, type FloatDType } from "../src/index.ts";
 import type { Cublas } from "./cublas.ts";
 import { copyD2D, devicePtr, randomRaw, upload } from "./data.ts";
 import type { EventTimer } from "./timing.ts";
@@ -13,7 +13,7 @@ export interface Ceilings {
   /** Bytes read + written per second / 1e9. */
   copyGBs: number;
   /** Per dtype: TFLOP/s and how it was measured. */
-  matmul: Partial<Record<DType, { tflops: number; size: number; source: string }>>;
+  matmul: Partial<Record<FloatDType, { tflops: number; size: number; source: string }>>;
 }
 
 export function measureCopy(device: Device, timer: EventTimer, bytes: number, iters: number): number {
@@ -31,7 +31,7 @@ export function measureCopy(device: Device, timer: EventTimer, bytes: number, it
   }
 }
 
-export function measureMatmul(device: Device, timer: EventTimer, cublas: Cublas | null, dtype: DType, n: number, iters: number) {
+export function measureMatmul(device: Device, timer: EventTimer, cublas: Cublas | null, dtype: FloatDType, n: number, iters: number) {
   const a = upload(randomRaw(dtype, n * n, 1, 11), [n, n], dtype, device);
   const b = upload(randomRaw(dtype, n * n, 1 / Math.sqrt(n), 12), [n, n], dtype, device);
   const c = Tensor.empty([n, n], dtype, { device });
@@ -49,7 +49,7 @@ export function measureMatmul(device: Device, timer: EventTimer, cublas: Cublas 
 }
 
 /** Floor in ms of a case: the larger of the compute and the memory time. */
-export function floorMs(flops: number, bytes: number, c: Ceilings, dtype: DType): number {
+export function floorMs(flops: number, bytes: number, c: Ceilings, dtype: FloatDType): number {
   const rate = c.matmul[dtype]?.tflops ?? c.matmul.bfloat16?.tflops ?? Infinity;
   return Math.max(flops / (rate * 1e12), bytes / (c.copyGBs * 1e9)) * 1e3;
 }

@@ -13,7 +13,7 @@
 import { dlopen, FFIType, ptr, type Library } from "bun:ffi";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { DType } from "../src/index.ts";
+import type { FloatDType } from "../src/index.ts";
 
 const u64 = FFIType.u64;
 const i32 = FFIType.i32;
@@ -55,7 +55,7 @@ const CUBLAS_COMPUTE_32F = 68;
 /** cublasGemmAlgo_t */
 const CUBLAS_GEMM_DEFAULT = -1;
 
-const CUDA_TYPE: Record<DType, number> = { float32: CUDA_R_32F, float16: CUDA_R_16F, bfloat16: CUDA_R_16BF };
+const CUDA_TYPE: Record<FloatDType, number> = { float32: CUDA_R_32F, float16: CUDA_R_16F, bfloat16: CUDA_R_16BF };
 
 const STATUS_NAMES: Record<number, string> = {
   0: "CUBLAS_STATUS_SUCCESS", 1: "CUBLAS_STATUS_NOT_INITIALIZED", 3: "CUBLAS_STATUS_ALLOC_FAILED",
@@ -112,7 +112,7 @@ function findIn(dir: string): { cublas: string; lt: string | null } | null {
 }
 
 export interface RowMajorGemm {
-  dtype: DType;
+  dtype: FloatDType;
   /** C [M, N] = op(A) · op(B); op(A) is [M, K], op(B) is [K, N]. */
   M: number;
   N: number;

@@ -3,13 +3,13 @@
 // element is an independent draw from that discretized normal: never zeros, never constant.
 import { check } from "../src/errors.ts";
 import { lib } from "../src/ffi.ts";
-import { f32ToBf16Bits, f32ToF16Bits, Tensor, type Device, type DType } from "../src/index.ts";
+import { f32ToBf16Bits, f32ToF16Bits, Tensor, type Device, type FloatDType } from "../src/index.ts";
 import type { Raw } from "./reference.ts";
 
 const TABLE = 4096;
 
 /** `n` raw elements of `dtype`, ~ Normal(0, scale^2), deterministic in `seed`. */
-export function randomRaw(dtype: DType, n: number, scale: number, seed: number): Raw {
+export function randomRaw(dtype: FloatDType, n: number, scale: number, seed: number): Raw {
   let s = (seed * 2654435761 + 0x9e3779b9) >>> 0 || 1;
   const next = () => {
     s ^= s << 13;
@@ -42,7 +42,7 @@ export function randomRaw(dtype: DType, n: number, scale: number, seed: number):
 }
 
 /** A device tensor holding `raw` (uploaded asynchronously; the device keeps `raw` alive). */
-export function upload(raw: Raw, shape: number[], dtype: DType, device: Device): Tensor {
+export function upload(raw: Raw, shape: number[], dtype: FloatDType, device: Device): Tensor {
   return Tensor.fromRaw(raw, shape, dtype, { device });
 }
 

@@ -13,7 +13,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import {
   BILINEAR, Device, GEGLU, GEGLU_TANH, GPT_OSS, REGLU, SwiGLUContext, SwiGLUFunction, Tensor, disposeFp8, emptyFp8,
-  fusedSwiglu, type DType, type GluActivation, type KernelPath,
+  fusedSwiglu, type FloatDType, type GluActivation, type KernelPath,
 } from "../src/index.ts";
 import { parseShape, shapeKey, type Shape } from "./cases.ts";
 import { randomRaw, upload } from "./data.ts";
@@ -80,7 +80,7 @@ function timeOptions(timer: EventTimer, runs: [string, () => void][], rounds: nu
   return new Map([...samples].map(([name, s]) => [name, stats(s).median]));
 }
 
-function benchShape(device: Device, timer: EventTimer, s: Shape, dtype: DType, a: Args): TimedOption[] {
+function benchShape(device: Device, timer: EventTimer, s: Shape, dtype: FloatDType, a: Args): TimedOption[] {
   const { M, K, N } = s;
   const x = upload(randomRaw(dtype, M * K, 1, 1), [M, K], dtype, device);
   const wg = upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), 2), [K, N], dtype, device);
@@ -127,7 +127,7 @@ const relErr = (got: Float32Array, ref: Float32Array): number => {
 };
 
 /** Gradient error of the bf16 and fp8 stores against an fp32 run of the same (rounded) inputs. */
-function gradientError(device: Device, s: Shape, dtype: DType): GradError[] {
+function gradientError(device: Device, s: Shape, dtype: FloatDType): GradError[] {
   const { M, K, N } = s;
   const inputs = [
     upload(randomRaw(dtype, M * K, 1, 11), [M, K], dtype, device),
@@ -167,7 +167,7 @@ function main(): void {
   const a = parseArgs(process.argv.slice(2));
   const device = Device.open({ backend: a.cpuSmoke ? "cpu" : "auto" });
   if (device.backend === "cuda") device.setKernelPath(a.kernelPath);
-  const dtype: DType = "bfloat16";
+  const dtype: FloatDType = "bfloat16";
   const timer = new EventTimer(device);
   const info = sysInfo(device);
   console.log(`options bench on ${info.gpuName ?? device.name} (${device.backend}, kernel path ${a.kernelPath}), ${dtype}`);

@@ -5,12 +5,12 @@
 //   column c of dWg/dWu needs all of x and column c of Wg, Wu, dz (4·M·K per column).
 // Shared by bench/ and examples/demo.ts. Errors are normwise: ||out - ref|| / ||ref|| over the
 // sampled values (max-abs relative error is reported beside it).
-import { bf16BitsToF32, f16BitsToF32, type DType } from "../src/index.ts";
+import { bf16BitsToF32, f16BitsToF32, type FloatDType } from "../src/index.ts";
 
 export type Raw = Float32Array | Uint16Array;
 
 /** A float32 reader over raw elements of `dtype` (a 64K lookup table for 16-bit dtypes). */
-export function reader(dtype: DType): (raw: Raw, i: number) => number {
+export function reader(dtype: FloatDType): (raw: Raw, i: number) => number {
   if (dtype === "float32") return (raw, i) => raw[i]!;
   const lut = new Float32Array(65536);
   const dec = dtype === "bfloat16" ? bf16BitsToF32 : f16BitsToF32;
@@ -19,7 +19,7 @@ export function reader(dtype: DType): (raw: Raw, i: number) => number {
 }
 
 /** Decodes a whole raw array to float32 (for small downloads: sampled rows). */
-export function decodeAll(dtype: DType, raw: Raw): Float64Array {
+export function decodeAll(dtype: FloatDType, raw: Raw): Float64Array {
   const rd = reader(dtype);
   const out = new Float64Array(raw.length);
   for (let i = 0; i < raw.length; i++) out[i] = rd(raw, i);
@@ -33,7 +33,7 @@ const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
  * col stride, offset) in their raw storage, so every layout works.
  */
 export interface RefProblem {
-  dtype: DType;
+  dtype: FloatDType;
   M: number;
   K: number;
   N: number;
@@ -189,4 +189,4 @@ export function sampleIndices(n: number, count: number): number[] {
 }
 
 /** Normwise tolerance of the sampled checks per dtype. */
-export const TOLERANCE: Record<DType, number> = { bfloat16: 2e-2, float16: 1e-2, float32: 1e-3 };
+export const TOLERANCE: Record<FloatDType, number> = { bfloat16: 2e-2, float16: 1e-2, float32: 1e-3 };

@@ -1,7 +1,7 @@
 // report.ts: the results' shape, the console table per shape and dtype, and the JSON file.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import type { DType } from "../src/index.ts";
+import type { FloatDType } from "../src/index.ts";
 import type { CheckResult, Impl, Op, Shape } from "./cases.ts";
 import type { Ceilings } from "./ceilings.ts";
 import type { SysInfo } from "./sysinfo.ts";
@@ -9,7 +9,7 @@ import type { E2EStats, Stats } from "./timing.ts";
 
 export interface CaseResult {
   shape: Shape;
-  dtype: DType;
+  dtype: FloatDType;
   op: Op;
   impl: Impl;
   /** Rotated input sets the timed runs cycled through. */
@@ -36,7 +36,7 @@ export interface CaseResult {
 
 export interface MemoryResult {
   shape: Shape;
-  dtype: DType;
+  dtype: FloatDType;
   savedStore: number;
   savedRecompute: number;
   savedUnfused: number;

@@ -6,7 +6,7 @@
 //   bun examples/demo.ts [--m 4096] [--k 4096] [--n 14336] [--dtype bf16|fp16|fp32] [--backend cpu]
 // On the CPU backend the default is x [64, 1024], N = 2816.
 import {
-  Device, fusedSwiglu, fusedSwigluBackward, glu, matmul, swigluBackward, Tensor, type DType,
+  Device, fusedSwiglu, fusedSwigluBackward, glu, matmul, swigluBackward, Tensor, type FloatDType,
 } from "../src/index.ts";
 import { poison, randomRaw } from "../bench/data.ts";
 import {
@@ -20,7 +20,7 @@ const flag = (name: string): string | undefined => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
 };
-const DTYPES: Record<string, DType> = { bf16: "bfloat16", bfloat16: "bfloat16", fp16: "float16", float16: "float16", fp32: "float32", float32: "float32" };
+const DTYPES: Record<string, FloatDType> = { bf16: "bfloat16", bfloat16: "bfloat16", fp16: "float16", float16: "float16", fp32: "float32", float32: "float32" };
 const device = Device.open({ backend: (flag("backend") as "cpu" | "cuda" | undefined) ?? "auto" });
 const gpu = device.backend === "cuda";
 const M = Number(flag("m") ?? (gpu ? 4096 : 64));

@@ -17,7 +17,7 @@
 // port; the URL is printed.
 import {
   Device, SwiGLUMLP, Tensor, decodeElements, encodeElements, loadSwiGLUMLP, toRawAsync, uploadAsync,
-  type Backend, type DType, type RawElements, type Stream,
+  type Backend, type FloatDType, type RawElements, type Stream,
 } from "../src/index.ts";
 
 export interface ServerOptions {
@@ -29,7 +29,7 @@ export interface ServerOptions {
   prefix?: string;
   K?: number;
   N?: number;
-  dtype?: DType;
+  dtype?: FloatDType;
   residual?: boolean;
   /** Most rows one request may carry (default 256). */
   maxRows?: number;
@@ -65,12 +65,12 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-const DTYPE_NAMES: Record<string, DType> = {
+const DTYPE_NAMES: Record<string, FloatDType> = {
   float32: "float32", f32: "float32", fp32: "float32",
   bfloat16: "bfloat16", bf16: "bfloat16",
   float16: "float16", f16: "float16", fp16: "float16",
 };
-const ITEM_BYTES: Record<DType, number> = { float32: 4, float16: 2, bfloat16: 2 };
+const ITEM_BYTES: Record<FloatDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
 
 /** A client error: the status and the message of the JSON reply. */
 class HttpError extends Error {
@@ -89,10 +89,10 @@ interface ParsedRequest {
   /** rows × K elements in the model's dtype. */
   raw: RawElements;
   /** How to answer: binary in this dtype, or JSON. */
-  reply: { kind: "binary"; dtype: DType } | { kind: "json" };
+  reply: { kind: "binary"; dtype: FloatDType } | { kind: "json" };
 }
 
-function rawOf(dtype: DType, buffer: ArrayBuffer): RawElements {
+function rawOf(dtype: FloatDType, buffer: ArrayBuffer): RawElements {
   return dtype === "float32" ? new Float32Array(buffer) : new Uint16Array(buffer);
 }
 
@@ -117,14 +117,14 @@ export function bf16ToF32(src: Uint16Array): Float32Array {
 }
 
 /** Elements of one dtype as another (no work when they match; bfloat16 <-> float32 in one pass). */
-function convert(raw: RawElements, from: DType, to: DType): RawElements {
+function convert(raw: RawElements, from: FloatDType, to: FloatDType): RawElements {
   if (from === to) return raw;
   if (from === "float32" && to === "bfloat16") return f32ToBf16(raw as Float32Array);
   if (from === "bfloat16" && to === "float32") return bf16ToF32(raw as Uint16Array);
   return encodeElements(to, decodeElements(from, raw));
 }
 
-async function parseBinary(req: Request, K: number, dtype: DType, maxRows: number): Promise<ParsedRequest> {
+async function parseBinary(req: Request, K: number, dtype: FloatDType, maxRows: number): Promise<ParsedRequest> {
   const shapeHeader = req.headers.get("x-shape");
   const match = shapeHeader === null ? null : /^\s*(\d{1,9})\s*,\s*(\d{1,9})\s*$/.exec(shapeHeader);
   if (!match) throw new HttpError(400, `x-shape: expected "rows,${K}", got ${shapeHeader === null ? "no header" : JSON.stringify(shapeHeader)}`);
@@ -148,7 +148,7 @@ async function parseBinary(req: Request, K: number, dtype: DType, maxRows: numbe
   return { rows, raw: convert(rawOf(inDtype, body), inDtype, dtype), reply: { kind: "binary", dtype: inDtype } };
 }
 
-async function parseJson(req: Request, K: number, dtype: DType, maxRows: number): Promise<ParsedRequest> {
+async function parseJson(req: Request, K: number, dtype: FloatDType, maxRows: number): Promise<ParsedRequest> {
   let body: unknown;
   try {
     body = JSON.parse(await req.text());
@@ -172,14 +172,14 @@ async function parseJson(req: Request, K: number, dtype: DType, maxRows: number)
   return { rows: x.length, raw: convert(values, "float32", dtype), reply: { kind: "json" } };
 }
 
-function parseRequest(req: Request, K: number, dtype: DType, maxRows: number): Promise<ParsedRequest> {
+function parseRequest(req: Request, K: number, dtype: FloatDType, maxRows: number): Promise<ParsedRequest> {
   const type = (req.headers.get("content-type") ?? "").toLowerCase();
   if (type.startsWith("application/json")) return parseJson(req, K, dtype, maxRows);
   if (type.startsWith("application/octet-stream") || req.headers.has("x-shape")) return parseBinary(req, K, dtype, maxRows);
   throw new HttpError(415, `content-type: expected application/json or application/octet-stream (with x-shape), got ${JSON.stringify(type)}`);
 }
 
-function reply(parsed: ParsedRequest, out: RawElements, K: number, dtype: DType): Response {
+function reply(parsed: ParsedRequest, out: RawElements, K: number, dtype: FloatDType): Response {
   if (parsed.reply.kind === "binary") {
     const data = convert(out, dtype, parsed.reply.dtype);
     return new Response(data, {
@@ -324,7 +324,8 @@ export async function startServer(o: ServerOptions = {}): Promise<RunningServer>
     device.dispose();
     throw e;
   }
-  const { K, N, dtype } = mlp;
+  const { K, N } = mlp;
+  const dtype = mlp.dtype as FloatDType; // weights are float; the fp8 dtypes only hold saved activations
   const maxRows = o.maxRows ?? 256;
   // A request larger than this still runs, as a batch of its own.
   const maxBatchRows = Math.max(1, o.maxBatchRows ?? (device.backend === "cuda" ? 512 : 64));

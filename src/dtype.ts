@@ -4,6 +4,8 @@
 // saturates at ±448 (no Inf; 0x7F is NaN), e8m0fnu is a power of two 2^(byte - 127) (0xFF NaN).
 
 export type DType = "float32" | "float16" | "bfloat16" | "float8_e4m3fn" | "float8_e8m0fnu";
+/** The dtypes of computation (inputs, weights, outputs); the fp8 dtypes only hold saved tensors. */
+export type FloatDType = "float32" | "float16" | "bfloat16";
 
 export interface DTypeInfo {
   code: number;

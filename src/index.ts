@@ -10,6 +10,7 @@ export { Graph, captureGraph, type CaptureOptions } from "./graph.ts";
 export {
   f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits, f16BitsToF32, f32ToE4m3Bits, e4m3BitsToF32, e8m0BitsToF32, roundTo,
   type DType,
+  type FloatDType,
 } from "./dtype.ts";
 export { FP8_BLOCK, emptyFp8, fp8ScaleShape, fp8Bytes, quantizeFp8, dequantizeFp8, disposeFp8, type Fp8Tensor } from "./fp8.ts";
 export {

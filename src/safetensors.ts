@@ -19,6 +19,7 @@ import type { Device } from "./device.ts";
 import { defaultDevice } from "./device.ts";
 import { FusedSwiGLUError, type StatusCode } from "./errors.ts";
 import { SwiGLUMLP } from "./mlp.ts";
+import type { FloatDType } from "./dtype.ts";
 import { Tensor, type DType } from "./tensor.ts";
 
 /** Every failure to read, validate or load a safetensors file. */
@@ -42,7 +43,7 @@ export type SafetensorsDType = keyof typeof DTYPE_BYTES;
 
 /** The formats' dtypes the kernels take. */
 const TO_DTYPE: Partial<Record<SafetensorsDType, DType>> = { F32: "float32", F16: "float16", BF16: "bfloat16" };
-const FROM_DTYPE: Record<DType, SafetensorsDType> = { float32: "F32", float16: "F16", bfloat16: "BF16" };
+const FROM_DTYPE: Record<FloatDType, SafetensorsDType> = { float32: "F32", float16: "F16", bfloat16: "BF16" };
 
 /** The largest header the reference implementation accepts (100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -194,7 +195,7 @@ export function loadTensor(file: SafetensorsFile, name: string, options: LoadTen
   const dtype = TO_DTYPE[e.dtype];
   if (!dtype) throw new SafetensorsError(file.source, `'${name}' is ${e.dtype}; the kernels take F32, F16 or BF16`, "FSG_ERR_DTYPE");
   if (options.dtype && options.dtype !== dtype) {
-    throw new SafetensorsError(file.source, `'${name}': expected ${FROM_DTYPE[options.dtype]}, the file stores ${e.dtype}`, "FSG_ERR_DTYPE");
+    throw new SafetensorsError(file.source, `'${name}': expected ${FROM_DTYPE[options.dtype as FloatDType]}, the file stores ${e.dtype}`, "FSG_ERR_DTYPE");
   }
   if (options.shape && (options.shape.length !== e.shape.length || options.shape.some((d, i) => d !== e.shape[i]))) {
     throw new SafetensorsError(file.source, `'${name}': expected shape [${options.shape.join(", ")}], the file stores [${e.shape.join(", ")}]`, "FSG_ERR_SHAPE");
@@ -283,7 +284,7 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
   let offset = 0;
   const parts: Uint8Array[] = [];
   for (const [name, t] of Object.entries(tensors)) {
-    const dtype = (t.dtype in FROM_DTYPE ? FROM_DTYPE[t.dtype as DType] : t.dtype) as SafetensorsDType;
+    const dtype = (t.dtype in FROM_DTYPE ? FROM_DTYPE[t.dtype as FloatDType] : t.dtype) as SafetensorsDType;
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     const expected = t.shape.reduce((a, b) => a * b, 1) * (DTYPE_BYTES[dtype] ?? 1);
     if (!(dtype in DTYPE_BYTES) || bytes.length !== expected) {

@@ -11,7 +11,7 @@ import { decode, DTYPES, encode, isDType, rawArray, type DType, type RawArray } 
 import { check, fail } from "./errors.ts";
 import { hostPtr, lib } from "./ffi.ts";
 
-export type { DType } from "./dtype.ts";
+export type { DType, FloatDType } from "./dtype.ts";
 
 export interface TensorOptions {
   device?: Device;

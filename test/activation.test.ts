@@ -2,7 +2,7 @@
 // (with and without bias), forward and backward (dy, dbias, dweights), every dtype.
 import { expect, test } from "bun:test";
 import type { Device } from "../src/device.ts";
-import type { DType } from "../src/dtype.ts";
+import type { FloatDType } from "../src/dtype.ts";
 import { biasSwiglu, glu, swiglu, swigluBackward, weightedSwiglu } from "../src/ops.ts";
 import { Tensor } from "../src/tensor.ts";
 import { disposeAll, DTYPE_LIST, f64, forEachBackend, poison, randn, RTOL } from "./helpers.ts";
@@ -12,7 +12,7 @@ type Variant = "swiglu" | "biasSwiglu" | "weightedSwiglu" | "weightedBiasSwiglu"
 const VARIANTS: Variant[] = ["swiglu", "biasSwiglu", "weightedSwiglu", "weightedBiasSwiglu"];
 const SHAPES: number[][] = [[1, 1], [7, 13], [61, 127], [3, 5, 17], [257, 64], [1000, 96], [2, 33, 200]];
 
-function checkGlu(dev: Device, variant: Variant, dtype: DType, lead: number[], N: number, weightsDType: DType): void {
+function checkGlu(dev: Device, variant: Variant, dtype: FloatDType, lead: number[], N: number, weightsDType: FloatDType): void {
   const M = lead.reduce((a, b) => a * b, 1);
   const y = randn([...lead, 2 * N], dtype, dev, 2);
   const hasBias = variant === "biasSwiglu" || variant === "weightedBiasSwiglu";

@@ -3,7 +3,7 @@
 // and dtype, against the float64 reference. Outputs are poisoned before each run.
 import { expect, test } from "bun:test";
 import type { Device } from "../src/device.ts";
-import type { DType } from "../src/dtype.ts";
+import type { FloatDType } from "../src/dtype.ts";
 import { weightGradsLike } from "../src/function.ts";
 import { disposeWeights, LAYOUTS, type Layout } from "../src/layouts.ts";
 import { backwardWorkspaceSize, fusedSwiglu, fusedSwigluBackward } from "../src/ops.ts";
@@ -20,7 +20,7 @@ const SUBSETS: Subset[] = ["all", "dx", "dw", "bias"];
 
 interface Case {
   layout: Layout;
-  dtype: DType;
+  dtype: FloatDType;
   mode: "stored" | "recompute";
   subset: Subset;
   bias: boolean;

@@ -2,7 +2,7 @@
 // pre-activations, the unfused baseline, against the float64 reference.
 import { expect, test } from "bun:test";
 import type { Device } from "../src/device.ts";
-import type { DType } from "../src/dtype.ts";
+import type { FloatDType } from "../src/dtype.ts";
 import { disposeWeights, LAYOUTS, type Layout } from "../src/layouts.ts";
 import { fusedSwiglu, unfusedSwiglu } from "../src/ops.ts";
 import { Tensor } from "../src/tensor.ts";
@@ -14,7 +14,7 @@ import { swigluForwardRef, swigluForwardScaleRef, type FusedInputs } from "./ref
  * K whatever the summation order (a missing K tile is still ~1e-3 of that scale, far above 1e-5).
  * 16-bit: relative to ||ref||, where the output rounding dominates.
  */
-export function forwardTolerance(dtype: DType, p: FusedInputs, which: "z" | "a" | "b" = "z"): { rtol: number; scale?: Float64Array } {
+export function forwardTolerance(dtype: FloatDType, p: FusedInputs, which: "z" | "a" | "b" = "z"): { rtol: number; scale?: Float64Array } {
   return dtype === "float32" ? { rtol: RTOL.float32, scale: swigluForwardScaleRef(p)[which] } : { rtol: RTOL[dtype] };
 }
 
@@ -26,7 +26,7 @@ export const SHAPES: [number, number, number][] = [
 
 interface Case {
   layout: Layout;
-  dtype: DType;
+  dtype: FloatDType;
   bias: boolean;
   lead: number[]; // leading dims of x (M = their product)
   K: number;

@@ -1,7 +1,7 @@
 // SwiGLUFunction: forward fills the context, backward returns the requested gradients (vs the
 // reference), weight grads share the weights' layout, accumulation, context lifetime.
 import { expect, test } from "bun:test";
-import type { DType } from "../src/dtype.ts";
+import type { FloatDType } from "../src/dtype.ts";
 import { SwiGLUContext, SwiGLUFunction, type SaveMode } from "../src/function.ts";
 import { disposeWeights, LAYOUTS, type Layout } from "../src/layouts.ts";
 import { Tensor } from "../src/tensor.ts";
@@ -9,10 +9,10 @@ import { disposeAll, f64, forEachBackend, randn, randomWeights, RTOL } from "./h
 import { swigluBackwardRef, swigluBackwardScaleRef, swigluForwardRef } from "./reference.ts";
 
 forEachBackend("SwiGLUFunction", (device) => {
-  const cases: [Layout, DType, SaveMode][] = LAYOUTS.flatMap((layout, i) => [
-    [layout, (["float32", "float16", "bfloat16"] as DType[])[i % 3]!, "preactivations"],
-    [layout, (["bfloat16", "float32", "float16"] as DType[])[i % 3]!, "input"],
-  ] as [Layout, DType, SaveMode][]);
+  const cases: [Layout, FloatDType, SaveMode][] = LAYOUTS.flatMap((layout, i) => [
+    [layout, (["float32", "float16", "bfloat16"] as FloatDType[])[i % 3]!, "preactivations"],
+    [layout, (["bfloat16", "float32", "float16"] as FloatDType[])[i % 3]!, "input"],
+  ] as [Layout, FloatDType, SaveMode][]);
 
   for (const [layout, dtype, save] of cases) {
     test(`${dtype} ${layout} save=${save}: forward and every gradient match the reference`, () => {

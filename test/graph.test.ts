@@ -6,7 +6,7 @@
 // device works normally after each. The CUDA suites skip visibly without a GPU.
 import { describe, expect, test } from "bun:test";
 import { Device, type KernelPath } from "../src/device.ts";
-import type { DType } from "../src/dtype.ts";
+import type { FloatDType } from "../src/dtype.ts";
 import { check, Status } from "../src/errors.ts";
 import { hostPtr, lib } from "../src/ffi.ts";
 import { disposeWeights, type Layout } from "../src/layouts.ts";
@@ -33,7 +33,7 @@ function refill(t: Tensor, scale = 1): void {
 }
 
 interface Setup {
-  dtype: DType;
+  dtype: FloatDType;
   layout: Layout;
   M: number;
   K: number;

@@ -3,7 +3,7 @@
 // is there: those describe blocks skip visibly otherwise).
 import { afterAll, beforeAll, describe, expect } from "bun:test";
 import { Device, type KernelPath } from "../src/device.ts";
-import type { DType } from "../src/dtype.ts";
+import type { FloatDType } from "../src/dtype.ts";
 import { FusedSwiGLUError } from "../src/errors.ts";
 import { storageShape, weightsIn, type Layout, type WeightViews } from "../src/layouts.ts";
 import { mulberry32, numelOf, Tensor } from "../src/tensor.ts";
@@ -12,15 +12,15 @@ import { hasCuda } from "./setup.ts";
 export { hasCuda };
 
 /** Relative Frobenius tolerance per dtype (against a reference fed the same rounded inputs). */
-export const RTOL: Record<DType, number> = { float32: 1e-5, float16: 2e-3, bfloat16: 1.5e-2 };
-export const DTYPE_LIST: DType[] = ["float32", "float16", "bfloat16"];
+export const RTOL: Record<FloatDType, number> = { float32: 1e-5, float16: 2e-3, bfloat16: 1.5e-2 };
+export const DTYPE_LIST: FloatDType[] = ["float32", "float16", "bfloat16"];
 
 let seedCounter = Number(process.env.FSG_TEST_SEED ?? 1000);
 /** A fresh seed for every draw: no two inputs of a run are the same (FSG_TEST_SEED moves the start). */
 export const nextSeed = (): number => seedCounter++;
 
 /** Random normal values (never all zeros) of `shape`, rounded to dtype on the device. */
-export function randn(shape: number[], dtype: DType, device: Device, scale = 1): Tensor {
+export function randn(shape: number[], dtype: FloatDType, device: Device, scale = 1): Tensor {
   return Tensor.randn(shape, dtype, { device, seed: nextSeed(), scale });
 }
 
@@ -40,7 +40,7 @@ export function poison<T extends Tensor>(t: T): T {
 }
 
 /** Weights of `layout` with fresh random contents (scale ~ 1/sqrt(K)). */
-export function randomWeights(layout: Layout, K: number, N: number, dtype: DType, device: Device): WeightViews {
+export function randomWeights(layout: Layout, K: number, N: number, dtype: FloatDType, device: Device): WeightViews {
   const w = weightsIn(layout, K, N, { dtype, device });
   const scale = 1 / Math.sqrt(K);
   w.storage.writeFloat32(randomValues(numelOf(storageShape(layout, K, N)), 2 * scale));

@@ -5,14 +5,14 @@
 import { expect, test } from "bun:test";
 import type { Device } from "../src/device.ts";
 import { Linear, linear, linearBackward, linearGrads } from "../src/linear.ts";
-import { Tensor, type DType } from "../src/tensor.ts";
+import { Tensor, type FloatDType } from "../src/tensor.ts";
 import { disposeAll, DTYPE_LIST, expectError, f64, forEachBackend, poison, randn, RTOL } from "./helpers.ts";
 import { columnSum, gemmRef, transposeRef } from "./reference.ts";
 
 const SHAPES: [number, number, number][] = [[1, 1, 1], [7, 13, 61], [61, 7, 13], [127, 257, 33], [300, 64, 10], [13, 1024, 7]];
 
 /** w as a logical [K, N] view: contiguous [K, N], or the transpose of an nn.Linear [N, K] storage. */
-function weightView(dev: Device, K: number, N: number, dtype: DType, transposed: boolean): { store: Tensor; w: Tensor } {
+function weightView(dev: Device, K: number, N: number, dtype: FloatDType, transposed: boolean): { store: Tensor; w: Tensor } {
   const store = randn(transposed ? [N, K] : [K, N], dtype, dev, 1 / Math.sqrt(K));
   return { store, w: transposed ? store.t() : store.view() };
 }

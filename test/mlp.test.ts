@@ -7,7 +7,7 @@ import { weightsIn, type Layout } from "../src/layouts.ts";
 import { SwiGLUMLP } from "../src/mlp.ts";
 import type { Device } from "../src/device.ts";
 import { roundTo } from "../src/dtype.ts";
-import { Tensor, type DType } from "../src/tensor.ts";
+import { Tensor, type FloatDType } from "../src/tensor.ts";
 import { DTYPE_LIST, f64, forEachBackend, nextSeed, randn, randomValues, RTOL } from "./helpers.ts";
 import { gemmRef, swigluForwardRef } from "./reference.ts";
 
@@ -23,7 +23,7 @@ function mlpRef(mlp: SwiGLUMLP, x: Tensor, residual: boolean): Float64Array {
 }
 
 /** A block whose gate/up live in `layout` with random values. */
-function randomMLP(layout: Layout, K: number, N: number, dtype: DType, device: () => Device, residual = false): SwiGLUMLP {
+function randomMLP(layout: Layout, K: number, N: number, dtype: FloatDType, device: () => Device, residual = false): SwiGLUMLP {
   const d = device();
   const w = weightsIn(layout, K, N, { dtype, device: d });
   w.storage.writeFloat32(randomValues(w.storage.numel, 2 / Math.sqrt(K)));

@@ -14,7 +14,7 @@ import {
   encodeSafetensors, loadSwiGLUMLP, loadTensor, openSafetensors, parseSafetensors, SafetensorsError, writeSafetensors,
   type TensorToWrite,
 } from "../src/safetensors.ts";
-import { mulberry32, Tensor, type DType } from "../src/tensor.ts";
+import { mulberry32, Tensor, type FloatDType } from "../src/tensor.ts";
 import { f64, nextSeed, randomValues } from "./helpers.ts";
 import { gemmRef, swigluForwardRef, transposeRef } from "./reference.ts";
 
@@ -52,10 +52,10 @@ function errorOf(fn: () => unknown): SafetensorsError {
   throw new Error("expected a SafetensorsError, nothing was thrown");
 }
 
-const tensorOf = (dtype: DType, shape: number[], values: Float32Array): TensorToWrite => ({ dtype, shape, data: encode(dtype, values) });
+const tensorOf = (dtype: FloatDType, shape: number[], values: Float32Array): TensorToWrite => ({ dtype, shape, data: encode(dtype, values) });
 
 /** A Llama-style layer file: model.layers.{i}.mlp.*_proj.weight in [out, in] storage. */
-function llamaLayer(K: number, N: number, dtype: DType, layers = [0]): { path: string; values: Record<string, Float32Array> } {
+function llamaLayer(K: number, N: number, dtype: FloatDType, layers = [0]): { path: string; values: Record<string, Float32Array> } {
   const tensors: Record<string, TensorToWrite> = {};
   const values: Record<string, Float32Array> = {};
   for (const i of layers) {
@@ -73,7 +73,7 @@ function llamaLayer(K: number, N: number, dtype: DType, layers = [0]): { path: s
 
 describe("safetensors: reading", () => {
   test("round trip of every dtype, metadata, aligned and unaligned data", () => {
-    for (const dtype of ["float32", "float16", "bfloat16"] as DType[]) {
+    for (const dtype of ["float32", "float16", "bfloat16"] as FloatDType[]) {
       const v = randomValues(6 * 7);
       const bytes = encodeSafetensors({ a: tensorOf(dtype, [6, 7], v), b: tensorOf(dtype, [3], randomValues(3)) }, { k: "v" });
       const f = parseSafetensors(bytes);
@@ -178,7 +178,7 @@ function llamaImage(): Uint8Array {
 }
 
 describe("safetensors: loading a Llama-style MLP", () => {
-  for (const dtype of ["float32", "bfloat16"] as DType[]) {
+  for (const dtype of ["float32", "bfloat16"] as FloatDType[]) {
     test(`${dtype}: layer by index, [out,in] weights as transposed views, matches the reference`, () => {
       const [K, N, M] = [48, 80, 9];
       const { path: p, values } = llamaLayer(K, N, dtype, [0, 1]);

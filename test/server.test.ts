@@ -90,7 +90,7 @@ describe("server: good requests", () => {
 
   test("binary bfloat16 in, bfloat16 out", async () => {
     const x = roundTo("bfloat16", randomValues(K));
-    const r = await binary(encode("bfloat16", x), 1, "bf16");
+    const r = await binary(encode("bfloat16", x) as Uint16Array, 1, "bf16");
     expect(r.status).toBe(200);
     expect(r.headers.get("x-dtype")).toBe("bfloat16");
     const bits = new Uint16Array(await r.arrayBuffer());
