@@ -12,10 +12,13 @@
 namespace fsg {
 
 // sigmoid(a) = 1 / (1 + exp(-a)). For a -> -inf, exp(-a) overflows to +inf and the result is +0,
-// never NaN; for a -> +inf it is exactly 1. NaN propagates.
+// never NaN; for a -> +inf it is exactly 1. NaN propagates. On the device the reciprocal is the
+// hardware approximation (1 ulp; 0 for a denominator above 2^126, as the limit is): the IEEE
+// division compiled to ~15 instructions with a slow-path branch per element, which made half of
+// the sm_90a epilogue's instructions (bench/NOTES.md, Hopper step 7).
 FSG_HD float sigmoidf_safe(float a) {
 #if defined(__CUDA_ARCH__)
-  return 1.0f / (1.0f + __expf(-a));
+  return __fdividef(1.0f, 1.0f + __expf(-a));
 #else
   return 1.0f / (1.0f + std::exp(-a));
 #endif
