@@ -10,7 +10,10 @@
 //                accumulates gate and up side by side in one m64n256 accumulator (columns 0..127
 //                gate, 128..255 up: the two weight tiles sit back to back in shared memory, so one
 //                descriptor spans both), keeps one stage of MMAs in flight (wait_group 1), then
-//                runs the epilogue straight from registers (bf16x2/half2 stores).
+//                runs the epilogue: the outputs (z, bf16/fp16 or fp8 saves; dA, dB in the
+//                backward) computed in place in the accumulators, staged in 16 KB of shared
+//                memory per consumer and stored with TMA (sm90_store.cuh). Outputs TMA cannot
+//                address (rows not 16-byte aligned) are stored from registers instead.
 // Tiles (128 rows x 128 output columns) are visited in bands of kGroupM row tiles so that the CTAs
 // of one wave share x and weight tiles in L2 (measured: band 1 -> 308, 16 -> 441, 64 -> 418
 // TFLOP/s). The producer runs ahead into the next tile while the consumers run the epilogue.

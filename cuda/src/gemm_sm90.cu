@@ -4,7 +4,9 @@
 // the gate and up tiles:
 //   persistent grid, 3 warpgroups: a TMA producer (one thread) and 2 wgmma consumers owning 64
 //   rows each of a 128 x 256 tile (one m64n256k16 accumulator per consumer); 4-stage mbarrier ring
-//   of 48 KB stages (A 128x64, B 64x256), 128-byte swizzle; epilogue straight from registers.
+//   of 48 KB stages (A 128x64, B 64x256), 128-byte swizzle; C staged in shared memory and stored
+//   with TMA (sm90_store.cuh), or from registers when C is accumulated into or TMA cannot
+//   address it.
 // Both majors of both operands: A K-major ([M,K] K-contiguous: dX's dA, dB) or MN-major
 // (M-contiguous: x^T in dW = x^T·dA, transposed wgmma A); B K-major ([N,K] K-contiguous: W^T for
 // [K,N] weights) or MN-major (N-contiguous: nn.Linear weights seen transposed, dA in dW). The second
