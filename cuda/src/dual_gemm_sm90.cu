@@ -303,7 +303,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
       if (prev >= 0) release(prev);
 #endif
 
-      // ---- epilogue from registers: accumulator i <-> (row w*16 + lane/4 + 8*((i/2)&1),
+      // ---- epilogue; the fragment: accumulator i <-> (row w*16 + lane/4 + 8*((i/2)&1),
       //      column 8*(i/4) + 2*(lane&3) + (i&1)); up columns are i + 64 ----
       const int64_t row0 = static_cast<int64_t>(tm) * kBM + c * 64 + warp * 16 + (lane >> 2);
       const int col0 = tn * kBN + 2 * (lane & 3);
