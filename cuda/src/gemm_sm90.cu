@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       fence_regs(d);
       if (prev >= 0) release(prev);
 
-      // ---- epilogue from registers: accumulator i <-> (row w*16 + lane/4 + 8*((i/2)&1),
+      // ---- epilogue; the fragment: accumulator i <-> (row w*16 + lane/4 + 8*((i/2)&1),
       //      column 8*(i/4) + 2*(lane&3) + (i&1)) ----
       const int64_t row0 = static_cast<int64_t>(tm) * kBM + c * 64 + warp * 16 + (lane >> 2);
       const int col0 = tn * kBN + 2 * (lane & 3);
