@@ -496,16 +496,8 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
 using sm90_host::encode;
 using sm90_host::encode_fn;
 using sm90_host::Operand2D;
+using sm90_host::store_map;
 using sm90_host::tma_operand;
-
-// The store map of an output [M, N] with contiguous rows: 64 x 64 boxes of 16-bit elements, or
-// 64-row x 128-byte boxes of fp8 codes. False when TMA cannot address it.
-bool store_map(const Mat& o, CUtensorMap* map) {
-  Operand2D op;
-  const bool fp8 = o.fp8();
-  return (o.cs == 1 || o.cols == 1) && tma_operand(o.data, o.cols, o.rows, o.rs, &op, fp8 ? 1 : 2) &&
-         encode(map, o.dtype, op, fp8 ? 128 : 64, 64);
-}
 
 bool pair_ok(const Mat& m) {
   return m.present() && m.cs == 1 && m.rs % 2 == 0 && reinterpret_cast<uintptr_t>(m.data) % 4 == 0;

@@ -384,10 +384,8 @@ fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* han
   p.c_v2 = g.c.cs == 1 && g.c.rs % 2 == 0 && reinterpret_cast<uintptr_t>(g.c.data) % 4 == 0;
   p.accumulate = args.accumulate;
   // C through TMA stores unless it is accumulated into (read back) or TMA cannot address it.
-  Operand2D oc;
   maps[4] = maps[0];  // placeholder
-  p.tma_store = !p.accumulate && (g.c.cs == 1 || n == 1) && tma_operand(g.c.data, n, m, g.c.rs, &oc) &&
-                encode(&maps[4], dt, oc, 64, 64);
+  p.tma_store = !p.accumulate && store_map(g.c, &maps[4]);
 
   *handled = true;
   return dt == DType::BF16 ? pick_majors<DType::BF16>(ta, tb, maps, p, s) : pick_majors<DType::F16>(ta, tb, maps, p, s);

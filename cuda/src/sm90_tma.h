@@ -69,5 +69,15 @@ inline bool encode(CUtensorMap* map, DType dt, const Operand2D& o, uint32_t box_
   return r == CUDA_SUCCESS;
 }
 
+// The TMA store map of an output [rows, cols] with contiguous rows (sm90_store.cuh's staging
+// boxes): 64 x 64 boxes of 16-bit elements, or 64-row x 128-byte boxes of fp8 codes. False when
+// TMA cannot address it.
+inline bool store_map(const Mat& o, CUtensorMap* map) {
+  Operand2D op;
+  const bool fp8 = o.fp8();
+  return (o.cs == 1 || o.cols == 1) && tma_operand(o.data, o.cols, o.rows, o.rs, &op, fp8 ? 1 : 2) &&
+         encode(map, o.dtype, op, fp8 ? 128 : 64, 64);
+}
+
 }  // namespace sm90_host
 }  // namespace fsg
