@@ -20,13 +20,9 @@ import {
   weightGradsLike, weightsIn, type KernelPath,
 } from "../src/index.ts";
 import { measureCopy } from "./ceilings.ts";
+import { arg } from "./args.ts";
 import { deviceSlug, sysInfo } from "./sysinfo.ts";
 import { EventTimer } from "./timing.ts";
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
 
 const MS = arg("ms", "1,8,32,128").split(",").map(Number);
 const K = Number(arg("k", "4096"));

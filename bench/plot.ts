@@ -121,9 +121,9 @@ export function writeDecodePlot(path: string, results: Results): boolean {
     o.push(`<line x1="${pad.l}" x2="${pad.l + pw}" y1="${sy(v)}" y2="${sy(v)}" stroke="#ddd"/>`);
     o.push(`<text x="${pad.l - 4}" y="${sy(v) + 4}" text-anchor="end" font-size="10">${v.toFixed(2)}</text>`);
   }
-  const step = mMax > 128 ? 32 : mMax > 32 ? 16 : 4;
+  const step = mMax > 128 ? 32 : mMax > 32 ? 16 : 4; // linear axis
   const ticks = logX ? Array.from({ length: Math.floor(Math.log2(mMax)) + 1 }, (_, i) => 2 ** i) : Array.from({ length: Math.floor(mMax / step) + 1 }, (_, i) => i * step);
-  for (const m of ticks) o.push(`<text x="${sx(Math.max(m, logX ? 1 : 0))}" y="${pad.t + ph + 14}" text-anchor="middle" font-size="10">${m}</text>`);
+  for (const m of ticks) o.push(`<text x="${sx(m)}" y="${pad.t + ph + 14}" text-anchor="middle" font-size="10">${m}</text>`);
   if (!logX) {
     o.push(`<line x1="${pad.l}" x2="${pad.l + pw}" y1="${sy(0.8)}" y2="${sy(0.8)}" stroke="#d62728" stroke-dasharray="2,4"/>`);
     o.push(`<text x="${pad.l + pw - 4}" y="${sy(0.8) - 4}" text-anchor="end" font-size="10" fill="#d62728">80% target</text>`);
