@@ -1,9 +1,13 @@
 // activation.cu: the elementwise CUDA kernels.
 //   glu_forward_kernel   out = glu(gate + bg, up + bu) * w[row] (SwiGLU or a variant, activation_math.h);
 //                        grid-stride over rows (blockIdx.x) and column blocks (blockIdx.y).
-//   glu_backward_kernel  dgate, dup, and dweights[row] = sum_n dout*glu(g, u): one block per row,
-//                        a fixed-order block reduction (deterministic, no atomics).
+//   glu_backward_kernel  dgate, dup, and dweights[row] = sum_n dout*glu(g, u): one block per row
+//                        when dweights is wanted, with a fixed-order block reduction (deterministic,
+//                        no atomics); else column blocks as in the forward.
 //   (the backward reads gate/up either in the call's dtype or as fp8 with block scales)
+//   Both come in two forms: one element per thread step through strided views (any layout), and
+//   16 bytes per matrix per step where every matrix allows it (Rows16 below). The scalar form moved
+//   2-byte elements at ~1.2 TB/s, less than half the copy rate (bench/NOTES.md, "elementwise").
 //   fp8_quantize_kernel  one warp per 32-column block of a row: amax by shuffles, then e4m3 bytes
 //   fp8_dequantize_kernel  elementwise, grid-stride like glu_forward_kernel
 //   column_sum_kernel    dst[c] (+)= sum_r src(r, c): a block owns 32 columns (one warp wide, so
@@ -50,6 +54,98 @@ __device__ float block_sum(float v) {
   return s;         // valid in thread 0
 }
 
+// 16 bytes of one row: kVec adjacent elements, for matrices with unit column stride whose base
+// and row stride are 16-byte aligned and whose width is a multiple of kVec (rows16_ok).
+template <class T> struct Rows16 {
+  static constexpr int kVec = 16 / sizeof(T);
+  static __device__ __forceinline__ void load(const MatRef& m, int64_t r, int64_t c, float (&v)[kVec]) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const T*>(m.p) + r * m.rs + c);
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) v[i] = to_f32(e[i]);
+  }
+  static __device__ __forceinline__ void store(const MatRef& m, int64_t r, int64_t c, const float (&v)[kVec]) {
+    uint4 raw;
+    T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) e[i] = from_f32<T>(v[i]);
+    *reinterpret_cast<uint4*>(static_cast<T*>(m.p) + r * m.rs + c) = raw;
+  }
+};
+
+bool rows16_ok(const Mat& m, int64_t elem_bytes) {
+  return (m.cs == 1 || m.cols <= 1) && reinterpret_cast<uintptr_t>(m.data) % 16 == 0 && (m.rs * elem_bytes) % 16 == 0 &&
+         (m.cols * elem_bytes) % 16 == 0;
+}
+
+// The glu value with plain SwiGLU inlined (kPlain: decided once on the host).
+template <bool kPlain> __device__ __forceinline__ float glu_value_of(const fsg_glu_params& act, float g, float u) {
+  if constexpr (kPlain) return siluf(g) * u;
+  return glu_value_variant(act, g, u);
+}
+template <bool kPlain>
+__device__ __forceinline__ float glu_grads_of(const fsg_glu_params& act, float g, float u, float d, float* dg, float* du) {
+  if constexpr (kPlain) {
+    const float s = siluf(g);
+    *dg = d * u * dsiluf(g);
+    *du = d * s;
+    return s * u;
+  }
+  return glu_grads_variant(act, g, u, d, dg, du);
+}
+
+// The forward, 16 bytes per matrix per step (same math as glu_forward_kernel).
+template <class T, bool kPlain>
+__global__ void glu_forward_rows16_kernel(fsg_glu_params act, MatRef gate, MatRef up, VecRef bg, VecRef bu, VecRef w,
+                                          MatRef out, int64_t m, int64_t n) {
+  using R = Rows16<T>;
+  for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
+    const float wr = w.load_or(r, 1.f);
+    for (int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * R::kVec; c < n;
+         c += static_cast<int64_t>(gridDim.y) * blockDim.x * R::kVec) {
+      float g[R::kVec], u[R::kVec], z[R::kVec];
+      R::load(gate, r, c, g);
+      R::load(up, r, c, u);
+#pragma unroll
+      for (int i = 0; i < R::kVec; ++i)
+        z[i] = glu_value_of<kPlain>(act, g[i] + bg.load_or(c + i, 0.f), u[i] + bu.load_or(c + i, 0.f)) * wr;
+      R::store(out, r, c, z);
+    }
+  }
+}
+
+// The backward, 16 bytes per matrix per step (same math as glu_backward_kernel; the row sum for dw
+// has its own fixed order). With dw, gridDim.y is 1: a block owns whole rows for the row sum.
+template <class T, bool kPlain>
+__global__ void glu_backward_rows16_kernel(fsg_glu_params act, MatRef dout, MatRef gate, MatRef up, VecRef bg,
+                                           VecRef bu, VecRef w, MatRef dgate, MatRef dup, VecRef dw, int64_t m,
+                                           int64_t n) {
+  using R = Rows16<T>;
+  for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
+    const float wr = w.load_or(r, 1.f);
+    float part = 0.f;
+    for (int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * R::kVec; c < n;
+         c += static_cast<int64_t>(gridDim.y) * blockDim.x * R::kVec) {
+      float g[R::kVec], u[R::kVec], d[R::kVec], dg[R::kVec], du[R::kVec];
+      R::load(gate, r, c, g);
+      R::load(up, r, c, u);
+      R::load(dout, r, c, d);
+#pragma unroll
+      for (int i = 0; i < R::kVec; ++i) {
+        const float value = glu_grads_of<kPlain>(act, g[i] + bg.load_or(c + i, 0.f), u[i] + bu.load_or(c + i, 0.f),
+                                                 d[i] * wr, &dg[i], &du[i]);
+        part += d[i] * value;
+      }
+      R::store(dgate, r, c, dg);
+      R::store(dup, r, c, du);
+    }
+    if (dw.p) {  // uniform across the block
+      const float total = block_sum(part);
+      if (threadIdx.x == 0) dw.store(r, total);
+    }
+  }
+}
+
 // A saved pre-activation: in the call's dtype T, or (kFp8) e4m3 bytes with block scales.
 struct SavedRef {
   MatRef m;
@@ -75,7 +171,8 @@ __global__ void glu_backward_kernel(fsg_glu_params act, MatRef dout, SavedRef ga
   for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
     const float wr = w.load_or(r, 1.f);
     float part = 0.f;
-    for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+    for (int64_t c = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; c < n;
+         c += static_cast<int64_t>(gridDim.y) * blockDim.x) {
       const float g = gate.load<T, kFp8>(r, c) + bg.load_or(c, 0.f);
       const float u = up.load<T, kFp8>(r, c) + bu.load_or(c, 0.f);
       const float d = dout.load<T>(r, c);
@@ -122,22 +219,46 @@ __global__ void column_sum_kernel(MatRef src, VecRef dst, int64_t m, int64_t n, 
 
 unsigned clamp_grid(int64_t v, int64_t cap) { return static_cast<unsigned>(v < cap ? (v < 1 ? 1 : v) : cap); }
 
+// Rows x column blocks of `per_thread * kBlock` columns; 1 column block when a block must own rows.
+dim3 elementwise_grid(int64_t m, int64_t n, int64_t per_thread, bool whole_rows) {
+  const int64_t col_blocks = whole_rows ? 1 : (n + kBlock * per_thread - 1) / (kBlock * per_thread);
+  return dim3(clamp_grid(m, 1u << 30), clamp_grid(col_blocks, 65535));
+}
+
 template <class T>
 fsg_status glu_forward(const GluForwardArgs& a, cudaStream_t s) {
   const int64_t m = a.gate.rows, n = a.gate.cols;
-  const dim3 grid(clamp_grid(m, 1u << 30), clamp_grid((n + kBlock - 1) / kBlock, 65535));
-  glu_forward_kernel<T><<<grid, kBlock, 0, s>>>(a.act, mat_ref(a.gate), mat_ref(a.up), vec_ref(a.bias_gate),
-                                                 vec_ref(a.bias_up), vec_ref(a.weights), mat_ref(a.out), m, n);
+  const MatRef gate = mat_ref(a.gate), up = mat_ref(a.up), out = mat_ref(a.out);
+  const VecRef bg = vec_ref(a.bias_gate), bu = vec_ref(a.bias_up), w = vec_ref(a.weights);
+  if (rows16_ok(a.gate, sizeof(T)) && rows16_ok(a.up, sizeof(T)) && rows16_ok(a.out, sizeof(T))) {
+    auto* kernel = is_plain_swiglu(a.act) ? glu_forward_rows16_kernel<T, true> : glu_forward_rows16_kernel<T, false>;
+    kernel<<<elementwise_grid(m, n, Rows16<T>::kVec, false), kBlock, 0, s>>>(a.act, gate, up, bg, bu, w, out, m, n);
+    return launch_status("glu_forward_rows16_kernel");
+  }
+  glu_forward_kernel<T><<<elementwise_grid(m, n, 1, false), kBlock, 0, s>>>(a.act, gate, up, bg, bu, w, out, m, n);
   return launch_status("glu_forward_kernel");
 }
 
 template <class T>
 fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
   const int64_t m = a.gate.rows, n = a.gate.cols;
+  const MatRef dout = mat_ref(a.dout), dgate = mat_ref(a.dgate), dup = mat_ref(a.dup);
+  const VecRef bg = vec_ref(a.bias_gate), bu = vec_ref(a.bias_up), w = vec_ref(a.weights), dw = vec_ref(a.dweights);
+  const bool whole_rows = a.dweights.present();
+  if (!a.gate.fp8()) {
+    const Mat* all[] = {&a.dout, &a.gate, &a.up, &a.dgate, &a.dup};
+    bool ok = true;
+    for (const Mat* mat : all) ok = ok && rows16_ok(*mat, sizeof(T));
+    if (ok) {
+      auto* kernel = is_plain_swiglu(a.act) ? glu_backward_rows16_kernel<T, true> : glu_backward_rows16_kernel<T, false>;
+      kernel<<<elementwise_grid(m, n, Rows16<T>::kVec, whole_rows), kBlock, 0, s>>>(
+          a.act, dout, mat_ref(a.gate), mat_ref(a.up), bg, bu, w, dgate, dup, dw, m, n);
+      return launch_status("glu_backward_rows16_kernel");
+    }
+  }
   auto* kernel = a.gate.fp8() ? glu_backward_kernel<T, true> : glu_backward_kernel<T, false>;
-  kernel<<<clamp_grid(m, 1u << 30), kBlock, 0, s>>>(
-      a.act, mat_ref(a.dout), saved_ref(a.gate), saved_ref(a.up), vec_ref(a.bias_gate), vec_ref(a.bias_up),
-      vec_ref(a.weights), mat_ref(a.dgate), mat_ref(a.dup), vec_ref(a.dweights), m, n);
+  kernel<<<elementwise_grid(m, n, 1, whole_rows), kBlock, 0, s>>>(a.act, dout, saved_ref(a.gate), saved_ref(a.up), bg,
+                                                                   bu, w, dgate, dup, dw, m, n);
   return launch_status("glu_backward_kernel");
 }
 
@@ -183,7 +304,7 @@ fsg_status fp8_convert(const Fp8ConvertArgs& a, cudaStream_t s) {
                                                    static_cast<uint8_t*>(a.dst.scale), a.dst.scale_rs, m, n);
     return launch_status("fp8_quantize_kernel");
   }
-  const dim3 grid(clamp_grid(m, 1u << 30), clamp_grid((n + kBlock - 1) / kBlock, 65535));
+  const dim3 grid = elementwise_grid(m, n, 1, false);
   fp8_dequantize_kernel<T><<<grid, kBlock, 0, s>>>(saved_ref(a.src), mat_ref(a.dst), m, n);
   return launch_status("fp8_dequantize_kernel");
 }
