@@ -170,6 +170,14 @@ forEachBackend("fused backward", (device) => {
       });
     }
   }
+  // More tiles than an H100 has SMs (17 x 17 tiles of the sm_90a dual GEMM, 289 > 132): each CTA of
+  // the persistent grid runs 2-3 tiles, so per-tile barrier phases (the recompute epilogue's dz
+  // slab) must turn over correctly.
+  test("bfloat16: several tiles per CTA of the persistent grid, both modes", () => {
+    for (const mode of ["recompute", "stored"] as const) {
+      checkBackward(device(), { layout: "packed", dtype: "bfloat16", mode, subset: "all", bias: true, lead: [2100], K: 24, N: 2056 });
+    }
+  });
 });
 
 // Small M (decode-sized batches, issue 5): dW = x^T·dA has a reduction of only M rows and

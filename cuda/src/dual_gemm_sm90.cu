@@ -185,6 +185,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
   using T = typename Elem<D>::T;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
+  __shared__ __align__(8) uint64_t dz_full[2];  // backward: a consumer's dz slab has landed
   unsigned char* smem =
       smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023);
   const int wg = threadIdx.x / 128;
@@ -196,6 +197,8 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
       mbar_init(&full[s], 1);
       mbar_init(&empty[s], kMulticast ? 8 * kCluster : 8);  // lane 0 of each consumer warp of every CTA it feeds
     }
+    mbar_init(&dz_full[0], 1);
+    mbar_init(&dz_full[1], 1);
     mbar_fence_init();
   }
   if constexpr (kCluster > 1) cluster_sync(); else __syncthreads();
@@ -284,6 +287,19 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
           wgmma_tile<D, kTransB>(d, da, db, (kt > 0 || j > 0) ? 1 : 0);
         }
         wgmma_commit();
+        if constexpr (EPI == DualGemmArgs::kBackward) {
+          // The epilogue's dz slab, loaded by TMA into the staging buffer under this tile's MMAs
+          // (tm_z is dz's map here), once the previous tile's stores have read the buffer. Read
+          // from global memory in the epilogue instead, dz cost ~0.6 ms of a 3.3 ms recompute
+          // at 8192x4096x14336 (bench/NOTES.md).
+          if (p.tma_store && kt == 0 && tid == 0) {
+            const int r0 = tm * kBM + c * 64, c0 = tn * kBN;
+            bulk_wait_read();
+            mbar_expect_tx(&dz_full[c], kSlabBytes);
+            tma_load_2d(smem + kStages * kStageBytes + c * kSlabBytes, &tm_z, &dz_full[c], c0, r0);
+            tma_load_2d(smem + kStages * kStageBytes + c * kSlabBytes + kSlabBytes / 2, &tm_z, &dz_full[c], c0 + 64, r0);
+          }
+        }
 #if FSG_SM90_WAIT1
         // Keep this stage's MMAs in flight; the previous stage's are done: free it.
         wgmma_wait<1>();
@@ -390,31 +406,34 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
           }
           slab(&tm_z, 0);
         } else {
-          // dA into the gate side, dB into the up side, from dz read straight from global memory.
+          // dA = dz * u * act'(g) (gate side), dB = dz * act(g) (up side), with dz staged by TMA in
+          // the buffer (zeros past the matrix's edges) and read pair by pair while dA is staged:
+          // each thread reads its own dz pair just before overwriting it with dA. Plain SwiGLU
+          // computes the dz-free factors first (reading all of dz into registers ahead of the
+          // math spilled 176 bytes); the variants make one out-of-line call per element (inlined,
+          // they spilled ~1 KB).
+          if constexpr (!kGeneral) {
 #pragma unroll
-          for (int j = 0; j < 16; ++j) {
-            const int col = col0 + j * 8;
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const int64_t row = row0 + 8 * h;
-              const int i = j * 4 + h * 2;
-              const float2 dz = row < p.m && col < p.n ? load2<T>(p.dz, p.dz_v2, row, col, col + 1 < p.n) : make_float2(0.f, 0.f);
-              const float dzs[2] = {dz.x, dz.y};
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const float g = d[i + e], u = d[i + e + 64];
-                float dg, du;  // not &d[...]: the out-of-line variants would force d into local memory
-                if constexpr (kGeneral) {
-                  glu_grads(p.act, g, u, dzs[e], &dg, &du);
-                } else {
-                  dg = dzs[e] * u * dsiluf(g);
-                  du = dzs[e] * siluf(g);
-                }
-                d[i + e] = dg, d[i + e + 64] = du;
-              }
+            for (int i = 0; i < 64; ++i) {
+              const float g = d[i], u = d[i + 64];
+              d[i] = u * dsiluf(g), d[i + 64] = siluf(g);
             }
           }
-          slab(&tm_a, 0);
+          mbar_wait(&dz_full[c], static_cast<uint32_t>((t - cluster_id) / clusters) & 1);  // this CTA's tile count
+          store_slab<T>(buf, &tm_a, r0, c0, p.m - r0, p.n - c0, 1 + c, [&](int j, int h) {
+            const int i = j * 4 + h * 2;
+            const float2 dz = load_slab_pair<T>(buf, j, h);
+            if constexpr (kGeneral) {
+              float da0, db0, da1, db1;  // not &d[...]: d must stay in registers
+              glu_grads(p.act, d[i], d[i + 64], dz.x, &da0, &db0);
+              glu_grads(p.act, d[i + 1], d[i + 65], dz.y, &da1, &db1);
+              d[i + 64] = db0, d[i + 65] = db1;
+              return make_float2(da0, da1);
+            } else {
+              d[i + 64] *= dz.x, d[i + 65] *= dz.y;
+              return make_float2(d[i] * dz.x, d[i + 1] * dz.y);
+            }
+          });
           slab(&tm_b, 64);
         }
       } else if constexpr (kGeneral && EPI == DualGemmArgs::kForward) {
@@ -609,13 +628,13 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   const bool general = !is_plain_swiglu(a.act) || p.a8.p != nullptr || p.b8.p != nullptr;
   // Outputs go through TMA stores when each can be addressed so (row-contiguous, 16-byte aligned
   // rows); otherwise all go from registers. maps[3..5]: forward z, a, b (16-bit 64 x 64 boxes, or
-  // fp8 64-row x 128-byte boxes); backward -, dA, dB.
+  // fp8 64-row x 128-byte boxes); backward dz (loaded into the staging buffer), dA, dB.
   maps[3] = maps[4] = maps[5] = maps[0];  // placeholders where no TMA store is made
   auto save_map = [&](const Mat& o, CUtensorMap* map) { return !o.present() || store_map(o, map); };
   if (epi == DualGemmArgs::kForward)
     p.tma_store = store_map(a.z, &maps[3]) && save_map(a.a_out, &maps[4]) && save_map(a.b_out, &maps[5]);
   else
-    p.tma_store = store_map(a.da, &maps[4]) && store_map(a.db, &maps[5]);
+    p.tma_store = store_map(a.dz, &maps[3]) && store_map(a.da, &maps[4]) && store_map(a.db, &maps[5]);
 
   *handled = true;
   if (dt == DType::BF16)

@@ -38,6 +38,23 @@ __device__ __forceinline__ void stage_fp8_pair(uint32_t box, int r, int col, uin
   asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(addr), "h"(codes) : "memory");
 }
 
+// The byte address of this thread's fragment pair j (0..15), row half h (0, 1) in a staging
+// buffer: row warp*16 + lane/4 + 8h, columns 8j + 2*(lane&3) + {0, 1} of the 64 x 128 slab, two
+// 64 x 64 boxes with 128-byte swizzle. 16-byte chunk c of row r sits at chunk c ^ (r & 7), and
+// r & 7 == lane / 4 here, so the 8 rows of one warp access hit 8 different chunks (no bank conflicts).
+__device__ __forceinline__ uint32_t slab_pair_addr(uint32_t buf, int j, int h) {
+  const int lane = threadIdx.x & 31, warp = (threadIdx.x & 127) >> 5;
+  return buf + (warp * 16 + (lane >> 2) + 8 * h) * 128 + (lane & 3) * 4 + (j >> 3) * 8192 +
+         (((j & 7) ^ (lane >> 2)) << 4);
+}
+
+// This thread's pair (j, h) of a slab staged in the buffer (by TMA: the backward's dz).
+template <class T> __device__ __forceinline__ float2 load_slab_pair(uint32_t buf, int j, int h) {
+  uint32_t bits;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(bits) : "r"(slab_pair_addr(buf, j, h)) : "memory");
+  return Pair<T>::split(*reinterpret_cast<const typename Pair<T>::T2*>(&bits));
+}
+
 // Stores a 64 x 128 slab whose top-left element is (row0, col0) of the map's matrix; rows_left and
 // cols_left are the rows and columns of the matrix from there on (<= 0: nothing to store). pair(j, h)
 // returns the two values of this thread's fragment pair j (0..15) in row half h (0, 1): row
@@ -46,19 +63,16 @@ __device__ __forceinline__ void stage_fp8_pair(uint32_t box, int r, int col, uin
 template <class T, class PairFn>
 __device__ __forceinline__ void store_slab(uint32_t buf, const CUtensorMap* map, int row0, int col0, int rows_left,
                                            int cols_left, int bar_id, PairFn pair) {
-  const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31;
+  const int tid = threadIdx.x & 127;
   slab_acquire(bar_id);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    // 128-byte swizzle: 16-byte chunk c of row r sits at chunk c ^ (r & 7); r & 7 == lane / 4 here,
-    // so the 8 rows of one warp store hit 8 different chunks (no bank conflicts).
-    const uint32_t row_addr = buf + (warp * 16 + (lane >> 2) + 8 * h) * 128 + (lane & 3) * 4;
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
       const float2 v = pair(j, h);
       const typename Pair<T>::T2 packed = Pair<T>::make(v.x, v.y);
-      const uint32_t addr = row_addr + (j >> 3) * 8192 + (((j & 7) ^ (lane >> 2)) << 4);
-      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(*reinterpret_cast<const uint32_t*>(&packed))
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(slab_pair_addr(buf, j, h)),
+                   "r"(*reinterpret_cast<const uint32_t*>(&packed))
                    : "memory");
     }
   }
