@@ -45,6 +45,22 @@ interface Setup {
 const label = (s: Setup) =>
   `${s.dtype} ${s.layout} ${s.M}x${s.K}x${s.N} path ${s.path} on ${s.userStream ? "a user stream" : "the default stream"}`;
 
+/** A CUDA device on the setup's kernel path and stream; close() restores and frees both. */
+function openFor(s: Setup): { dev: Device; close: () => void } {
+  const dev = Device.open({ backend: "cuda" });
+  dev.setKernelPath(s.path);
+  const stream = s.userStream ? dev.createStream() : null;
+  if (stream) dev.stream = stream;
+  const close = () => {
+    if (stream) {
+      dev.stream = null;
+      stream.dispose();
+    }
+    dev.dispose();
+  };
+  return { dev, close };
+}
+
 describe.if(hasCuda)("CUDA graphs [cuda]", () => {
   const FORWARD: Setup[] = [
     { dtype: "bfloat16", layout: "packed", M: 1, K: 64, N: 96, path: 0, userStream: false },
@@ -55,10 +71,7 @@ describe.if(hasCuda)("CUDA graphs [cuda]", () => {
 
   for (const s of FORWARD) {
     test(`forward: captured once, replayed on new inputs (${label(s)})`, () => {
-      const dev = Device.open({ backend: "cuda" });
-      dev.setKernelPath(s.path);
-      const stream = s.userStream ? dev.createStream() : null;
-      if (stream) dev.stream = stream;
+      const { dev, close } = openFor(s);
       const { dtype, M, K, N } = s;
       const x = randn([M, K], dtype, dev);
       const w = randomWeights(s.layout, K, N, dtype, dev);
@@ -81,13 +94,9 @@ describe.if(hasCuda)("CUDA graphs [cuda]", () => {
       g.dispose();
       expectError(() => g.replay(), "FSG_ERR_INVALID_ARGUMENT", "graph was disposed");
       g.dispose(); // a no-op
-      if (stream) {
-        dev.stream = null;
-        stream.dispose();
-      }
       disposeAll(x, bGate, bUp, z);
       disposeWeights(w);
-      dev.dispose();
+      close();
     });
   }
 
@@ -100,10 +109,7 @@ describe.if(hasCuda)("CUDA graphs [cuda]", () => {
 
   for (const s of BACKWARD) {
     test(`forward + backward (stored mode, caller workspace): replayed on new x and dz (${label(s)})`, () => {
-      const dev = Device.open({ backend: "cuda" });
-      dev.setKernelPath(s.path);
-      const stream = s.userStream ? dev.createStream() : null;
-      if (stream) dev.stream = stream;
+      const { dev, close } = openFor(s);
       const { dtype, M, K, N } = s;
       const device = { device: dev };
       const x = randn([M, K], dtype, dev);
@@ -142,13 +148,9 @@ describe.if(hasCuda)("CUDA graphs [cuda]", () => {
       expect(Array.from(dwGate!.toRaw())).toEqual(before);
       g.dispose();
       workspace.release();
-      if (stream) {
-        dev.stream = null;
-        stream.dispose();
-      }
       disposeAll(x, dz, bGate, bUp, z, aSaved, bSaved, dx, dwGate, dwUp, dbGate, dbUp);
       disposeWeights(w);
-      dev.dispose();
+      close();
     });
   }
 

@@ -13,7 +13,8 @@
 //   column_sum_kernel    dst[c] (+)= sum_r src(r, c): a block owns 32 columns (one warp wide, so
 //                        reads coalesce along a row) and 16 row phases; each thread sums its
 //                        rows with 4 independent partial sums, then the 16 phases are added in
-//                        a fixed order. No scratch, no atomics: bitwise reproducible.
+//                        a fixed order. No scratch, no atomics: bitwise reproducible. Its rows16
+//                        form owns 32 x 16 bytes of columns per block.
 #include <cuda_runtime.h>
 
 #include "activation_math.h"
@@ -217,6 +218,45 @@ __global__ void column_sum_kernel(MatRef src, VecRef dst, int64_t m, int64_t n, 
   }
 }
 
+// column_sum_kernel with 16 bytes per row step: a block owns kColCols * kVec columns (a warp
+// reads 512 contiguous bytes of a row), and each thread sums its kVec columns over its row phase.
+template <class T>
+__global__ void column_sum_rows16_kernel(MatRef src, VecRef dst, int64_t m, int64_t n, int accumulate) {
+  using R = Rows16<T>;
+  __shared__ float partial[kColPhases][kColCols * R::kVec];
+  const int64_t c = (static_cast<int64_t>(blockIdx.x) * kColCols + threadIdx.x) * R::kVec;
+  const int y = threadIdx.y;
+  float s0[R::kVec] = {}, s1[R::kVec] = {};  // two partial sums per column: two loads in flight
+  if (c < n) {
+    int64_t r = y;
+    for (; r + kColPhases < m; r += 2 * kColPhases) {
+      float v0[R::kVec], v1[R::kVec];
+      R::load(src, r, c, v0);
+      R::load(src, r + kColPhases, c, v1);
+#pragma unroll
+      for (int i = 0; i < R::kVec; ++i) s0[i] += v0[i], s1[i] += v1[i];
+    }
+    if (r < m) {
+      float v0[R::kVec];
+      R::load(src, r, c, v0);
+#pragma unroll
+      for (int i = 0; i < R::kVec; ++i) s0[i] += v0[i];
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < R::kVec; ++i) partial[y][threadIdx.x * R::kVec + i] = s0[i] + s1[i];
+  __syncthreads();
+  // Thread (x, y) finishes column 32y + x of the block (and + 512, ...): the phases added in order.
+  for (int j = y * kColCols + threadIdx.x; j < kColCols * R::kVec; j += kColPhases * kColCols) {
+    const int64_t col = static_cast<int64_t>(blockIdx.x) * kColCols * R::kVec + j;
+    if (col >= n) continue;
+    float total = 0.f;
+    for (int i = 0; i < kColPhases; ++i) total += partial[i][j];
+    if (accumulate) total += dst.load(col);
+    dst.store(col, total);
+  }
+}
+
 unsigned clamp_grid(int64_t v, int64_t cap) { return static_cast<unsigned>(v < cap ? (v < 1 ? 1 : v) : cap); }
 
 // Rows x column blocks of `per_thread * kBlock` columns; 1 column block when a block must own rows.
@@ -313,6 +353,12 @@ template <class T>
 fsg_status column_sum(const ColumnSumArgs& a, cudaStream_t s) {
   const int64_t m = a.src.rows, n = a.src.cols;
   const dim3 block(kColCols, kColPhases);
+  if (rows16_ok(a.src, sizeof(T))) {
+    constexpr int64_t kBlockCols = kColCols * Rows16<T>::kVec;
+    column_sum_rows16_kernel<T><<<clamp_grid((n + kBlockCols - 1) / kBlockCols, 0x7fffffff), block, 0, s>>>(
+        mat_ref(a.src), vec_ref(a.dst), m, n, a.accumulate ? 1 : 0);
+    return launch_status("column_sum_rows16_kernel");
+  }
   column_sum_kernel<T><<<clamp_grid((n + kColCols - 1) / kColCols, 0x7fffffff), block, 0, s>>>(
       mat_ref(a.src), vec_ref(a.dst), m, n, a.accumulate ? 1 : 0);
   return launch_status("column_sum_kernel");

@@ -513,30 +513,19 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
 // ---------------------------------------------------------------------------------------------
 // Host side: tensor maps (sm90_tma.h).
 using sm90_host::encode;
+using sm90_host::launch_setup;
+using sm90_host::pairs_aligned;
 using sm90_host::encode_fn;
 using sm90_host::Operand2D;
 using sm90_host::store_map;
 using sm90_host::tma_operand;
 
-bool pair_ok(const Mat& m) {
-  return m.present() && m.cs == 1 && m.rs % 2 == 0 && reinterpret_cast<uintptr_t>(m.data) % 4 == 0;
-}
-
 template <DType D, int kTransB, int EPI, bool kGeneral>
 fsg_status launch(const CUtensorMap (&maps)[6], const Params& p, cudaStream_t s) {
   auto* kernel = dual_gemm_sm90_kernel<D, kTransB, EPI, kGeneral>;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-  if (e != cudaSuccess) {
-    set_error("dual_gemm_sm90_kernel: cudaFuncSetAttribute(%d bytes of shared memory): %s", kSmemBytes,
-              cudaGetErrorString(e));
-    return FSG_ERR_CUDA;
-  }
   int dev = 0, sms = 0;
-  if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
-      (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) {
-    set_error("dual_gemm_sm90_kernel: reading the multiprocessor count: %s", cudaGetErrorString(e));
-    return FSG_ERR_CUDA;
-  }
+  const fsg_status setup = launch_setup(kernel, "dual_gemm_sm90_kernel", kSmemBytes, false, &dev, &sms);
+  if (setup != FSG_OK) return setup;
   // Clusters that can be resident at once (a GPC may not hold an even number of CTAs).
   int slots = sms / kCluster;
   if constexpr (kCluster > 1) {
@@ -617,8 +606,8 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   p.bg = vec_ref(a.bg), p.bu = vec_ref(a.bu);
   p.z = mat_ref(a.z), p.a_out = mat_ref(a.a_out), p.b_out = mat_ref(a.b_out);
   p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
-  p.z_v2 = pair_ok(a.z), p.a_v2 = pair_ok(a.a_out), p.b_v2 = pair_ok(a.b_out);
-  p.dz_v2 = pair_ok(a.dz), p.da_v2 = pair_ok(a.da), p.db_v2 = pair_ok(a.db);
+  p.z_v2 = pairs_aligned(a.z), p.a_v2 = pairs_aligned(a.a_out), p.b_v2 = pairs_aligned(a.b_out);
+  p.dz_v2 = pairs_aligned(a.dz), p.da_v2 = pairs_aligned(a.da), p.db_v2 = pairs_aligned(a.db);
   p.a8 = fp8_ref(a.a_out), p.b8 = fp8_ref(a.b_out);
   if (p.a8.p) p.a_out.p = nullptr, p.a_v2 = false;
   if (p.b8.p) p.b_out.p = nullptr, p.b_v2 = false;

@@ -307,18 +307,9 @@ bool b_operand(const Mat& b, int trans, Operand2D* o) {
 template <DType D, int kTransA, int kTransB>
 fsg_status launch(const CUtensorMap (&maps)[5], const GemmParams& p, cudaStream_t s) {
   auto* kernel = gemm_sm90_kernel<D, kTransA, kTransB>;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-  if (e != cudaSuccess) {
-    set_error("gemm_sm90_kernel: cudaFuncSetAttribute(%d bytes of shared memory): %s", kSmemBytes,
-              cudaGetErrorString(e));
-    return FSG_ERR_CUDA;
-  }
   int dev = 0, sms = 0;
-  if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
-      (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) {
-    set_error("gemm_sm90_kernel: reading the multiprocessor count: %s", cudaGetErrorString(e));
-    return FSG_ERR_CUDA;
-  }
+  const fsg_status setup = launch_setup(kernel, "gemm_sm90_kernel", kSmemBytes, false, &dev, &sms);
+  if (setup != FSG_OK) return setup;
   const int64_t grid = p.tiles < sms ? p.tiles : sms;
   kernel<<<static_cast<unsigned>(grid), kThreads, kSmemBytes, s>>>(maps[0], maps[1], maps[2], maps[3], maps[4], p);
   return launch_status("gemm_sm90_kernel");
@@ -381,7 +372,7 @@ fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* han
   p.bias = vec_ref(args.bias);
   p.bias_rows = swap;
   p.c = mat_ref(g.c);
-  p.c_v2 = g.c.cs == 1 && g.c.rs % 2 == 0 && reinterpret_cast<uintptr_t>(g.c.data) % 4 == 0;
+  p.c_v2 = pairs_aligned(g.c);
   p.accumulate = args.accumulate;
   // C through TMA stores unless it is accumulated into (read back) or TMA cannot address it.
   maps[4] = maps[0];  // placeholder

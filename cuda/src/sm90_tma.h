@@ -1,7 +1,8 @@
-// sm90_tma.h: host side of the Hopper kernels' TMA operands: the driver's cuTensorMapEncodeTiled
-// (reached through the runtime, libcuda is not linked), the 2-D operand check and the encoding
-// with 128-byte swizzle that the sm90 kernels' shared-memory descriptors expect. Shared by
-// dual_gemm_sm90.cu and gemm_sm90.cu. Host code only.
+// sm90_tma.h: host side of the Hopper kernels: the driver's cuTensorMapEncodeTiled (reached
+// through the runtime, libcuda is not linked), the 2-D operand check and the encoding with
+// 128-byte swizzle that the sm90 kernels' shared-memory descriptors expect, and the setup before a
+// launch (shared memory opt-in, SM count). Shared by dual_gemm_sm90.cu, gemm_sm90.cu and
+// small_m_sm90.cu. Host code only.
 #pragma once
 #include <cuda.h>  // CUtensorMap and the driver enums: types only
 #include <cudaTypedefs.h>
@@ -77,6 +78,31 @@ inline bool store_map(const Mat& o, CUtensorMap* map) {
   const bool fp8 = o.fp8();
   return (o.cs == 1 || o.cols == 1) && tma_operand(o.data, o.cols, o.rows, o.rs, &op, fp8 ? 1 : 2) &&
          encode(map, o.dtype, op, fp8 ? 128 : 64, 64);
+}
+
+// Two adjacent columns of m form one aligned 4-byte access (the register-store fallbacks' pairs).
+inline bool pairs_aligned(const Mat& m) {
+  return m.present() && m.cs == 1 && m.rs % 2 == 0 && reinterpret_cast<uintptr_t>(m.data) % 4 == 0;
+}
+
+// Before a launch: lets `kernel` use smem_bytes of dynamic shared memory (and the largest shared
+// memory carveout when max_carveout), then reads the current device and its multiprocessor count.
+// Errors name `name`.
+template <class Kernel>
+fsg_status launch_setup(Kernel* kernel, const char* name, int smem_bytes, bool max_carveout, int* dev, int* sms) {
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  if (e == cudaSuccess && max_carveout)
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+  if (e != cudaSuccess) {
+    set_error("%s: cudaFuncSetAttribute(%d bytes of shared memory): %s", name, smem_bytes, cudaGetErrorString(e));
+    return FSG_ERR_CUDA;
+  }
+  if ((e = cudaGetDevice(dev)) != cudaSuccess ||
+      (e = cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, *dev)) != cudaSuccess) {
+    set_error("%s: reading the multiprocessor count: %s", name, cudaGetErrorString(e));
+    return FSG_ERR_CUDA;
+  }
+  return FSG_OK;
 }
 
 }  // namespace sm90_host

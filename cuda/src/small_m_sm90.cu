@@ -320,20 +320,9 @@ template <DType D, int kTransA, int kRows, int kRowWG, int kKSplit, int kStages,
 fsg_status launch_cfg(const Maps& maps, const SwapParams& p, cudaStream_t s) {
   using C = Cfg<kRows, kRowWG, kKSplit, kStages, kInline>;
   auto* kernel = small_m_sm90_kernel<D, kTransA, kRows, kRowWG, kKSplit, kStages, kInline, kMinBlocks>;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes);
-  if (e == cudaSuccess)
-    e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
-  if (e != cudaSuccess) {
-    set_error("small_m_sm90_kernel: cudaFuncSetAttribute(%d bytes of shared memory): %s", C::kSmemBytes,
-              cudaGetErrorString(e));
-    return FSG_ERR_CUDA;
-  }
   int dev = 0, sms = 0;
-  if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
-      (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) {
-    set_error("small_m_sm90_kernel: reading the multiprocessor count: %s", cudaGetErrorString(e));
-    return FSG_ERR_CUDA;
-  }
+  const fsg_status setup = sm90_host::launch_setup(kernel, "small_m_sm90_kernel", C::kSmemBytes, true, &dev, &sms);
+  if (setup != FSG_OK) return setup;
   const int64_t units = (p.n + kCols - 1) / kCols * ((p.m + C::kXRows - 1) / C::kXRows);
   // CTAs resident at once; FSG_SMALL_M_SM90_PERSISTENT 0: one CTA per unit (see the header).
   const int64_t slots = FSG_SMALL_M_SM90_PERSISTENT ? static_cast<int64_t>(sms) * kMinBlocks : units;
