@@ -170,12 +170,38 @@ forEachBackend("fused backward", (device) => {
       });
     }
   }
+  // Split-K (Hopper, the workspace's scratch): outputs of a few tiles over long reductions. dX is
+  // [1100, 24] (9 tiles) over 2N = 1040 and dW [24, 520] (3 tiles; 5 of C^T for nn.Linear grads)
+  // over M = 1100, so both GEMMs cut K into pieces whose fp32 partials are summed in order.
+  test("bfloat16: few output tiles over a long reduction (split-K), every layout", () => {
+    LAYOUTS.forEach((layout, j) => {
+      const mode = j % 2 === 0 ? "stored" : "recompute";
+      checkBackward(device(), { layout, dtype: "bfloat16", mode, subset: "all", bias: true, lead: [1100], K: 24, N: 520, accumulate: j >= 2 });
+    });
+  });
+  test("float16: split-K gives the same bits run to run", () => {
+    const dev = device();
+    const [M, K, N] = [1100, 24, 520];
+    const x = randn([M, K], "float16", dev);
+    const dz = randn([M, N], "float16", dev);
+    const w = randomWeights("packed", K, N, "float16", dev);
+    const run = () => {
+      const [dx, dw] = [Tensor.empty([M, K], "float16", { device: dev }), Tensor.empty([K, N], "float16", { device: dev })];
+      fusedSwigluBackward(dz, x, w.gate, w.up, { dx, dwGate: dw });
+      const bits = [Array.from(dx.toRaw()), Array.from(dw.toRaw())];
+      disposeAll(dx, dw);
+      return bits;
+    };
+    expect(run()).toEqual(run());
+    disposeAll(x, dz);
+    disposeWeights(w);
+  });
   // More tiles than an H100 has SMs (17 x 17 tiles of the sm_90a dual GEMM, 289 > 132): each CTA of
   // the persistent grid runs 2-3 tiles, so per-tile barrier phases (the recompute epilogue's dz
   // slab) must turn over correctly.
   test("bfloat16: several tiles per CTA of the persistent grid, both modes", () => {
     for (const mode of ["recompute", "stored"] as const) {
-      checkBackward(device(), { layout: "packed", dtype: "bfloat16", mode, subset: "all", bias: true, lead: [2100], K: 24, N: 2056 });
+      checkBackward(device(), { layout: "packed", dtype: "bfloat16", mode, subset: "all", bias: true, lead: [2100], K: 8, N: 2056 });
     }
   });
 });

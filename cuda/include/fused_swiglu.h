@@ -209,7 +209,10 @@ FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, con
 
 #define FSG_BACKWARD_ACCUMULATE 1u /* add into dx/dw/db instead of overwriting them */
 
-/* Bytes of scratch fsg_swiglu_backward needs for this x ([..., K]) and n hidden features. */
+/* Bytes of scratch fsg_swiglu_backward needs for this x ([..., K]) and n hidden features on ctx's
+ * device: the [M, 2N] gradients of the pre-activations in x's dtype, plus, on Hopper where the
+ * dX or dW GEMM alone would leave SMs idle (a few hundred rows, or a short K), room for their
+ * split-K partials (summed in a fixed order: still deterministic). */
 FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fsg_tensor* x, int64_t n,
                                                       uint64_t* out_bytes);
 
@@ -218,8 +221,9 @@ FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fs
  * mode: both NULL; the pre-activations are recomputed from x, weights and biases. Each of dx,
  * dw_gate, dw_up, db_gate, db_up is computed only when non-NULL (frozen weights pass NULL).
  * Gradient tensors have the shapes of what they differentiate (dw_* are [K, N] views with any
- * non-overlapping strides). workspace: device memory of at least
- * fsg_swiglu_backward_workspace_size bytes, 256-byte aligned. flags: FSG_BACKWARD_ACCUMULATE. */
+ * non-overlapping strides). workspace: device memory of fsg_swiglu_backward_workspace_size bytes,
+ * 256-byte aligned; at least M * 2N elements of x's dtype (with less than the full size the GEMMs
+ * do not split K). flags: FSG_BACKWARD_ACCUMULATE. */
 FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, const fsg_tensor* x,
                                        const fsg_tensor* w_gate, const fsg_tensor* w_up, const fsg_tensor* b_gate,
                                        const fsg_tensor* b_up, const fsg_tensor* a_saved, const fsg_tensor* b_saved,

@@ -1,6 +1,8 @@
 // api_swiglu.cpp: fsg_swiglu_forward / fsg_swiglu_backward: argument checks, then the backend.
 //
 // Backward plan (every step on the context's stream, no allocation, deterministic):
+//   0. The workspace: [dA | dB], then (Hopper, shapes whose GEMMs would leave SMs idle) scratch
+//      for the split-K partials of dX and dW (backward_workspace below).
 //   1. [dA | dB] into the workspace ([M, 2N], the call's dtype):
 //        stored mode:    elementwise from dz and the saved pre-activations (glu backward)
 //        recompute mode: the fused dual GEMM again, with the backward epilogue
@@ -10,11 +12,32 @@
 #include "dispatch.h"
 #include "glu_params.h"
 #include "guard.h"
+#include "kernels.h"
 #include "tensor_view.h"
 
 using namespace fsg;
 
 namespace {
+
+// The backward's workspace: [dA | dB] ([M, 2N] of dtype) at 0, then the split-K scratch at a
+// 256-byte boundary. The scratch is sized for the current device (fsg_swiglu_backward binds it);
+// a workspace without it (sized on another device, or by an older caller) only turns split-K off.
+struct BackwardWorkspace {
+  uint64_t grads_bytes, scratch_offset, scratch_bytes;
+  uint64_t total() const { return scratch_bytes ? scratch_offset + scratch_bytes : grads_bytes; }
+};
+
+BackwardWorkspace backward_workspace(const fsg_context* ctx, int64_t M, int64_t K, int64_t N, DType dt) {
+  BackwardWorkspace w{};
+  w.grads_bytes = static_cast<uint64_t>(M) * 2 * N * dtype_bytes(dt);
+  w.scratch_offset = (w.grads_bytes + 255) / 256 * 256;
+  if (on_cuda(ctx) && ctx->compute_capability == 90 && (dt == DType::BF16 || dt == DType::F16)) {
+    const uint64_t dx = gemm_sm90_split_scratch_bytes(M, K, 2 * N);  // dX = [dA|dB]·[Wg|Wu]^T
+    const uint64_t dw = gemm_sm90_split_scratch_bytes(K, N, M);      // dW = x^T·dA (then x^T·dB)
+    w.scratch_bytes = dx > dw ? dx : dw;
+  }
+  return w;
+}
 
 // The weights and biases shared by forward and backward: [K, N] views of x's dtype.
 struct Params {
@@ -99,7 +122,8 @@ FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fs
       set_error("%s: n: expected 0..2^31-1, got %lld", call.fn, static_cast<long long>(n));
       return n < 0 ? FSG_ERR_SHAPE : FSG_ERR_TOO_LARGE;
     }
-    *out_bytes = static_cast<uint64_t>(xv.mat.rows) * 2 * n * dtype_bytes(xv.mat.dtype);
+    FSG_TRY(bind_device(ctx));
+    *out_bytes = backward_workspace(ctx, xv.mat.rows, xv.mat.cols, n, xv.mat.dtype).total();
     return FSG_OK;
   });
 }
@@ -165,7 +189,8 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
     }
 
     const DType dt = xv.mat.dtype;
-    const uint64_t need = static_cast<uint64_t>(M) * 2 * N * dtype_bytes(dt);
+    const BackwardWorkspace layout = backward_workspace(ctx, M, p.K, N, dt);
+    const uint64_t need = layout.grads_bytes;
     if (workspace == 0 || workspace_bytes < need || workspace % 256 != 0) {
       set_error("%s: workspace: expected %llu bytes (fsg_swiglu_backward_workspace_size), 256-byte aligned; got "
                 "%llu bytes at 0x%llx", call.fn, (unsigned long long)need, (unsigned long long)workspace_bytes,
@@ -175,6 +200,12 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
     char* ws = reinterpret_cast<char*>(workspace);
     const Mat dA{ws, M, N, 2 * N, 1, dt};
     const Mat dB{ws + N * dtype_bytes(dt), M, N, 2 * N, 1, dt};
+    // Split-K scratch for dX and dW, when the caller's workspace has room for it.
+    const bool has_scratch = layout.scratch_bytes > 0 && workspace_bytes >= layout.total();
+    auto with_scratch = [&](GemmArgs g) {
+      if (has_scratch) g.scratch = ws + layout.scratch_offset, g.scratch_bytes = layout.scratch_bytes;
+      return g;
+    };
 
     if (a_mat.present()) {
       GluBackwardArgs g;
@@ -209,10 +240,10 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
       g.b1 = transposed(p.wu);
       g.c = dx_mat;
       g.accumulate = accumulate;
-      FSG_TRY(run(ctx, g));
+      FSG_TRY(run(ctx, with_scratch(g)));
     }
-    if (dwg.present()) FSG_TRY(run(ctx, product(transposed(xv.mat), dA, dwg, accumulate)));
-    if (dwu.present()) FSG_TRY(run(ctx, product(transposed(xv.mat), dB, dwu, accumulate)));
+    if (dwg.present()) FSG_TRY(run(ctx, with_scratch(product(transposed(xv.mat), dA, dwg, accumulate))));
+    if (dwu.present()) FSG_TRY(run(ctx, with_scratch(product(transposed(xv.mat), dB, dwu, accumulate))));
     return FSG_OK;
   });
 }

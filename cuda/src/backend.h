@@ -79,6 +79,10 @@ struct GemmArgs {
   Vec bias;    // optional [N]
   Mat c;       // [M, N]
   bool accumulate = false;
+  // Optional device scratch (256-byte aligned) for split-K partials: kernels that split K when the
+  // output alone would leave the GPU idle use it if it is large enough (gemm_sm90.cu).
+  void* scratch = nullptr;
+  uint64_t scratch_bytes = 0;
 };
 
 // Elementwise GLU on separate gate/up views (packed halves of y, or stored pre-activations):

@@ -15,7 +15,11 @@
 // nn.Linear's [N,K] weight grads) is computed as C^T = B^T·A^T, so the epilogue always writes
 // row-contiguous pairs. Declined (the sm_80 kernels take them): f32, operands TMA cannot address
 // (non-unit inner stride, strides or bases not 16-byte aligned), products of different majors,
-// and, unless forced, C smaller than 64 x 64. No split-K: results are deterministic.
+// and, unless forced, C smaller than 64 x 64.
+// Split-K, when the caller gives scratch (the backward's workspace) and the output tiles alone
+// would leave SMs idle (dX at a few hundred rows, dW at short K): the K-tile sequence is cut into
+// S pieces, each CTA writes its piece's fp32 partial tile from registers, and split_k_reduce adds
+// the S partials in order (plus bias and C), so the result is still deterministic.
 //
 // Build (standalone check): nvcc -std=c++17 -O3 --expt-relaxed-constexpr
 //   -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80
@@ -55,7 +59,10 @@ struct GemmParams {
   int m, n;
   int m_tiles, n_tiles;
   int k_tiles0, k_tiles;  // K tiles of product 0, of both products together
-  int64_t tiles;
+  int splits, k_per_split;  // split-K: pieces of the K-tile sequence (1: none), K tiles per piece
+  int64_t tiles;            // m_tiles * n_tiles * splits
+  float* partial;           // splits > 1: fp32 partials [splits][m][ld]
+  int ld;                   // their row stride: n rounded up to 4
   VecRef bias;
   MatRef c;
   bool bias_rows;   // bias indexed by row (C was transposed on the host)
@@ -69,8 +76,15 @@ struct GemmParams {
 // Device helpers (named namespace: the non-sm_90a passes compile them without using them).
 namespace gemm_sm90_detail {
 
-// Unit t -> (row tile, column tile): bands of kGroupM row tiles, column-major inside a band.
-__device__ __forceinline__ void tile_coords(int64_t t, const GemmParams& p, int& tm, int& tn) {
+// Unit t -> (split, row tile, column tile; the split's K tiles [kb, ke)): splits outermost, then
+// bands of kGroupM row tiles, column-major inside a band.
+__device__ __forceinline__ void tile_coords(int64_t t, const GemmParams& p, int& tm, int& tn, int& split, int& kb,
+                                            int& ke) {
+  const int64_t per_split = static_cast<int64_t>(p.m_tiles) * p.n_tiles;
+  split = static_cast<int>(t / per_split);
+  t -= split * per_split;
+  kb = split * p.k_per_split;
+  ke = min(p.k_tiles, kb + p.k_per_split);
   const int64_t band_tiles = static_cast<int64_t>(kGroupM) * p.n_tiles;
   const int band = static_cast<int>(t / band_tiles);
   const int first = band * kGroupM;
@@ -153,10 +167,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       int s = 0;
       uint32_t phase = 0;
       for (int64_t t = blockIdx.x; t < p.tiles; t += gridDim.x) {
-        int tm, tn;
-        tile_coords(t, p, tm, tn);
+        int tm, tn, split, kb, ke;
+        tile_coords(t, p, tm, tn, split, kb, ke);
         const int m0 = tm * kBM, n0 = tn * kBN;
-        for (int kt = 0; kt < p.k_tiles; ++kt) {
+        for (int kt = kb; kt < ke; ++kt) {
           mbar_wait(&empty[s], phase ^ 1);
           uint64_t* bar = &full[s];
           mbar_expect_tx(bar, kStageBytes);
@@ -195,10 +209,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (lane == 0) mbar_arrive(&empty[stage]);
     };
     for (int64_t t = blockIdx.x; t < p.tiles; t += gridDim.x) {
-      int tm, tn;
-      tile_coords(t, p, tm, tn);
+      int tm, tn, split, kb, ke;
+      tile_coords(t, p, tm, tn, split, kb, ke);
       int prev = -1;
-      for (int kt = 0; kt < p.k_tiles; ++kt) {
+      for (int kt = kb; kt < ke; ++kt) {
         mbar_wait(&full[s], phase);
         const uint32_t st = smem_u32(smem + s * kStageBytes);
         const uint32_t a_base = st + c * kBox, b_base = st + kABytes;  // this consumer's 64 rows
@@ -209,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, 1)
           // K-major: 16 elements (32 bytes) per step along the swizzled 128-byte rows.
           const uint64_t da = kTransA ? make_desc(a_base + j * 2048, kBox, 1024) : make_desc(a_base + j * 32, 16, 1024);
           const uint64_t db = kTransB ? make_desc(b_base + j * 2048, kBox, 1024) : make_desc(b_base + j * 32, 16, 1024);
-          mma<D, kTransA, kTransB>(d, da, db, (kt > 0 || j > 0) ? 1 : 0);
+          mma<D, kTransA, kTransB>(d, da, db, (kt > kb || j > 0) ? 1 : 0);
         }
         wgmma_commit();
         // Keep this stage's MMAs in flight; the previous stage's are done: free it.
@@ -227,6 +241,20 @@ __global__ void __launch_bounds__(kThreads, 1)
       //      column 8*(i/4) + 2*(lane&3) + (i&1)) ----
       const int64_t row0 = static_cast<int64_t>(tm) * kBM + c * 64 + warp * 16 + (lane >> 2);
       const int col0 = tn * kBN + 2 * (lane & 3);
+      if (p.splits > 1) {  // this piece's fp32 partial (ld even: col + 1 < ld whenever col < ld)
+        float* out = p.partial + static_cast<int64_t>(split) * p.m * p.ld;
+#pragma unroll
+        for (int j = 0; j < kBN / 8; ++j) {
+          const int col = col0 + j * 8;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t row = row0 + 8 * h;
+            if (row < p.m && col < p.ld)
+              *reinterpret_cast<float2*>(out + row * p.ld + col) = make_float2(d[j * 4 + h * 2], d[j * 4 + h * 2 + 1]);
+          }
+        }
+        continue;
+      }
       if (p.tma_store) {
         // Bias added in place (the next tile's first MMA overwrites d), then the two 64 x 128
         // halves of this warpgroup's 64 x 256 block through the staging buffer.
@@ -285,9 +313,39 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
+// C = the sum of the split-K partials in split order (+ bias) (+ C): one thread per element.
+template <class T>
+__global__ void split_k_reduce_kernel(const float* partial, int splits, int ld, MatRef c, VecRef bias, bool bias_rows,
+                                      bool accumulate, int m, int n) {
+  const int64_t total = static_cast<int64_t>(m) * n, split_stride = static_cast<int64_t>(m) * ld;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = e / n, col = e - r * n;
+    float v = 0.f;
+    for (int sp = 0; sp < splits; ++sp) v += partial[sp * split_stride + r * ld + col];
+    if (bias.p) v += bias.load(bias_rows ? r : col);
+    if (accumulate) v += c.load<T>(r, col);
+    c.store<T>(r, col, v);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Host side.
 using namespace sm90_host;
+
+// Split-K pieces for an m x n output over k_tiles K tiles on `sms` SMs: the count (<= 8, >= 4 K
+// tiles each) that minimises the waves of tile time, ceil(tiles * S / sms) / S, when that beats
+// no split by 15% or more; else 1.
+int split_count(int64_t m, int64_t n, int64_t k_tiles, int sms) {
+  const int64_t tiles = ((m + kBM - 1) / kBM) * ((n + kBN - 1) / kBN);
+  auto waves = [&](int64_t splits) { return static_cast<double>((tiles * splits + sms - 1) / sms) / splits; };
+  int best = 1;
+  for (int splits = 2; splits <= 8 && k_tiles / splits >= 4; ++splits)
+    if (waves(splits) < 0.85 * waves(best)) best = splits;
+  return best;
+}
+
+int64_t round_up4(int64_t v) { return (v + 3) / 4 * 4; }
 
 Mat transposed_view(const Mat& m) { return Mat{m.data, m.cols, m.rows, m.cs, m.rs, m.dtype}; }
 
@@ -368,7 +426,22 @@ fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* han
   const int64_t kt0 = (g.a0.cols + kBK - 1) / kBK, kt1 = two ? (g.a1.cols + kBK - 1) / kBK : 0;
   if (kt0 + kt1 > (int64_t{1} << 30)) return FSG_OK;
   p.k_tiles0 = static_cast<int>(kt0), p.k_tiles = static_cast<int>(kt0 + kt1);
-  p.tiles = static_cast<int64_t>(p.m_tiles) * p.n_tiles;
+  p.splits = 1, p.k_per_split = p.k_tiles;
+  if (args.scratch != nullptr) {
+    const int sms = current_sm_count();
+    const int want = sms > 0 ? split_count(m, n, p.k_tiles, sms) : 1;
+    if (want > 1) {
+      const int per = (p.k_tiles + want - 1) / want;
+      const int splits = (p.k_tiles + per - 1) / per;  // every piece non-empty
+      const uint64_t bytes = static_cast<uint64_t>(splits) * m * round_up4(n) * sizeof(float);
+      if (splits > 1 && bytes <= args.scratch_bytes) {
+        p.splits = splits, p.k_per_split = per;
+        p.partial = static_cast<float*>(args.scratch);
+        p.ld = static_cast<int>(round_up4(n));
+      }
+    }
+  }
+  p.tiles = static_cast<int64_t>(p.m_tiles) * p.n_tiles * p.splits;
   p.bias = vec_ref(args.bias);
   p.bias_rows = swap;
   p.c = mat_ref(g.c);
@@ -379,7 +452,24 @@ fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* han
   p.tma_store = !p.accumulate && store_map(g.c, &maps[4]);
 
   *handled = true;
-  return dt == DType::BF16 ? pick_majors<DType::BF16>(ta, tb, maps, p, s) : pick_majors<DType::F16>(ta, tb, maps, p, s);
+  const fsg_status st =
+      dt == DType::BF16 ? pick_majors<DType::BF16>(ta, tb, maps, p, s) : pick_majors<DType::F16>(ta, tb, maps, p, s);
+  if (st != FSG_OK || p.splits == 1) return st;
+  const int64_t total = static_cast<int64_t>(m) * n;
+  const unsigned blocks = static_cast<unsigned>(total / 256 + 1 < 65536 ? total / 256 + 1 : 65535);
+  auto* reduce = dt == DType::BF16 ? split_k_reduce_kernel<__nv_bfloat16> : split_k_reduce_kernel<__half>;
+  reduce<<<blocks, 256, 0, s>>>(p.partial, p.splits, p.ld, p.c, p.bias, p.bias_rows, p.accumulate, p.m, p.n);
+  return launch_status("split_k_reduce_kernel");
+}
+
+uint64_t gemm_sm90_split_scratch_bytes(int64_t m, int64_t n, int64_t k) {
+  const int sms = current_sm_count();
+  if (sms <= 0 || m > INT32_MAX || n > INT32_MAX) return 0;
+  const int64_t k_tiles = (k + kBK - 1) / kBK;
+  // Either orientation (a column-contiguous C runs as C^T).
+  const int64_t a = split_count(m, n, k_tiles, sms), b = split_count(n, m, k_tiles, sms);
+  const int64_t splits = a > b ? a : b;
+  return splits > 1 ? static_cast<uint64_t>(splits) * round_up4(m) * round_up4(n) * sizeof(float) : 0;
 }
 
 }  // namespace fsg

@@ -32,6 +32,9 @@ fsg_status cuda_dual_gemm_small_m(const DualGemmArgs& a, Stream s, bool forced, 
 fsg_status cuda_dual_gemm_small_m_sm90(const DualGemmArgs& a, Stream s, bool forced, bool* handled);
 fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, bool* handled);
 fsg_status cuda_gemm_sm90(const GemmArgs& a, Stream s, bool forced, bool* handled);
+// Scratch that lets cuda_gemm_sm90 split K for an m x n output over a reduction of k on the
+// current device (0: it would not split).
+uint64_t gemm_sm90_split_scratch_bytes(int64_t m, int64_t n, int64_t k);
 // gemm_short.cu: short reductions (dW at small M) and few rows with a long reduction (dX at
 // small M); taken by kPathAuto where measured faster and by kPathSmallM wherever they apply.
 fsg_status cuda_gemm_short(const GemmArgs& a, Stream s, bool forced, bool* handled);

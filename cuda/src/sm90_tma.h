@@ -85,6 +85,16 @@ inline bool pairs_aligned(const Mat& m) {
   return m.present() && m.cs == 1 && m.rs % 2 == 0 && reinterpret_cast<uintptr_t>(m.data) % 4 == 0;
 }
 
+// Multiprocessors of the current device (0 when it cannot be read).
+inline int current_sm_count() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return sms;
+}
+
 // Before a launch: lets `kernel` use smem_bytes of dynamic shared memory (and the largest shared
 // memory carveout when max_carveout), then reads the current device and its multiprocessor count.
 // Errors name `name`.
