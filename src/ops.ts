@@ -95,7 +95,12 @@ export interface FusedBackwardArgs {
   workspaceBytes?: number;
 }
 
-/** Bytes of scratch the backward needs for x [..., K] and n hidden features. */
+/**
+ * Bytes of scratch the backward needs for x [..., K] and n hidden features on x's device: the
+ * [M, 2N] gradients of the pre-activations, plus (Hopper, when the dX or dW GEMM alone would leave
+ * SMs idle) room for deterministic split-K partials. A workspace of only the first part still
+ * works; the GEMMs then do not split.
+ */
 export function backwardWorkspaceSize(x: Tensor, n: number): number {
   const device = deviceOf(x, "x");
   const out = new BigUint64Array(1);
