@@ -245,101 +245,106 @@ function isDone(status: number, name: string): boolean {
   return true;
 }
 
-/** A CUDA stream (on the CPU backend, work is done when the call returns). */
-export class Stream {
+/**
+ * A native object owned by a device context (a stream or an event): its handle, and once disposed,
+ * a typed error on use instead of a call with a dangling handle.
+ */
+abstract class DeviceObject {
   readonly device: Device;
   readonly handle: bigint;
   #destroyed = false;
+  readonly #kind: string;
 
-  private constructor(device: Device, handle: bigint) {
+  protected constructor(device: Device, handle: bigint, kind: string) {
     this.device = device;
     this.handle = handle;
+    this.#kind = kind;
   }
 
-  static create(device: Device): Stream {
-    return new Stream(device, createNative(device, lib.fsg_stream_create, "fsg_stream_create"));
+  protected assertLive(): void {
+    if (this.#destroyed) fail("FSG_ERR_INVALID_ARGUMENT", `${this.#kind} was disposed`);
   }
 
-  #assertLive(): void {
-    if (this.#destroyed) fail("FSG_ERR_INVALID_ARGUMENT", "stream was disposed");
-  }
-
-  /** True when all work enqueued on the stream has completed. */
-  query(): boolean {
-    this.#assertLive();
-    return isDone(lib.fsg_stream_query(this.device.handle, this.handle), "fsg_stream_query");
-  }
-
-  synchronize(): void {
-    this.#assertLive();
-    check(lib.fsg_stream_synchronize(this.device.handle, this.handle), "fsg_stream_synchronize");
-  }
-
-  /** Destroys the stream (the device goes back to the default stream if this one was current). */
-  dispose(): void {
-    if (this.#destroyed) return;
-    if (this.device.stream === this && !this.device.disposed) this.device.stream = null;
+  /** Marks the object disposed; false when it already was (dispose() then does nothing). */
+  protected markDisposed(): boolean {
+    if (this.#destroyed) return false;
     this.#destroyed = true;
-    destroyNative(this.device, lib.fsg_stream_destroy, this.handle, "fsg_stream_destroy");
+    return true;
   }
+
+  abstract dispose(): void;
 
   [Symbol.dispose](): void {
     this.dispose();
   }
 }
 
-/** A CUDA event (host time on the CPU backend). */
-export class Event {
-  readonly device: Device;
-  readonly handle: bigint;
-  #destroyed = false;
-
+/** A CUDA stream (on the CPU backend, work is done when the call returns). */
+export class Stream extends DeviceObject {
   private constructor(device: Device, handle: bigint) {
-    this.device = device;
-    this.handle = handle;
+    super(device, handle, "stream");
+  }
+
+  static create(device: Device): Stream {
+    return new Stream(device, createNative(device, lib.fsg_stream_create, "fsg_stream_create"));
+  }
+
+  /** True when all work enqueued on the stream has completed. */
+  query(): boolean {
+    this.assertLive();
+    return isDone(lib.fsg_stream_query(this.device.handle, this.handle), "fsg_stream_query");
+  }
+
+  synchronize(): void {
+    this.assertLive();
+    check(lib.fsg_stream_synchronize(this.device.handle, this.handle), "fsg_stream_synchronize");
+  }
+
+  /** Destroys the stream (the device goes back to the default stream if this one was current). */
+  dispose(): void {
+    if (!this.markDisposed()) return;
+    if (this.device.stream === this && !this.device.disposed) this.device.stream = null;
+    destroyNative(this.device, lib.fsg_stream_destroy, this.handle, "fsg_stream_destroy");
+  }
+}
+
+/** A CUDA event (host time on the CPU backend). */
+export class Event extends DeviceObject {
+  private constructor(device: Device, handle: bigint) {
+    super(device, handle, "event");
   }
 
   static create(device: Device): Event {
     return new Event(device, createNative(device, lib.fsg_event_create, "fsg_event_create"));
   }
 
-  #assertLive(): void {
-    if (this.#destroyed) fail("FSG_ERR_INVALID_ARGUMENT", "event was disposed");
-  }
-
   /** Records the event on the device's current stream. Returns this. */
   record(): this {
-    this.#assertLive();
+    this.assertLive();
     check(lib.fsg_event_record(this.device.handle, this.handle), "fsg_event_record");
     return this;
   }
 
   /** True when the work before the record has completed. */
   query(): boolean {
-    this.#assertLive();
+    this.assertLive();
     return isDone(lib.fsg_event_query(this.device.handle, this.handle), "fsg_event_query");
   }
 
   synchronize(): void {
-    this.#assertLive();
+    this.assertLive();
     check(lib.fsg_event_synchronize(this.device.handle, this.handle), "fsg_event_synchronize");
   }
 
   /** Milliseconds from this (recorded earlier) to `end`. */
   elapsedMs(end: Event): number {
-    this.#assertLive();
+    this.assertLive();
     const out = new Float32Array(1);
     check(lib.fsg_event_elapsed_ms(this.device.handle, this.handle, end.handle, hostPtr(out)), "fsg_event_elapsed_ms");
     return out[0]!;
   }
 
   dispose(): void {
-    if (this.#destroyed) return;
-    this.#destroyed = true;
-    destroyNative(this.device, lib.fsg_event_destroy, this.handle, "fsg_event_destroy");
-  }
-
-  [Symbol.dispose](): void {
-    this.dispose();
+    if (this.markDisposed()) destroyNative(this.device, lib.fsg_event_destroy, this.handle, "fsg_event_destroy");
   }
 }
