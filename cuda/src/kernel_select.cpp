@@ -28,6 +28,19 @@ fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path, int 
 
 fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path, int cc) {
   bool handled = false;
+  // On Hopper the sm_90a GEMM goes first for two small-M backward shapes (bench/NOTES.md, Hopper
+  // step 11, K = 4096, N = 14336): short reductions (dW at M <= 128: 0.05 ms against gemm_short's
+  // 0.066-0.115) and, with split-K scratch, more than 32 rows over a long reduction (dX at M = 48:
+  // ~0.10 ms against 0.15). Below 33 rows gemm_short's weight streaming stays ahead for dX.
+  if (kernel_path == kPathAuto && is_hopper(cc)) {
+    const int64_t reduction = a.a0.cols + (a.a1.present() ? a.a1.cols : 0);
+    const bool short_reduction = reduction <= 128;
+    const bool split_rows = a.scratch != nullptr && a.c.rows > 32 && reduction >= 1024;
+    if (short_reduction || split_rows) {
+      fsg_status st = cuda_gemm_sm90(a, s, split_rows, &handled);
+      if (handled || st != FSG_OK) return st;
+    }
+  }
   // Small-M backward shapes (short reduction, or few rows over a long one): gemm_short.cu.
   if (kernel_path == kPathAuto || kernel_path == kPathSmallM) {
     fsg_status st = cuda_gemm_short(a, s, kernel_path == kPathSmallM, &handled);
