@@ -786,6 +786,10 @@ fsg_status run_stream(const GemmArgs& a, StreamKind kind, cudaStream_t s) {
 //   (b) dX, reduction-contiguous B: 0.084 (M = 1) .. 0.142 ms (M = 64) vs 0.26 (sm_90a); at M = 128
 //       0.258 vs 0.260: left to sm_90a. Column-contiguous B (nn.Linear layout): 0.089 .. 0.121 ms
 //       up to M = 32, 0.40 vs 0.27 (sm_90a) at M = 128. The generic kernel is not measured: forced only.
+// Those sm_90a numbers predate its TMA-store epilogue and split-K: on Hopper kernel_select.cpp now
+// tries the sm_90a GEMM before this file for (a), and for (b) above 16 rows when the backward
+// gives split-K scratch (bench/NOTES.md, Hopper step 11). The thresholds below serve other GPUs,
+// f32, and calls without scratch.
 constexpr int64_t kShortMaxK = 256;        // (a) takes reductions up to this when forced
 constexpr int64_t kAutoShortMaxK = 128;    // ... and automatically
 constexpr int64_t kAutoRContigMaxM = 64;   // (b) reduction-contiguous B, automatically
