@@ -136,7 +136,6 @@ export async function deviceDone(device: Device, options: WaitOptions = {}): Pro
   }
 }
 
-
 export interface UploadOptions extends WaitOptions {
   /**
    * Enqueue the copy at once instead of after the stream's earlier work, so that work enqueued

@@ -86,12 +86,7 @@ template <bool kPlain> __device__ __forceinline__ float glu_value_of(const fsg_g
 }
 template <bool kPlain>
 __device__ __forceinline__ float glu_grads_of(const fsg_glu_params& act, float g, float u, float d, float* dg, float* du) {
-  if constexpr (kPlain) {
-    const float s = siluf(g);
-    *dg = d * u * dsiluf(g);
-    *du = d * s;
-    return s * u;
-  }
+  if constexpr (kPlain) return swiglu_grads(g, u, d, dg, du);
   return glu_grads_variant(act, g, u, d, dg, du);
 }
 

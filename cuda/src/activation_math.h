@@ -134,13 +134,16 @@ FSG_HD_OUTLINE float glu_grads_variant(const fsg_glu_params& p, float g, float u
   return act * up * p.out_scale;
 }
 
+// Plain SwiGLU's case of glu_grads (kernels that decide plain-or-variant once call it directly).
+FSG_HD float swiglu_grads(float g, float u, float d, float* dg, float* du) {
+  const float s = siluf(g);
+  *dg = d * u * dsiluf(g);
+  *du = d * s;
+  return s * u;
+}
+
 FSG_HD float glu_grads(const fsg_glu_params& p, float g, float u, float d, float* dg, float* du) {
-  if (is_plain_swiglu(p)) {
-    const float s = siluf(g);
-    *dg = d * u * dsiluf(g);
-    *du = d * s;
-    return s * u;
-  }
+  if (is_plain_swiglu(p)) return swiglu_grads(g, u, d, dg, du);
   return glu_grads_variant(p, g, u, d, dg, du);
 }
 

@@ -83,6 +83,8 @@ struct GemmArgs {
   // output alone would leave the GPU idle use it if it is large enough (gemm_sm90.cu).
   void* scratch = nullptr;
   uint64_t scratch_bytes = 0;
+  // Length of the reduction: K0 (+ K1).
+  int64_t reduction() const { return a0.cols + (a1.present() ? a1.cols : 0); }
 };
 
 // Elementwise GLU on separate gate/up views (packed halves of y, or stored pre-activations):

@@ -294,10 +294,11 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
           // at 8192x4096x14336 (bench/NOTES.md).
           if (p.tma_store && kt == 0 && tid == 0) {
             const int r0 = tm * kBM + c * 64, c0 = tn * kBN;
+            unsigned char* staging = smem + kStages * kStageBytes + c * kSlabBytes;
             bulk_wait_read();
             mbar_expect_tx(&dz_full[c], kSlabBytes);
-            tma_load_2d(smem + kStages * kStageBytes + c * kSlabBytes, &tm_z, &dz_full[c], c0, r0);
-            tma_load_2d(smem + kStages * kStageBytes + c * kSlabBytes + kSlabBytes / 2, &tm_z, &dz_full[c], c0 + 64, r0);
+            tma_load_2d(staging, &tm_z, &dz_full[c], c0, r0);
+            tma_load_2d(staging + kSlabBytes / 2, &tm_z, &dz_full[c], c0 + 64, r0);
           }
         }
 #if FSG_SM90_WAIT1
@@ -513,10 +514,10 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
 // ---------------------------------------------------------------------------------------------
 // Host side: tensor maps (sm90_tma.h).
 using sm90_host::encode;
-using sm90_host::launch_setup;
-using sm90_host::pairs_aligned;
 using sm90_host::encode_fn;
+using sm90_host::launch_setup;
 using sm90_host::Operand2D;
+using sm90_host::pairs_aligned;
 using sm90_host::store_map;
 using sm90_host::tma_operand;
 
@@ -587,7 +588,7 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   else
     return FSG_OK;
 
-  CUtensorMap maps[6];  // x, gate, up; z, a, b (the plain forward's TMA stores)
+  CUtensorMap maps[6];  // x, gate, up; then the epilogue's (see below)
   bool ok = encode(&maps[0], dt, ox, kBK, kBM);
   if (trans_b) {
     ok = ok && encode(&maps[1], dt, og, 64, kBK) && encode(&maps[2], dt, ou, 64, kBK);

@@ -801,7 +801,7 @@ constexpr int64_t kAutoStreamMinK = 1024;  // (b) only for long reductions, auto
 fsg_status cuda_gemm_short(const GemmArgs& a, Stream s, bool forced, bool* handled) {
   *handled = false;
   const int64_t M = a.c.rows, N = a.c.cols;
-  const int64_t R = a.a0.cols + (a.a1.present() ? a.a1.cols : 0);
+  const int64_t R = a.reduction();
   if (R <= kShortMaxK) {
     if (!forced && R > kAutoShortMaxK) return FSG_OK;
     if ((N + kTileR - 1) / kTileR > 65535) return FSG_OK;  // the sm_80 kernel reports it

@@ -41,7 +41,7 @@ fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path, int cc) {
   // at M = 32: 0.207 vs 0.214 ms packed, 0.200 vs 0.223 nn.Linear; at 48: ~0.10 ms for dX against
   // 0.15). Up to 16 rows gemm_short's weight streaming stays ahead for dX.
   if (kernel_path == kPathAuto && is_hopper(cc)) {
-    const int64_t reduction = a.a0.cols + (a.a1.present() ? a.a1.cols : 0);
+    const int64_t reduction = a.reduction();
     const bool short_reduction = reduction <= 128;
     const bool split_rows = a.scratch != nullptr && a.c.rows > 16 && reduction >= 1024;
     if (short_reduction || split_rows) {
