@@ -60,7 +60,7 @@ export function checkForward(dev: Device, c: Case): void {
   }
 }
 
-forEachBackend("fused forward", (device) => {
+forEachBackend("fused forward", (device, backend) => {
   let i = 0;
   for (const dtype of DTYPE_LIST) {
     for (const layout of LAYOUTS) {
@@ -92,6 +92,18 @@ forEachBackend("fused forward", (device) => {
           checkForward(device(), { layout, dtype, bias: (j + l) % 2 === 0, lead: [M], K, N, preactivations: (j + l) % 3 === 0 });
         });
       });
+    });
+  }
+
+  // Long K and more tiles than SMs: on Hopper the sm_90a dual GEMM (128 x 128 tiles, 2-CTA
+  // clusters: 3 x 27 units for 66 cluster slots) runs two units on some clusters, each over more K
+  // stages (9) than its ring holds (4), so every ring slot turns over several phases per tile.
+  // A GPU kernel's structure: the CPU backend (seconds per case) runs the same math in the fuzz above.
+  for (const dtype of ["bfloat16", "float16"] as const) {
+    test.if(backend.label !== "cpu backend")(`${dtype} several tiles per CTA over a long K, pre-activations stored`, () => {
+      for (const layout of ["packed", "linear"] as const) {
+        checkForward(device(), { layout, dtype, bias: true, lead: [520], K: 520, N: 3400, preactivations: true });
+      }
     });
   }
 

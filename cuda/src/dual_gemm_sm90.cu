@@ -5,7 +5,8 @@
 // One CTA = 3 warpgroups (384 threads):
 //   warpgroup 0  producer (setmaxnreg 40): one thread issues the TMA loads of each stage (x tile
 //                128x64, gate and up tiles 64x128 each: 48 KB per stage, 4 stages) once the
-//                consumers freed it;
+//                consumers (of both CTAs of its 2-CTA cluster, which share the weight tiles: each
+//                loads one and multicasts it) freed it;
 //   warpgroups 1, 2  consumers (setmaxnreg 232): each owns 64 rows of the 128-row tile and
 //                accumulates gate and up side by side in one m64n256 accumulator (columns 0..127
 //                gate, 128..255 up: the two weight tiles sit back to back in shared memory, so one
@@ -23,9 +24,10 @@
 // 16-byte aligned) is declined and runs on the sm_80 kernels.
 //
 // Compile-time options (defaults are the measured best on an H100):
-//   FSG_SM90_CLUSTER 2  2-CTA clusters along M; each CTA loads one weight (gate or up) and
-//                       multicasts it to both, halving weight traffic from L2. Correct (harness
-//                       checks; tests and memcheck in an earlier form) but only +1..3% today, so off.
+//   FSG_SM90_CLUSTER 1  no clusters. The default, 2: 2-CTA clusters along M; each CTA loads one
+//                       weight (gate or up) and multicasts it to both, halving weight traffic from
+//                       L2 (+1..3% when the epilogue held the kernel back; at 8192x4096x14336 since,
+//                       726-792 TFLOP/s against 690-739 without, bench/NOTES.md step 12).
 //   FSG_SM90_WAIT1 0    wait for each stage's MMAs before freeing it (same speed within noise).
 //   FSG_SM90_STAGES, FSG_SM90_GROUP_M, FSG_SM90_MIN_M (smallest M taken unless forced).
 //
@@ -34,6 +36,8 @@
 #include <cuda.h>  // CUtensorMap and the driver enums: types only, libcuda is not linked
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
+
+#include <atomic>
 
 #include "activation_math.h"
 #include "fp8_block.cuh"
@@ -54,7 +58,7 @@ namespace {
 #define FSG_SM90_GROUP_M 16
 #endif
 #ifndef FSG_SM90_CLUSTER
-#define FSG_SM90_CLUSTER 1
+#define FSG_SM90_CLUSTER 2
 #endif
 #ifndef FSG_SM90_WAIT1
 #define FSG_SM90_WAIT1 1
@@ -530,9 +534,9 @@ fsg_status launch(const CUtensorMap (&maps)[6], const Params& p, cudaStream_t s)
   // Clusters that can be resident at once (a GPC may not hold an even number of CTAs).
   int slots = sms / kCluster;
   if constexpr (kCluster > 1) {
-    static int cached[64] = {};
-    if (dev < 64 && cached[dev] > 0) {
-      slots = cached[dev];
+    static std::atomic<int> cached[64] = {};  // per device; concurrent first calls store the same value
+    if (dev < 64 && cached[dev].load() > 0) {
+      slots = cached[dev].load();
     } else {
       cudaLaunchConfig_t cfg{};
       cfg.gridDim = dim3(static_cast<unsigned>(slots * kCluster));
