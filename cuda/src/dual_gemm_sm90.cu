@@ -26,8 +26,9 @@
 // Compile-time options (defaults are the measured best on an H100):
 //   FSG_SM90_CLUSTER 1  no clusters. The default, 2: 2-CTA clusters along M; each CTA loads one
 //                       weight (gate or up) and multicasts it to both, halving weight traffic from
-//                       L2 (+1..3% when the epilogue held the kernel back; at 8192x4096x14336 since,
-//                       726-792 TFLOP/s against 690-739 without, bench/NOTES.md step 12).
+//                       L2. Never slower in interleaved A/B runs, 0-4% faster at 8192 rows (7 runs
+//                       at 8192x4096x14336: median 734 vs 729 TFLOP/s, best 792 vs 767; H200 747
+//                       and 805 vs 694 and 779); bench/NOTES.md, Hopper step 12.
 //   FSG_SM90_WAIT1 0    wait for each stage's MMAs before freeing it (same speed within noise).
 //   FSG_SM90_STAGES, FSG_SM90_GROUP_M, FSG_SM90_MIN_M (smallest M taken unless forced).
 //
