@@ -252,8 +252,6 @@ __global__ void column_sum_rows16_kernel(MatRef src, VecRef dst, int64_t m, int6
   }
 }
 
-unsigned clamp_grid(int64_t v, int64_t cap) { return static_cast<unsigned>(v < cap ? (v < 1 ? 1 : v) : cap); }
-
 // Rows x column blocks of `per_thread * kBlock` columns; 1 column block when a block must own rows.
 dim3 elementwise_grid(int64_t m, int64_t n, int64_t per_thread, bool whole_rows) {
   const int64_t col_blocks = whole_rows ? 1 : (n + kBlock * per_thread - 1) / (kBlock * per_thread);

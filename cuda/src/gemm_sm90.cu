@@ -455,8 +455,7 @@ fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* han
   const fsg_status st =
       dt == DType::BF16 ? pick_majors<DType::BF16>(ta, tb, maps, p, s) : pick_majors<DType::F16>(ta, tb, maps, p, s);
   if (st != FSG_OK || p.splits == 1) return st;
-  const int64_t total = static_cast<int64_t>(m) * n;
-  const unsigned blocks = static_cast<unsigned>(total / 256 + 1 < 65536 ? total / 256 + 1 : 65535);
+  const unsigned blocks = clamp_grid(static_cast<int64_t>(m) * n / 256 + 1, 65535);
   auto* reduce = dt == DType::BF16 ? split_k_reduce_kernel<__nv_bfloat16> : split_k_reduce_kernel<__half>;
   reduce<<<blocks, 256, 0, s>>>(p.partial, p.splits, p.ld, p.c, p.bias, p.bias_rows, p.accumulate, p.m, p.n);
   return launch_status("split_k_reduce_kernel");

@@ -3,7 +3,7 @@
 //   - Pair<T>: two adjacent 16-bit elements as one 4-byte value, to and from float2;
 //   - MatRef / VecRef: strided views as kernel parameters, with scalar fp32 loads and stores
 //     (VecRef keeps a runtime dtype: token weights may be F32 while the matrices are BF16);
-//   - launch_status(): the cudaGetLastError() check after every launch.
+//   - launch_status(): the cudaGetLastError() check after every launch; clamp_grid() for grid sizes.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -92,5 +92,8 @@ inline fsg_status launch_status(const char* kernel) {
   set_error("%s: launch failed: %s (%s)", kernel, cudaGetErrorName(e), cudaGetErrorString(e));
   return e == cudaErrorMemoryAllocation ? FSG_ERR_OUT_OF_MEMORY : FSG_ERR_CUDA;
 }
+
+// A grid dimension of v blocks (at least 1), capped at `cap` (grid-stride loops cover the rest).
+inline unsigned clamp_grid(int64_t v, int64_t cap) { return static_cast<unsigned>(v < cap ? (v < 1 ? 1 : v) : cap); }
 
 }  // namespace fsg

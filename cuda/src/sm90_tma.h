@@ -85,10 +85,17 @@ inline bool pairs_aligned(const Mat& m) {
   return m.present() && m.cs == 1 && m.rs % 2 == 0 && reinterpret_cast<uintptr_t>(m.data) % 4 == 0;
 }
 
+// The current device and its multiprocessor count.
+inline cudaError_t current_device_sms(int* dev, int* sms) {
+  cudaError_t e = cudaGetDevice(dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, *dev);
+  return e;
+}
+
 // Multiprocessors of the current device (0 when it cannot be read).
 inline int current_sm_count() {
   int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+  if (current_device_sms(&dev, &sms) != cudaSuccess) {
     (void)cudaGetLastError();
     return 0;
   }
@@ -107,8 +114,7 @@ fsg_status launch_setup(Kernel* kernel, const char* name, int smem_bytes, bool m
     set_error("%s: cudaFuncSetAttribute(%d bytes of shared memory): %s", name, smem_bytes, cudaGetErrorString(e));
     return FSG_ERR_CUDA;
   }
-  if ((e = cudaGetDevice(dev)) != cudaSuccess ||
-      (e = cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, *dev)) != cudaSuccess) {
+  if ((e = current_device_sms(dev, sms)) != cudaSuccess) {
     set_error("%s: reading the multiprocessor count: %s", name, cudaGetErrorString(e));
     return FSG_ERR_CUDA;
   }
