@@ -51,6 +51,8 @@ export function randomWeights(layout: Layout, K: number, N: number, dtype: Float
 export interface Backend {
   label: string;
   enabled: boolean;
+  /** A CUDA device (any kernel path); false for the CPU backend. */
+  cuda: boolean;
   open: () => Device;
 }
 
@@ -74,11 +76,11 @@ const cc = cudaComputeCapability();
 
 /** Every backend and, on CUDA, every kernel family forced, so each path passes every test. */
 export const BACKENDS: Backend[] = [
-  { label: "cpu backend", enabled: true, open: () => Device.open({ backend: "cpu" }) },
-  { label: "cuda backend (auto kernel path)", enabled: hasCuda, open: cudaWithPath(0) },
-  { label: "cuda backend (sm_80 path forced)", enabled: hasCuda, open: cudaWithPath(80) },
-  { label: "cuda backend (small-M path forced)", enabled: hasCuda, open: cudaWithPath(1) },
-  { label: "cuda backend (sm_90a path forced)", enabled: cc === 90, open: cudaWithPath(90) },
+  { label: "cpu backend", enabled: true, cuda: false, open: () => Device.open({ backend: "cpu" }) },
+  { label: "cuda backend (auto kernel path)", enabled: hasCuda, cuda: true, open: cudaWithPath(0) },
+  { label: "cuda backend (sm_80 path forced)", enabled: hasCuda, cuda: true, open: cudaWithPath(80) },
+  { label: "cuda backend (small-M path forced)", enabled: hasCuda, cuda: true, open: cudaWithPath(1) },
+  { label: "cuda backend (sm_90a path forced)", enabled: cc === 90, cuda: true, open: cudaWithPath(90) },
 ];
 
 /** Runs `body` once per backend inside describe.if(enabled). The device opens in beforeAll. */
