@@ -52,8 +52,9 @@ FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, fl
     case FSG_ACT_GELU_TANH: {
       // 0.5 x (1 + tanh(y)), y = k (x + c x^3), computed as x * sigmoid(2y), which is equal: SiLU's
       // fast sigmoid instead of tanhf (a branchy ~20-instruction routine in the sm_90a epilogue,
-      // where the tensor cores wait for it), and no cancellation in 1 + tanh(y) for negative x. Past |x| = 10 tanh is exactly +-1 in fp32; cutting there also keeps x^3
-      // from overflowing into Inf * 0 in the gradient.
+      // where the tensor cores wait for it), and no cancellation in 1 + tanh(y) for negative x.
+      // Past |x| = 10 tanh is exactly +-1 in fp32; cutting there also keeps x^3 from overflowing
+      // into Inf * 0 in the gradient.
       if (x > 10.0f || x < -10.0f) {
         *act = x > 0.0f ? x : -0.0f;
         *grad = x > 0.0f ? 1.0f : 0.0f;
