@@ -192,17 +192,20 @@ __global__ void __launch_bounds__(kThreads, 1)
         int tm, tn, split, kb, ke;
         tile_coords(t, p, tm, tn, split, kb, ke);
         const int m0 = tm * kBM, n0 = tn * kBN;
+        int known = 0;  // side work: chunks of row tile tm seen ready
         for (int kt = kb; kt < ke; ++kt) {
+          // Side work: wait for dA/dB's item on its first read (before the ring's free slot, so the
+          // flag's round trip overlaps the consumers' MMAs).
+          if (side && !(kt & 1)) side_wait(p.side, tm, kt >> 1, known);
           mbar_wait(&empty[s], phase ^ 1);
           uint64_t* bar = &full[s];
           mbar_expect_tx(bar, kStageBytes);
           unsigned char* st = smem + s * kStageBytes;
           bool second;
           int k0;
-          if (side) {  // alternate products; wait for the side warps' item on its first read
+          if (side) {  // the products alternate
             second = kt & 1;
             k0 = (kt >> 1) * kBK;
-            if (!second) side_wait(p.side, tm, kt >> 1);
           } else {
             second = kt >= p.k_tiles0;
             k0 = (second ? kt - p.k_tiles0 : kt) * kBK;

@@ -23,6 +23,10 @@
 namespace fsg {
 namespace sm90 {
 
+#ifndef FSG_SIDE_PREFETCH
+#define FSG_SIDE_PREFETCH 1  // 0: no L2 prefetch of an item's inputs (A/B measurements)
+#endif
+
 constexpr int kSideRows = 128;  // rows per item: the GEMM's row tile
 constexpr int kSideCols = 64;   // columns per item: one K tile of dA (and of dB)
 
@@ -78,6 +82,20 @@ template <class T> __device__ __forceinline__ void side_store(const MatRef& m, i
   *reinterpret_cast<uint4*>(static_cast<T*>(m.p) + r * m.rs + c) = v;
 }
 
+// Asks L2 for the item's rows of dz, g and u at once (bulk prefetches: no registers held), so the
+// loads below mostly hit L2 instead of each waiting on memory.
+template <class T> __device__ __forceinline__ void side_prefetch(const GluSide& s, int64_t r0, int rows, int64_t c) {
+#if FSG_SIDE_PREFETCH
+  const uint32_t bytes = static_cast<uint32_t>(min(static_cast<int64_t>(kSideCols), s.n - c) * sizeof(T));
+  for (int q = threadIdx.x & 31; q < 3 * rows; q += 32) {
+    const int which = q / rows;
+    const MatRef& m = which == 0 ? s.g : which == 1 ? s.u : s.dz;
+    const T* p = static_cast<const T*>(m.p) + (r0 + q % rows) * m.rs + c;
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+  }
+#endif
+}
+
 // One warp's share: claim items until none is left. A lane owns 8 columns of every 4th row of
 // the item; two rows' loads are issued before either is used, so more bytes are in flight.
 template <class T> __device__ void side_work(const GluSide& s) {
@@ -92,6 +110,8 @@ template <class T> __device__ void side_work(const GluSide& s) {
     side_item(i, s, tm, ch);
     const int64_t c = static_cast<int64_t>(ch) * kSideCols + (lane & 7) * 8;
     const int64_t r_end = min(static_cast<int64_t>(s.m), static_cast<int64_t>(tm + 1) * kSideRows);
+    side_prefetch<T>(s, static_cast<int64_t>(tm) * kSideRows, static_cast<int>(r_end - static_cast<int64_t>(tm) * kSideRows),
+                     static_cast<int64_t>(ch) * kSideCols);
     if (c < s.n) {
       for (int64_t r = static_cast<int64_t>(tm) * kSideRows + (lane >> 3); r < r_end; r += 8) {
         const bool two = r + 4 < r_end;
@@ -119,15 +139,34 @@ template <class T> __device__ void side_work(const GluSide& s) {
   }
 }
 
-// The producer thread, before its TMA loads read item (tm, ch).
-__device__ __forceinline__ void side_wait(const GluSide& s, int tm, int ch) {
-  const uint32_t* flag = &side_flag(s, tm, ch);
-  uint32_t v;
+// The producer thread, before its TMA loads read item (tm, ch). `known`: the chunks of row tile tm
+// already seen ready (reset to 0 for each tile). Each poll reads the flags of the next kSideLook
+// chunks at once, so one L2 round trip covers several K tiles instead of one per item (a round
+// trip per item, between the ring's free slot and the TMA issue, cost more than the pass saved).
+constexpr int kSideLook = 8;
+__device__ __forceinline__ void side_wait(const GluSide& s, int tm, int ch, int& known) {
+  if (ch < known) return;
+  const uint32_t* flags = &side_flag(s, tm, 0);
   for (;;) {
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(flag) : "memory");
-    if (v != 0) break;
+    uint32_t v[kSideLook];
+#pragma unroll
+    for (int j = 0; j < kSideLook; ++j) {
+      v[j] = 0;
+      if (ch + j < s.chunks) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];\n" : "=r"(v[j]) : "l"(flags + ch + j) : "memory");
+    }
+    int ready = 0;
+#pragma unroll
+    for (int j = 0; j < kSideLook; ++j)
+      if (v[j] != 0 && ready == j) ready = j + 1;
+    if (ready > 0) {
+      known = ch + ready;
+      break;
+    }
     __nanosleep(32);
   }
+  // The relaxed reads saw the release stores: the fence makes this an acquire of every item seen,
+  // and the proxy fence orders the TMA loads after it.
+  asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
   asm volatile("fence.proxy.async.global;\n" ::: "memory");
 }
 #endif  // FSG_SM90_ENABLED
