@@ -56,7 +56,7 @@ constexpr int kThreads = 384;
 #define FSG_GEMM90_GLU_DX 1  // 0: cuda_gemm_sm90_glu_dx declines every call (A/B measurements)
 #endif
 #ifndef FSG_GEMM90_PRODUCER_REGS
-#define FSG_GEMM90_PRODUCER_REGS 72
+#define FSG_GEMM90_PRODUCER_REGS 88
 #endif
 // Registers per thread after setmaxnreg: the producer's side warps (sm90_glu_side.cuh) need more
 // than a lone TMA thread (72: no spills; 56 spilled 44 bytes); 72 + 2 x 216 <= the 504 that

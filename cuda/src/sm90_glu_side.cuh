@@ -27,6 +27,11 @@ namespace sm90 {
 #define FSG_SIDE_PREFETCH 1  // 0: no L2 prefetch of an item's inputs (A/B measurements)
 #endif
 
+#ifndef FSG_SIDE_DEPTH
+#define FSG_SIDE_DEPTH 3
+#endif
+
+constexpr int kSideDepth = FSG_SIDE_DEPTH;  // rows per lane whose loads are in flight together
 constexpr int kSideRows = 128;  // rows per item: the GEMM's row tile
 constexpr int kSideCols = 64;   // columns per item: one K tile of dA (and of dB)
 
@@ -97,7 +102,7 @@ template <class T> __device__ __forceinline__ void side_prefetch(const GluSide& 
 }
 
 // One warp's share: claim items until none is left. A lane owns 8 columns of every 4th row of
-// the item; two rows' loads are issued before either is used, so more bytes are in flight.
+// the item; kSideDepth rows' loads are issued before any is used, so more bytes are in flight.
 template <class T> __device__ void side_work(const GluSide& s) {
   const int lane = threadIdx.x & 31;
   const int64_t items = static_cast<int64_t>(s.row_tiles) * s.chunks;
@@ -113,19 +118,19 @@ template <class T> __device__ void side_work(const GluSide& s) {
     side_prefetch<T>(s, static_cast<int64_t>(tm) * kSideRows, static_cast<int>(r_end - static_cast<int64_t>(tm) * kSideRows),
                      static_cast<int64_t>(ch) * kSideCols);
     if (c < s.n) {
-      for (int64_t r = static_cast<int64_t>(tm) * kSideRows + (lane >> 3); r < r_end; r += 8) {
-        const bool two = r + 4 < r_end;
-        uint4 g0 = side_load<T>(s.g, r, c), u0 = side_load<T>(s.u, r, c), d0 = side_load<T>(s.dz, r, c);
-        uint4 g1{}, u1{}, d1{};
-        if (two) g1 = side_load<T>(s.g, r + 4, c), u1 = side_load<T>(s.u, r + 4, c), d1 = side_load<T>(s.dz, r + 4, c);
-        side_grads<T>(g0, u0, d0);
-        side_store<T>(s.da, r, c, g0);
-        side_store<T>(s.db, r, c, u0);
-        if (two) {
-          side_grads<T>(g1, u1, d1);
-          side_store<T>(s.da, r + 4, c, g1);
-          side_store<T>(s.db, r + 4, c, u1);
-        }
+      for (int64_t r = static_cast<int64_t>(tm) * kSideRows + (lane >> 3); r < r_end; r += 4 * kSideDepth) {
+        uint4 g[kSideDepth], u[kSideDepth], d[kSideDepth];
+#pragma unroll
+        for (int k = 0; k < kSideDepth; ++k)
+          if (r + 4 * k < r_end)
+            g[k] = side_load<T>(s.g, r + 4 * k, c), u[k] = side_load<T>(s.u, r + 4 * k, c), d[k] = side_load<T>(s.dz, r + 4 * k, c);
+#pragma unroll
+        for (int k = 0; k < kSideDepth; ++k)
+          if (r + 4 * k < r_end) {
+            side_grads<T>(g[k], u[k], d[k]);
+            side_store<T>(s.da, r + 4 * k, c, g[k]);
+            side_store<T>(s.db, r + 4 * k, c, u[k]);
+          }
       }
     }
     // The item is read by TMA (the async proxy) in other CTAs: order these writes for it, then
