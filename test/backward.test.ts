@@ -209,15 +209,6 @@ forEachBackend("fused backward", (device, backend) => {
   test.if(backend.cuda)("float16: several tiles per CTA over a long K, recompute", () => {
     checkBackward(device(), { layout: "linear", dtype: "float16", mode: "recompute", subset: "all", bias: true, lead: [520], K: 400, N: 3400 });
   });
-  // Stored mode on Hopper: the dX GEMM's spare producer warps compute dA and dB ahead of the tiles
-  // that read them (sm90_glu_side.cuh). The automatic path takes it where dX runs without split-K:
-  // 14 x 9 = 126 output tiles here, 3 column chunks per row tile (the last 8 wide). The forced
-  // sm_90a path takes it at every shape above with 16-byte aligned rows (2 bands of row tiles at
-  // M = 2100).
-  test.if(backend.cuda)("stored mode: dSwiGLU inside the dX GEMM, packed bf16 and nn.Linear f16", () => {
-    checkBackward(device(), { layout: "packed", dtype: "bfloat16", mode: "stored", subset: "all", bias: true, lead: [2, 850], K: 2050, N: 136 });
-    checkBackward(device(), { layout: "linear", dtype: "float16", mode: "stored", subset: "dx", bias: false, lead: [1700], K: 2056, N: 136 });
-  });
 });
 
 // Small M (decode-sized batches, issue 5): dW = x^T·dA has a reduction of only M rows and

@@ -74,6 +74,11 @@ template <class T> struct Rows16 {
   }
 };
 
+bool rows16_ok(const Mat& m, int64_t elem_bytes) {
+  return (m.cs == 1 || m.cols <= 1) && reinterpret_cast<uintptr_t>(m.data) % 16 == 0 && (m.rs * elem_bytes) % 16 == 0 &&
+         (m.cols * elem_bytes) % 16 == 0;
+}
+
 // The glu value with plain SwiGLU inlined (kPlain: decided once on the host).
 template <bool kPlain> __device__ __forceinline__ float glu_value_of(const fsg_glu_params& act, float g, float u) {
   if constexpr (kPlain) return siluf(g) * u;

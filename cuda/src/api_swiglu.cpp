@@ -1,15 +1,13 @@
 // api_swiglu.cpp: fsg_swiglu_forward / fsg_swiglu_backward: argument checks, then the backend.
 //
 // Backward plan (every step on the context's stream, no allocation, deterministic):
-//   0. The workspace: [dA | dB], then on Hopper the dX GEMM's ready flags and (shapes whose GEMMs
-//      would leave SMs idle) scratch for the split-K partials of dX and dW (backward_workspace).
+//   0. The workspace: [dA | dB], then (Hopper, shapes whose GEMMs would leave SMs idle) scratch
+//      for the split-K partials of dX and dW (backward_workspace below).
 //   1. [dA | dB] into the workspace ([M, 2N], the call's dtype):
-//        stored mode:    elementwise from dz and the saved pre-activations (glu backward); on
-//                        Hopper, where it can, computed inside the dX GEMM of step 3 instead
-//                        (sm90_glu_side.cuh: the pass hides under the GEMM's MMAs)
+//        stored mode:    elementwise from dz and the saved pre-activations (glu backward)
 //        recompute mode: the fused dual GEMM again, with the backward epilogue
-//   2. dx = dA·Wg^T + dB·Wu^T (one GEMM with two products)
-//   3. db_gate / db_up = column sums of dA / dB
+//   2. db_gate / db_up = column sums of dA / dB
+//   3. dx = dA·Wg^T + dB·Wu^T (one GEMM with two products)
 //   4. dw_gate = x^T·dA, dw_up = x^T·dB
 #include "dispatch.h"
 #include "glu_params.h"
@@ -21,29 +19,23 @@ using namespace fsg;
 
 namespace {
 
-// The backward's workspace: [dA | dB] ([M, 2N] of dtype) at 0; on Hopper then, each at a 256-byte
-// boundary, the ready flags of the dX GEMM that computes dA and dB itself (gemm_sm90.cu) and the
-// split-K scratch. Both are sized for the current device (fsg_swiglu_backward binds it); a
-// workspace without them (sized on another device, or by an older caller) only turns those off.
+// The backward's workspace: [dA | dB] ([M, 2N] of dtype) at 0, then the split-K scratch at a
+// 256-byte boundary. The scratch is sized for the current device (fsg_swiglu_backward binds it);
+// a workspace without it (sized on another device, or by an older caller) only turns split-K off.
 struct BackwardWorkspace {
-  uint64_t grads_bytes, flags_offset, flags_bytes, scratch_offset, scratch_bytes;
-  uint64_t flags_end() const { return flags_offset + flags_bytes; }
-  uint64_t total() const { return scratch_offset + scratch_bytes; }
+  uint64_t grads_bytes, scratch_offset, scratch_bytes;
+  uint64_t total() const { return scratch_bytes ? scratch_offset + scratch_bytes : grads_bytes; }
 };
-
-uint64_t align256(uint64_t v) { return (v + 255) / 256 * 256; }
 
 BackwardWorkspace backward_workspace(const fsg_context* ctx, int64_t M, int64_t K, int64_t N, DType dt) {
   BackwardWorkspace w{};
   w.grads_bytes = static_cast<uint64_t>(M) * 2 * N * dtype_bytes(dt);
+  w.scratch_offset = (w.grads_bytes + 255) / 256 * 256;
   if (on_cuda(ctx) && ctx->compute_capability == 90 && (dt == DType::BF16 || dt == DType::F16)) {
-    w.flags_bytes = glu_dx_flag_bytes(M, N);
     const uint64_t dx = gemm_sm90_split_scratch_bytes(M, K, 2 * N);  // dX = [dA|dB]·[Wg|Wu]^T
     const uint64_t dw = gemm_sm90_split_scratch_bytes(K, N, M);      // dW = x^T·dA (then x^T·dB)
     w.scratch_bytes = dx > dw ? dx : dw;
   }
-  w.flags_offset = w.flags_bytes ? align256(w.grads_bytes) : w.grads_bytes;
-  w.scratch_offset = w.scratch_bytes ? align256(w.flags_end()) : w.flags_end();
   return w;
 }
 
@@ -215,14 +207,6 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
       return g;
     };
 
-    GemmArgs dx_args;
-    dx_args.a0 = dA;
-    dx_args.b0 = transposed(p.wg);
-    dx_args.a1 = dB;
-    dx_args.b1 = transposed(p.wu);
-    dx_args.c = dx_mat;
-    dx_args.accumulate = accumulate;
-    bool dx_done = false;
     if (a_mat.present()) {
       GluBackwardArgs g;
       g.act = glu;
@@ -231,10 +215,7 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
       g.up = b_mat;
       g.dgate = dA;
       g.dup = dB;
-      const bool has_flags = layout.flags_bytes > 0 && workspace_bytes >= layout.flags_end();
-      if (dx_mat.present() && has_flags)
-        FSG_TRY(run_glu_backward_dx(ctx, g, dx_args, ws + layout.flags_offset, layout.flags_bytes, &dx_done));
-      if (!dx_done) FSG_TRY(run(ctx, g));
+      FSG_TRY(run(ctx, g));
     } else {
       DualGemmArgs d;
       d.epilogue = DualGemmArgs::kBackward;
@@ -251,7 +232,16 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
     }
     if (dbg.present()) FSG_TRY(run(ctx, ColumnSumArgs{dA, dbg, accumulate}));
     if (dbu.present()) FSG_TRY(run(ctx, ColumnSumArgs{dB, dbu, accumulate}));
-    if (dx_mat.present() && !dx_done) FSG_TRY(run(ctx, with_scratch(dx_args)));
+    if (dx_mat.present()) {
+      GemmArgs g;
+      g.a0 = dA;
+      g.b0 = transposed(p.wg);
+      g.a1 = dB;
+      g.b1 = transposed(p.wu);
+      g.c = dx_mat;
+      g.accumulate = accumulate;
+      FSG_TRY(run(ctx, with_scratch(g)));
+    }
     if (dwg.present()) FSG_TRY(run(ctx, with_scratch(product(transposed(xv.mat), dA, dwg, accumulate))));
     if (dwu.present()) FSG_TRY(run(ctx, with_scratch(product(transposed(xv.mat), dB, dwu, accumulate))));
     return FSG_OK;

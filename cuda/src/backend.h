@@ -133,12 +133,6 @@ fsg_status cuda_glu_forward(const GluForwardArgs& a, Stream s);
 fsg_status cuda_glu_backward(const GluBackwardArgs& a, Stream s);
 fsg_status cuda_column_sum(const ColumnSumArgs& a, Stream s);
 fsg_status cuda_fp8_convert(const Fp8ConvertArgs& a, Stream s);
-// The stored-mode dSwiGLU (glu) and dX = dA·Wg^T + dB·Wu^T (dx, reading glu's outputs) in one
-// launch where a kernel supports it; *handled false: nothing ran. flags: device scratch of at least
-// glu_dx_flag_bytes(M, N) bytes (its content need not be kept between calls).
-fsg_status cuda_glu_backward_dx(const GluBackwardArgs& glu, const GemmArgs& dx, void* flags, uint64_t flags_bytes,
-                                Stream s, int kernel_path, int cc, bool* handled);
-uint64_t glu_dx_flag_bytes(int64_t m, int64_t n);
 
 // ---- CPU backend (cuda/src/cpu/*.cpp), `threads` >= 1 workers. ----
 fsg_status cpu_dual_gemm(const DualGemmArgs& a, int threads);

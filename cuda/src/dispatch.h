@@ -25,16 +25,6 @@ inline fsg_status run(const fsg_context* ctx, const Fp8ConvertArgs& a) {
   return on_cuda(ctx) ? cuda_fp8_convert(a, ctx->stream) : cpu_fp8_convert(a, ctx->threads);
 }
 
-// The stored-mode backward's dSwiGLU computed inside the dX GEMM (CUDA, Hopper; sm90_glu_side.cuh)
-// when the path supports the call; *done false: nothing ran, run the two steps separately.
-inline fsg_status run_glu_backward_dx(const fsg_context* ctx, const GluBackwardArgs& glu, const GemmArgs& dx,
-                                      void* flags, uint64_t flags_bytes, bool* done) {
-  *done = false;
-  if (!on_cuda(ctx)) return FSG_OK;
-  return cuda_glu_backward_dx(glu, dx, flags, flags_bytes, ctx->stream, ctx->kernel_path, ctx->compute_capability,
-                              done);
-}
-
 // c (+)= a·b: the single-product GEMM of the backward passes.
 inline GemmArgs product(const Mat& a, const Mat& b, const Mat& c, bool accumulate) {
   GemmArgs g;

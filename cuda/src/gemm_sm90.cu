@@ -16,10 +16,6 @@
 // row-contiguous pairs. Declined (the sm_80 kernels take them): f32, operands TMA cannot address
 // (non-unit inner stride, strides or bases not 16-byte aligned), products of different majors,
 // and, unless forced, C smaller than 64 x 64.
-// Stored-mode backward (cuda_gemm_sm90_glu_dx): dX's A operands dA and dB are computed during the
-// GEMM by the producer warpgroup's three idle warps (sm90_glu_side.cuh); the producer thread waits
-// for each item's ready flag, and the two products' K tiles alternate so each item is read twice
-// in a row.
 // Split-K, when the caller gives scratch (the backward's workspace) and the output tiles alone
 // would leave SMs idle (dX at a few hundred rows, dW at short K): the K-tile sequence is cut into
 // S pieces, each CTA writes its piece's fp32 partial tile from registers, and split_k_reduce adds
@@ -34,7 +30,6 @@
 #include "backend.h"
 #include "kernel_util.cuh"
 #include "kernels.h"
-#include "sm90_glu_side.cuh"
 #include "sm90_ptx.cuh"
 #include "sm90_store.cuh"
 #include "sm90_tma.h"
@@ -52,17 +47,6 @@ constexpr int kBK = 64;   // K per stage: 64 16-bit elements = one 128-byte swiz
 constexpr int kStages = 4;
 constexpr int kGroupM = 16;  // row tiles per band of the tile order (shares A and B tiles in L2)
 constexpr int kThreads = 384;
-#ifndef FSG_GEMM90_GLU_DX
-#define FSG_GEMM90_GLU_DX 1  // 0: cuda_gemm_sm90_glu_dx declines every call (A/B measurements)
-#endif
-#ifndef FSG_GEMM90_PRODUCER_REGS
-#define FSG_GEMM90_PRODUCER_REGS 88
-#endif
-// Registers per thread after setmaxnreg: the producer's side warps (sm90_glu_side.cuh) need more
-// than a lone TMA thread (72: no spills; 56 spilled 44 bytes); 72 + 2 x 216 <= the 504 that
-// 384 threads x 168 hold.
-[[maybe_unused]] constexpr int kProducerRegs = FSG_GEMM90_PRODUCER_REGS;
-[[maybe_unused]] constexpr int kConsumerRegs = (504 - kProducerRegs) / 2 / 8 * 8;
 constexpr int kABytes = kBM * kBK * 2;  // 16 KB
 constexpr int kBBytes = kBN * kBK * 2;  // 32 KB
 [[maybe_unused]] constexpr int kBox = 64 * 64 * 2;  // one 64 x 64 MN-major box, 8 KB
@@ -85,10 +69,6 @@ struct GemmParams {
   bool c_v2;        // two adjacent columns of C form one aligned 4-byte access
   bool accumulate;
   bool tma_store;   // C stored with TMA through shared memory (sm90_store.cuh)
-  // The stored-mode dSwiGLU as side work (sm90_glu_side.cuh; side.ready == nullptr: none). A0/A1
-  // are then its dA/dB, and the K tiles of the two products alternate (dA's K tile j, then dB's),
-  // so each item the side warps write is read twice in a row.
-  sm90::GluSide side;
 };
 
 }  // namespace
@@ -175,9 +155,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (wg == 0) {
     // ---- producer ----
-    reg_dealloc<kProducerRegs>();
-    const bool side = p.side.ready != nullptr;
-    if (side && threadIdx.x >= 32) side_work<T>(p.side);  // warps 1..3 (sm90_glu_side.cuh)
+    reg_dealloc<40>();
     if (threadIdx.x == 0) {
       const bool two = p.k_tiles > p.k_tiles0;
       tma_prefetch_desc(&tm_a0);
@@ -192,26 +170,15 @@ __global__ void __launch_bounds__(kThreads, 1)
         int tm, tn, split, kb, ke;
         tile_coords(t, p, tm, tn, split, kb, ke);
         const int m0 = tm * kBM, n0 = tn * kBN;
-        int known = 0;  // side work: chunks of row tile tm seen ready
         for (int kt = kb; kt < ke; ++kt) {
-          // Side work: wait for dA/dB's item on its first read (before the ring's free slot, so the
-          // flag's round trip overlaps the consumers' MMAs).
-          if (side && !(kt & 1)) side_wait(p.side, tm, kt >> 1, known);
           mbar_wait(&empty[s], phase ^ 1);
           uint64_t* bar = &full[s];
           mbar_expect_tx(bar, kStageBytes);
           unsigned char* st = smem + s * kStageBytes;
-          bool second;
-          int k0;
-          if (side) {  // the products alternate
-            second = kt & 1;
-            k0 = (kt >> 1) * kBK;
-          } else {
-            second = kt >= p.k_tiles0;
-            k0 = (second ? kt - p.k_tiles0 : kt) * kBK;
-          }
+          const bool second = kt >= p.k_tiles0;
           const CUtensorMap* ma = second ? &tm_a1 : &tm_a0;
           const CUtensorMap* mb = second ? &tm_b1 : &tm_b0;
+          const int k0 = (second ? kt - p.k_tiles0 : kt) * kBK;
           if constexpr (kTransA) {  // MN-major A: two 64-row boxes of 64 K lines
             tma_load_2d(st, ma, bar, m0, k0);
             tma_load_2d(st + kBox, ma, bar, m0 + 64, k0);
@@ -230,7 +197,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   } else {
     // ---- consumers ----
-    reg_alloc<kConsumerRegs>();
+    reg_alloc<232>();
     const int c = wg - 1;
     const int tid = threadIdx.x & 127, warp = tid >> 5, lane = tid & 31;
     float d[128];
@@ -412,19 +379,13 @@ fsg_status pick_majors(int ta, int tb, const CUtensorMap (&maps)[5], const GemmP
   return tb ? launch<D, 0, 1>(maps, p, s) : launch<D, 0, 0>(maps, p, s);
 }
 
-// One call's tensor maps and parameters (split-K not decided yet).
-struct Plan {
-  CUtensorMap maps[5];  // A0, B0, A1, B1, C (when stored with TMA)
-  GemmParams p;
-  int ta, tb;           // majors of A and B
-  bool swap;            // C computed transposed
-};
+}  // namespace
 
-// False: the sm_90a GEMM does not take the call (the caller falls back).
-bool plan_gemm(const GemmArgs& args, bool forced, Plan* out) {
+fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* handled) {
+  *handled = false;
   const DType dt = args.c.dtype;
-  if (dt != DType::BF16 && dt != DType::F16) return false;
-  if (encode_fn() == nullptr) return false;
+  if (dt != DType::BF16 && dt != DType::F16) return FSG_OK;
+  if (encode_fn() == nullptr) return FSG_OK;
 
   // A C stored column-contiguous is computed transposed: C^T = B^T·A^T (bias then runs along rows).
   GemmArgs g = args;
@@ -435,7 +396,7 @@ bool plan_gemm(const GemmArgs& args, bool forced, Plan* out) {
     if (args.a1.present()) g.a1 = transposed_view(args.b1), g.b1 = transposed_view(args.a1);
   }
   const int64_t m = g.c.rows, n = g.c.cols;
-  if (!forced && (m < FSG_GEMM90_MIN_MN || n < FSG_GEMM90_MIN_MN)) return false;
+  if (!forced && (m < FSG_GEMM90_MIN_MN || n < FSG_GEMM90_MIN_MN)) return FSG_OK;
   const bool two = g.a1.present();
 
   // Majors shared by both products (K-major preferred).
@@ -445,9 +406,9 @@ bool plan_gemm(const GemmArgs& args, bool forced, Plan* out) {
     if (a_operand(g.a0, t, &oa0) && (!two || a_operand(g.a1, t, &oa1))) ta = t;
   for (int t = 0; t < 2 && tb < 0; ++t)
     if (b_operand(g.b0, t, &ob0) && (!two || b_operand(g.b1, t, &ob1))) tb = t;
-  if (ta < 0 || tb < 0) return false;
+  if (ta < 0 || tb < 0) return FSG_OK;
 
-  CUtensorMap* maps = out->maps;
+  CUtensorMap maps[5];  // A0, B0, A1, B1, C (when stored with TMA)
   auto encode_a = [&](CUtensorMap* mp, const Operand2D& o) { return ta ? encode(mp, dt, o, 64, 64) : encode(mp, dt, o, kBK, kBM); };
   auto encode_b = [&](CUtensorMap* mp, const Operand2D& o) { return tb ? encode(mp, dt, o, 64, kBK) : encode(mp, dt, o, kBK, kBN); };
   bool ok = encode_a(&maps[0], oa0) && encode_b(&maps[1], ob0);
@@ -456,43 +417,16 @@ bool plan_gemm(const GemmArgs& args, bool forced, Plan* out) {
   } else {
     maps[2] = maps[0], maps[3] = maps[1];
   }
-  if (!ok) return false;  // the driver refused a map: let the sm_80 kernels take the call
+  if (!ok) return FSG_OK;  // the driver refused a map: let the sm_80 kernels take the call
 
-  GemmParams& p = out->p;
-  p = GemmParams{};
+  GemmParams p{};
   p.m = static_cast<int>(m), p.n = static_cast<int>(n);
   p.m_tiles = static_cast<int>((m + kBM - 1) / kBM);
   p.n_tiles = static_cast<int>((n + kBN - 1) / kBN);
   const int64_t kt0 = (g.a0.cols + kBK - 1) / kBK, kt1 = two ? (g.a1.cols + kBK - 1) / kBK : 0;
-  if (kt0 + kt1 > (int64_t{1} << 30)) return false;
+  if (kt0 + kt1 > (int64_t{1} << 30)) return FSG_OK;
   p.k_tiles0 = static_cast<int>(kt0), p.k_tiles = static_cast<int>(kt0 + kt1);
   p.splits = 1, p.k_per_split = p.k_tiles;
-  p.tiles = static_cast<int64_t>(p.m_tiles) * p.n_tiles;
-  p.bias = vec_ref(args.bias);
-  p.bias_rows = swap;
-  p.c = mat_ref(g.c);
-  p.c_v2 = pairs_aligned(g.c);
-  p.accumulate = args.accumulate;
-  // C through TMA stores unless it is accumulated into (read back) or TMA cannot address it.
-  maps[4] = maps[0];  // placeholder
-  p.tma_store = !p.accumulate && store_map(g.c, &maps[4]);
-  out->ta = ta, out->tb = tb, out->swap = swap;
-  return true;
-}
-
-fsg_status launch_plan(const Plan& pl, DType dt, cudaStream_t s) {
-  return dt == DType::BF16 ? pick_majors<DType::BF16>(pl.ta, pl.tb, pl.maps, pl.p, s)
-                           : pick_majors<DType::F16>(pl.ta, pl.tb, pl.maps, pl.p, s);
-}
-
-}  // namespace
-
-fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* handled) {
-  *handled = false;
-  Plan pl;
-  if (!plan_gemm(args, forced, &pl)) return FSG_OK;
-  GemmParams& p = pl.p;
-  const int64_t m = p.m, n = p.n;
   if (args.scratch != nullptr) {
     const int sms = current_sm_count();
     const int want = sms > 0 ? split_count(m, n, p.k_tiles, sms) : 1;
@@ -504,66 +438,27 @@ fsg_status cuda_gemm_sm90(const GemmArgs& args, Stream s, bool forced, bool* han
         p.splits = splits, p.k_per_split = per;
         p.partial = static_cast<float*>(args.scratch);
         p.ld = static_cast<int>(round_up4(n));
-        p.tiles *= splits;
       }
     }
   }
+  p.tiles = static_cast<int64_t>(p.m_tiles) * p.n_tiles * p.splits;
+  p.bias = vec_ref(args.bias);
+  p.bias_rows = swap;
+  p.c = mat_ref(g.c);
+  p.c_v2 = pairs_aligned(g.c);
+  p.accumulate = args.accumulate;
+  // C through TMA stores unless it is accumulated into (read back) or TMA cannot address it.
+  maps[4] = maps[0];  // placeholder
+  p.tma_store = !p.accumulate && store_map(g.c, &maps[4]);
 
   *handled = true;
-  const DType dt = args.c.dtype;
-  const fsg_status st = launch_plan(pl, dt, s);
+  const fsg_status st =
+      dt == DType::BF16 ? pick_majors<DType::BF16>(ta, tb, maps, p, s) : pick_majors<DType::F16>(ta, tb, maps, p, s);
   if (st != FSG_OK || p.splits == 1) return st;
-  const unsigned blocks = clamp_grid(m * n / 256 + 1, 65535);
+  const unsigned blocks = clamp_grid(static_cast<int64_t>(m) * n / 256 + 1, 65535);
   auto* reduce = dt == DType::BF16 ? split_k_reduce_kernel<__nv_bfloat16> : split_k_reduce_kernel<__half>;
   reduce<<<blocks, 256, 0, s>>>(p.partial, p.splits, p.ld, p.c, p.bias, p.bias_rows, p.accumulate, p.m, p.n);
   return launch_status("split_k_reduce_kernel");
-}
-
-uint64_t glu_dx_flag_bytes(int64_t m, int64_t n) {
-  const int64_t items = ((m + sm90::kSideRows - 1) / sm90::kSideRows) * ((n + sm90::kSideCols - 1) / sm90::kSideCols);
-  return static_cast<uint64_t>(items + 1) * sizeof(uint32_t);
-}
-
-fsg_status cuda_gemm_sm90_glu_dx(const GluBackwardArgs& glu, const GemmArgs& dx, void* flags, uint64_t flags_bytes,
-                                 Stream s, bool forced, bool* handled) {
-  *handled = false;
-  if (!FSG_GEMM90_GLU_DX) return FSG_OK;
-  const DType dt = dx.c.dtype;
-  const int64_t m = glu.dout.rows, n = glu.dout.cols;
-  // Plain SwiGLU from 16-bit saves, every matrix open to 16-byte vectors, dX row-major over
-  // A0 = dA and A1 = dB with one K tile of each per item.
-  if (!is_plain_swiglu(glu.act) || glu.bias_gate.present() || glu.bias_up.present() || glu.weights.present() ||
-      glu.dweights.present() || glu.gate.fp8() || glu.up.fp8())
-    return FSG_OK;
-  for (const Mat* mat : {&glu.dout, &glu.gate, &glu.up, &glu.dgate, &glu.dup})
-    if (mat->dtype != dt || !rows16_ok(*mat, dtype_bytes(dt))) return FSG_OK;
-  if (dx.a0.data != glu.dgate.data || dx.a1.data != glu.dup.data || dx.a0.cols != n || dx.a1.cols != n ||
-      dx.accumulate || dx.bias.present() || m > INT32_MAX / 2 || flags == nullptr ||
-      flags_bytes < glu_dx_flag_bytes(m, n) || reinterpret_cast<uintptr_t>(flags) % 4 != 0 ||
-      glu_dx_flag_bytes(m, n) / sizeof(uint32_t) > (uint64_t{1} << 30))  // the claim counter stays in 32 bits
-    return FSG_OK;
-  Plan pl;
-  if (!plan_gemm(dx, forced, &pl) || pl.swap || pl.ta != 0) return FSG_OK;
-  // Unless forced, shapes the split-K path serves better (few output tiles) keep the separate passes.
-  const int sms = forced ? 0 : current_sm_count();
-  if (!forced && (sms <= 0 || split_count(pl.p.m, pl.p.n, pl.p.k_tiles, sms) > 1)) return FSG_OK;
-
-  sm90::GluSide& side = pl.p.side;
-  side.dz = mat_ref(glu.dout), side.g = mat_ref(glu.gate), side.u = mat_ref(glu.up);
-  side.da = mat_ref(glu.dgate), side.db = mat_ref(glu.dup);
-  side.m = static_cast<int>(m), side.n = static_cast<int>(n);
-  side.row_tiles = pl.p.m_tiles;
-  side.chunks = pl.p.k_tiles0;
-  side.band = kGroupM;
-  side.ready = static_cast<uint32_t*>(flags);
-  side.next = side.ready + static_cast<int64_t>(side.row_tiles) * side.chunks;
-  *handled = true;
-  const cudaError_t e = cudaMemsetAsync(flags, 0, glu_dx_flag_bytes(m, n), s);
-  if (e != cudaSuccess) {
-    set_error("dX GEMM with dSwiGLU: clearing its flags failed: %s (%s)", cudaGetErrorName(e), cudaGetErrorString(e));
-    return FSG_ERR_CUDA;
-  }
-  return launch_plan(pl, dt, s);
 }
 
 uint64_t gemm_sm90_split_scratch_bytes(int64_t m, int64_t n, int64_t k) {

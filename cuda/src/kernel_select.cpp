@@ -61,14 +61,4 @@ fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path, int cc) {
   return cuda_gemm_sm80(a, s);
 }
 
-fsg_status cuda_glu_backward_dx(const GluBackwardArgs& glu, const GemmArgs& dx, void* flags, uint64_t flags_bytes,
-                                Stream s, int kernel_path, int cc, bool* handled) {
-  *handled = false;
-  // Where the sm_90a GEMM takes dX without split-K anyway (unforced, it declines the other shapes;
-  // forced, every call it can do, so the tests reach it at every shape).
-  if ((kernel_path == kPathAuto || kernel_path == kPathSm90) && is_hopper(cc))
-    return cuda_gemm_sm90_glu_dx(glu, dx, flags, flags_bytes, s, kernel_path == kPathSm90, handled);
-  return FSG_OK;
-}
-
 }  // namespace fsg

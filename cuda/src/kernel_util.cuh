@@ -3,8 +3,7 @@
 //   - Pair<T>: two adjacent 16-bit elements as one 4-byte value, to and from float2;
 //   - MatRef / VecRef: strided views as kernel parameters, with scalar fp32 loads and stores
 //     (VecRef keeps a runtime dtype: token weights may be F32 while the matrices are BF16);
-//   - launch_status(): the cudaGetLastError() check after every launch; clamp_grid() for grid sizes;
-//     rows16_ok() for 16-byte vector access.
+//   - launch_status(): the cudaGetLastError() check after every launch; clamp_grid() for grid sizes.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -92,13 +91,6 @@ inline fsg_status launch_status(const char* kernel) {
   if (e == cudaSuccess) return FSG_OK;
   set_error("%s: launch failed: %s (%s)", kernel, cudaGetErrorName(e), cudaGetErrorString(e));
   return e == cudaErrorMemoryAllocation ? FSG_ERR_OUT_OF_MEMORY : FSG_ERR_CUDA;
-}
-
-// Whether 16-byte vector accesses cover every row of m: unit column stride, base and row stride
-// 16-byte aligned, width a multiple of 16 bytes (activation.cu's Rows16, the dX GEMM's dSwiGLU).
-inline bool rows16_ok(const Mat& m, int64_t elem_bytes) {
-  return (m.cs == 1 || m.cols <= 1) && reinterpret_cast<uintptr_t>(m.data) % 16 == 0 && (m.rs * elem_bytes) % 16 == 0 &&
-         (m.cols * elem_bytes) % 16 == 0;
 }
 
 // A grid dimension of v blocks (at least 1), capped at `cap` (grid-stride loops cover the rest).

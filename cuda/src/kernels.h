@@ -32,11 +32,6 @@ fsg_status cuda_dual_gemm_small_m(const DualGemmArgs& a, Stream s, bool forced, 
 fsg_status cuda_dual_gemm_small_m_sm90(const DualGemmArgs& a, Stream s, bool forced, bool* handled);
 fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, bool* handled);
 fsg_status cuda_gemm_sm90(const GemmArgs& a, Stream s, bool forced, bool* handled);
-// cuda_glu_backward_dx on sm_90a: the dX GEMM whose spare producer warps compute dA and dB
-// (sm90_glu_side.cuh). Takes plain SwiGLU from 16-bit saves with 16-byte vector rows; unless
-// forced, only shapes that cuda_gemm_sm90 would not split over K.
-fsg_status cuda_gemm_sm90_glu_dx(const GluBackwardArgs& glu, const GemmArgs& dx, void* flags, uint64_t flags_bytes,
-                                 Stream s, bool forced, bool* handled);
 // Scratch that lets cuda_gemm_sm90 split K for an m x n output over a reduction of k on the
 // current device (0: it would not split).
 uint64_t gemm_sm90_split_scratch_bytes(int64_t m, int64_t n, int64_t k);
