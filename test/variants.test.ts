@@ -130,10 +130,12 @@ function fusedRef(act: GluActivation, x: Float64Array, wg: Float64Array, wu: Flo
 
 forEachBackend("GLU variants", (device) => {
   for (const dtype of DTYPE_LIST) {
-    for (const [name, act] of VARIANTS) {
-      test(`${dtype} ${name}: fused forward and both backward modes`, () => {
+    // 37x29x23: rows no kernel can load with TMA (the sm_80 kernels run); 136x72x264: 16-byte
+    // aligned rows, so the sm_90a dual GEMM takes it where chosen or forced (its general epilogue,
+    // and the lean per-kind forward instantiations of GEGLU, ReGLU and bilinear).
+    for (const [name, act] of VARIANTS) for (const [M, K, N] of [[37, 29, 23], [136, 72, 264]] as const) {
+      test(`${dtype} ${name}: fused forward and both backward modes, ${M}x${K}x${N}`, () => {
         const dev = device();
-        const [M, K, N] = [37, 29, 23];
         // Pre-activations spread to about +-15 so the gpt-oss clamps at 7 are exercised.
         const x = randn([M, K], dtype, dev, 6);
         const w = randomWeights("packed", K, N, dtype, dev);

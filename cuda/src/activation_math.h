@@ -41,10 +41,12 @@ FSG_HD float dsiluf(float a) {
 
 namespace fsg {
 
-FSG_HD bool is_plain_swiglu(const fsg_glu_params& p) {
-  return p.activation == FSG_ACT_SILU && p.alpha == 1.0f && p.limit == 0.0f && p.up_offset == 0.0f &&
-         p.gate_scale == 1.0f && p.out_scale == 1.0f;
+// Every parameter but the activation's kind at its default (no slope, clamp, offset or scales).
+FSG_HD bool has_default_params(const fsg_glu_params& p) {
+  return p.alpha == 1.0f && p.limit == 0.0f && p.up_offset == 0.0f && p.gate_scale == 1.0f && p.out_scale == 1.0f;
 }
+
+FSG_HD bool is_plain_swiglu(const fsg_glu_params& p) { return p.activation == FSG_ACT_SILU && has_default_params(p); }
 
 // act(x) and act'(x) of the gate's activation.
 FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, float* grad) {
@@ -116,6 +118,16 @@ FSG_HD float glu_value_general(const fsg_glu_params& p, float g, float u) {
   return act * (clamp_up(p, u) + p.up_offset) * p.out_scale;
 }
 FSG_HD_OUTLINE float glu_value_variant(const fsg_glu_params& p, float g, float u) { return glu_value_general(p, g, u); }
+
+// act(g) * u for activation kind kAct with default parameters (has_default_params), the kind fixed
+// at compile time: the sm_90a forward's lean instantiations of GEGLU, ReGLU and the bilinear GLU.
+// Equal to glu_value_general up to the sign of a zero u.
+template <int kAct> FSG_HD float glu_value_kind(float g, float u) {
+  const fsg_glu_params p{kAct, 1.0f, 0.0f, 0.0f, 1.0f, 1.0f};
+  float act, grad;
+  activation_and_grad(p, g, &act, &grad);
+  return act * u;
+}
 
 // out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale.
 FSG_HD float glu_value(const fsg_glu_params& p, float g, float u) {

@@ -76,6 +76,7 @@ constexpr int kGroupM = FSG_SM90_GROUP_M;
 constexpr int kCluster = FSG_SM90_CLUSTER;  // CTAs of a cluster: row tiles sharing weight tiles
 [[maybe_unused]] constexpr bool kMulticast = kCluster > 1;  // weight tiles multicast to both CTAs of a cluster
 constexpr int kThreads = 384;
+constexpr int kGeneralEpi = -1;  // the kernel's general epilogue instantiation (kKind)
 constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
 constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
 constexpr int kStageBytes = kXBytes + 2 * kWBytes;         // 48 KB
@@ -146,6 +147,12 @@ static __device__ __noinline__ Block8 glu_block(const fsg_glu_params& act, const
 }
 #endif
 
+// The gated value of a lean instantiation (dual_gemm_sm90_kernel's kKind >= 0).
+template <int kKind> __device__ __forceinline__ float kind_value(float g, float u) {
+  if constexpr (kKind == FSG_ACT_SILU) return siluf(g) * u;
+  else return glu_value_kind<kKind>(g, u);
+}
+
 // z = the GLU of kind kAct into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
 template <int kAct>
 __device__ __forceinline__ void glu_in_place(float (&d)[128], fsg_glu_params act) {
@@ -176,10 +183,13 @@ using namespace sm90_detail;
 #define FSG_SM90_CLUSTER_DIMS
 #endif
 
-// kGeneral: the GLU variants and fp8 saves. The plain SwiGLU instantiation leaves their code out:
-// every instruction added to the unrolled epilogue slows it (bench/NOTES.md, "GLU variants in
-// every kernel family": inlined, they took the plain forward from 3.9 to 5.9-7.1 ms).
-template <DType D, int kTransB, int EPI, bool kGeneral>
+// kKind: the epilogue's instantiation. kGeneralEpi: the GLU variants with their parameters, and
+// fp8 saves. An FSG_ACT_* kind: that activation with default parameters and 16-bit outputs only
+// (FSG_ACT_SILU: plain SwiGLU, forward and backward; the others forward only). These lean
+// instantiations leave the general code out: every instruction added to the unrolled epilogue
+// slows it (bench/NOTES.md, "GLU variants in every kernel family": inlined, the variants took the
+// plain forward from 3.9 to 5.9-7.1 ms; the general one cost ReGLU +3% for no math).
+template <DType D, int kTransB, int EPI, int kKind>
 __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
     dual_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_g,
                           const __grid_constant__ CUtensorMap tm_u, const __grid_constant__ CUtensorMap tm_z,
@@ -188,6 +198,9 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
 #if FSG_SM90_ENABLED
   using namespace sm90;
   using T = typename Elem<D>::T;
+  constexpr bool kGeneral = kKind == kGeneralEpi;
+  static_assert(kKind == kGeneralEpi || kKind == FSG_ACT_SILU || EPI == DualGemmArgs::kForward,
+                "the backward has the plain and general instantiations only");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
   __shared__ __align__(8) uint64_t dz_full[2];  // backward: a consumer's dz slab has landed
@@ -408,7 +421,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             }
           } else {
 #pragma unroll
-            for (int i = 0; i < 64; ++i) d[i] = siluf(d[i]) * d[i + 64];
+            for (int i = 0; i < 64; ++i) d[i] = kind_value<kKind>(d[i], d[i + 64]);
           }
           slab(&tm_z, 0);
         } else {
@@ -489,7 +502,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             const float g0 = d[i] + bg0, g1 = d[i + 1] + bg1;
             const float u0 = d[i + 64] + bu0, u1 = d[i + 65] + bu1;
             if constexpr (EPI == DualGemmArgs::kForward) {
-              store2<T>(p.z, p.z_v2, row, col, siluf(g0) * u0, siluf(g1) * u1, has1);
+              store2<T>(p.z, p.z_v2, row, col, kind_value<kKind>(g0, u0), kind_value<kKind>(g1, u1), has1);
               if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
               if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
             } else {
@@ -526,9 +539,9 @@ using sm90_host::pairs_aligned;
 using sm90_host::store_map;
 using sm90_host::tma_operand;
 
-template <DType D, int kTransB, int EPI, bool kGeneral>
+template <DType D, int kTransB, int EPI, int kKind>
 fsg_status launch(const CUtensorMap (&maps)[6], const Params& p, cudaStream_t s) {
-  auto* kernel = dual_gemm_sm90_kernel<D, kTransB, EPI, kGeneral>;
+  auto* kernel = dual_gemm_sm90_kernel<D, kTransB, EPI, kKind>;
   int dev = 0, sms = 0;
   const fsg_status setup = launch_setup(kernel, "dual_gemm_sm90_kernel", kSmemBytes, false, &dev, &sms);
   if (setup != FSG_OK) return setup;
@@ -558,15 +571,33 @@ fsg_status launch(const CUtensorMap (&maps)[6], const Params& p, cudaStream_t s)
   return launch_status("dual_gemm_sm90_kernel");
 }
 
-template <DType D, int kTransB, bool kGeneral>
+template <DType D, int kTransB, int kKind>
 fsg_status pick_epilogue(const CUtensorMap (&maps)[6], const Params& p, int epi, cudaStream_t s) {
-  return epi == DualGemmArgs::kForward ? launch<D, kTransB, DualGemmArgs::kForward, kGeneral>(maps, p, s)
-                                       : launch<D, kTransB, DualGemmArgs::kBackward, kGeneral>(maps, p, s);
+  return epi == DualGemmArgs::kForward ? launch<D, kTransB, DualGemmArgs::kForward, kKind>(maps, p, s)
+                                       : launch<D, kTransB, DualGemmArgs::kBackward, kKind>(maps, p, s);
 }
 
+// kind: kGeneralEpi, FSG_ACT_SILU, or (forward only) another FSG_ACT_* kind (epilogue_kind).
 template <DType D, int kTransB>
-fsg_status pick_general(const CUtensorMap (&maps)[6], const Params& p, int epi, bool general, cudaStream_t s) {
-  return general ? pick_epilogue<D, kTransB, true>(maps, p, epi, s) : pick_epilogue<D, kTransB, false>(maps, p, epi, s);
+fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int kind, cudaStream_t s) {
+  constexpr int kFwd = DualGemmArgs::kForward;
+  switch (kind) {
+    case FSG_ACT_SILU: return pick_epilogue<D, kTransB, FSG_ACT_SILU>(maps, p, epi, s);
+    case FSG_ACT_GELU_TANH: return launch<D, kTransB, kFwd, FSG_ACT_GELU_TANH>(maps, p, s);
+    case FSG_ACT_GELU_ERF: return launch<D, kTransB, kFwd, FSG_ACT_GELU_ERF>(maps, p, s);
+    case FSG_ACT_RELU: return launch<D, kTransB, kFwd, FSG_ACT_RELU>(maps, p, s);
+    case FSG_ACT_IDENTITY: return launch<D, kTransB, kFwd, FSG_ACT_IDENTITY>(maps, p, s);
+    default: return pick_epilogue<D, kTransB, kGeneralEpi>(maps, p, epi, s);
+  }
+}
+
+// The instantiation for a call: a lean one where the activation has default parameters and no
+// fp8 saves are made (any kind in the forward, SwiGLU in the backward), else the general one.
+int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
+  if (fp8_saves || !has_default_params(act)) return kGeneralEpi;
+  if (act.activation == FSG_ACT_SILU) return FSG_ACT_SILU;
+  const bool known = act.activation >= FSG_ACT_GELU_TANH && act.activation <= FSG_ACT_IDENTITY;
+  return epi == DualGemmArgs::kForward && known ? act.activation : kGeneralEpi;
 }
 
 }  // namespace
@@ -620,7 +651,7 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   p.act = a.act;
 
   const int epi = a.epilogue;
-  const bool general = !is_plain_swiglu(a.act) || p.a8.p != nullptr || p.b8.p != nullptr;
+  const int kind = epilogue_kind(a.act, epi, p.a8.p != nullptr || p.b8.p != nullptr);
   // Outputs go through TMA stores when each can be addressed so (row-contiguous, 16-byte aligned
   // rows); otherwise all go from registers. maps[3..5]: forward z, a, b (16-bit 64 x 64 boxes, or
   // fp8 64-row x 128-byte boxes); backward dz (loaded into the staging buffer), dA, dB.
@@ -633,10 +664,8 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
 
   *handled = true;
   if (dt == DType::BF16)
-    return trans_b ? pick_general<DType::BF16, 1>(maps, p, epi, general, s)
-                   : pick_general<DType::BF16, 0>(maps, p, epi, general, s);
-  return trans_b ? pick_general<DType::F16, 1>(maps, p, epi, general, s)
-                 : pick_general<DType::F16, 0>(maps, p, epi, general, s);
+    return trans_b ? pick_kind<DType::BF16, 1>(maps, p, epi, kind, s) : pick_kind<DType::BF16, 0>(maps, p, epi, kind, s);
+  return trans_b ? pick_kind<DType::F16, 1>(maps, p, epi, kind, s) : pick_kind<DType::F16, 0>(maps, p, epi, kind, s);
 }
 
 }  // namespace fsg
