@@ -1,7 +1,8 @@
 // options.ts: `bun bench/options.ts` — what each option of the GLU-variants issue costs:
 //   1. the fused forward's time with each GLU variant and with the pre-activations saved in bf16
 //      or fp8, against plain SwiGLU in the same run (CUDA events; the options are timed in
-//      interleaved rounds so clock drift hits all of them alike; median of every sample);
+//      interleaved rounds whose order rotates, so clock drift hits all of them alike; median of
+//      every sample; --rounds a multiple of the 9 options puts each in every place equally);
 //   2. fp8 storage: bytes kept for backward, and the gradients' error against an fp32 run of the
 //      same inputs, next to the bf16 store's error.
 //
@@ -71,11 +72,18 @@ interface TimedOption {
   baseline: string;
 }
 
-/** Median ms of each option, timed in interleaved rounds. */
+/**
+ * Median ms of each option, timed in interleaved rounds. Round r starts at option r (mod the
+ * count), so each option takes every place in the order as often as the others: with a fixed
+ * order, the options timed late in each round read slower (the GPU's clock drops as it heats).
+ */
 function timeOptions(timer: EventTimer, runs: [string, () => void][], rounds: number, iters: number): Map<string, number> {
   const samples = new Map<string, number[]>(runs.map(([name]) => [name, []]));
   for (let r = 0; r < rounds; r++) {
-    for (const [name, run] of runs) samples.get(name)!.push(...timer.time(() => run(), { warmup: 2, iters }).samples);
+    for (let i = 0; i < runs.length; i++) {
+      const [name, run] = runs[(r + i) % runs.length]!;
+      samples.get(name)!.push(...timer.time(() => run(), { warmup: 2, iters }).samples);
+    }
   }
   return new Map([...samples].map(([name, s]) => [name, stats(s).median]));
 }

@@ -30,7 +30,8 @@
 //                       at 8192x4096x14336: median 734 vs 729 TFLOP/s, best 792 vs 767; H200 747
 //                       and 805 vs 694 and 779); bench/NOTES.md, Hopper step 12.
 //   FSG_SM90_WAIT1 0    wait for each stage's MMAs before freeing it (same speed within noise).
-//   FSG_SM90_STAGES, FSG_SM90_GROUP_M, FSG_SM90_MIN_M (smallest M taken unless forced).
+//   FSG_SM90_STAGES, FSG_SM90_GROUP_M, FSG_SM90_MIN_M (smallest M taken unless forced),
+//   FSG_SM90_LEAN_KINDS 0 (GEGLU, ReGLU, bilinear through the general epilogue; for A/B runs).
 //
 // Build (standalone check): nvcc -std=c++17 -O3 --expt-relaxed-constexpr
 //   -gencode=arch=compute_90a,code=sm_90a -I cuda/include -I cuda/src -c cuda/src/dual_gemm_sm90.cu
@@ -63,6 +64,9 @@ namespace {
 #endif
 #ifndef FSG_SM90_WAIT1
 #define FSG_SM90_WAIT1 1
+#endif
+#ifndef FSG_SM90_LEAN_KINDS
+#define FSG_SM90_LEAN_KINDS 1  // 0: GEGLU, ReGLU and bilinear run the general epilogue (A/B)
 #endif
 #ifndef FSG_SM90_MIN_M
 #define FSG_SM90_MIN_M 64
@@ -596,6 +600,7 @@ fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int
 int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
   if (fp8_saves || !has_default_params(act)) return kGeneralEpi;
   if (act.activation == FSG_ACT_SILU) return FSG_ACT_SILU;
+  if (!FSG_SM90_LEAN_KINDS) return kGeneralEpi;
   const bool known = act.activation >= FSG_ACT_GELU_TANH && act.activation <= FSG_ACT_IDENTITY;
   return epi == DualGemmArgs::kForward && known ? act.activation : kGeneralEpi;
 }
