@@ -56,9 +56,10 @@ FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, fl
       // fast sigmoid instead of tanhf (a branchy ~20-instruction routine in the sm_90a epilogue,
       // where the tensor cores wait for it), and no cancellation in 1 + tanh(y) for negative x.
       // Past |x| = 10 tanh is exactly +-1 in fp32: the value is x or -0 and the gradient 1 or 0,
-      // chosen by selects rather than a branch (per element in the sm_90a epilogue, a branch cost
-      // GEGLU (tanh) several points of the forward's time). Above 10 the sigmoid is exactly 1, so
-      // x * s is x; below -10 the selects also keep -Inf * 0 and x^3's overflow out.
+      // chosen by selects, not a branch (a branch per element put GEGLU (tanh) at +13% of the
+      // sm_90a forward, the selects at +4%: bench/NOTES.md, "GLU variants", step 4). Above 10 the
+      // sigmoid is exactly 1, so x * s is x; below -10 the selects keep out -Inf * 0 and the
+      // overflow of x^3.
       const float k2 = 2.0f * 0.7978845608028654f, c = 0.044715f;
       const float s = sigmoidf_safe(k2 * (x + c * x * x * x));  // (1 + tanh(y)) / 2
       const bool tail = x > 10.0f || x < -10.0f;
