@@ -31,7 +31,7 @@
 //                       and 805 vs 694 and 779); bench/NOTES.md, Hopper step 12.
 //   FSG_SM90_WAIT1 0    wait for each stage's MMAs before freeing it (same speed within noise).
 //   FSG_SM90_STAGES, FSG_SM90_GROUP_M, FSG_SM90_MIN_M (smallest M taken unless forced),
-//   FSG_SM90_LEAN_KINDS 0 (every variant through the general epilogue; for A/B runs).
+//   FSG_SM90_LEAN_KINDS 0 (GEGLU, ReGLU, bilinear through the general epilogue; for A/B runs).
 //
 // Build (standalone check): nvcc -std=c++17 -O3 --expt-relaxed-constexpr
 //   -gencode=arch=compute_90a,code=sm_90a -I cuda/include -I cuda/src -c cuda/src/dual_gemm_sm90.cu
@@ -66,7 +66,7 @@ namespace {
 #define FSG_SM90_WAIT1 1
 #endif
 #ifndef FSG_SM90_LEAN_KINDS
-#define FSG_SM90_LEAN_KINDS 1  // 0: every variant runs the general epilogue (A/B)
+#define FSG_SM90_LEAN_KINDS 1  // 0: GEGLU, ReGLU and bilinear run the general epilogue (A/B)
 #endif
 #ifndef FSG_SM90_MIN_M
 #define FSG_SM90_MIN_M 64
@@ -80,8 +80,7 @@ constexpr int kGroupM = FSG_SM90_GROUP_M;
 constexpr int kCluster = FSG_SM90_CLUSTER;  // CTAs of a cluster: row tiles sharing weight tiles
 [[maybe_unused]] constexpr bool kMulticast = kCluster > 1;  // weight tiles multicast to both CTAs of a cluster
 constexpr int kThreads = 384;
-constexpr int kGeneralEpi = -1;     // the kernel's general epilogue instantiation (kKind)
-constexpr int kSiluParamsEpi = 5;   // SiLU with its parameters (gpt-oss, Falcon-H1), forward (kKind)
+constexpr int kGeneralEpi = -1;  // the kernel's general epilogue instantiation (kKind)
 constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
 constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
 constexpr int kStageBytes = kXBytes + 2 * kWBytes;         // 48 KB
@@ -153,15 +152,9 @@ static __device__ __noinline__ Block8 glu_block(const fsg_glu_params& act, const
 #endif
 
 // The gated value of a lean instantiation (dual_gemm_sm90_kernel's kKind >= 0).
-template <int kKind> __device__ __forceinline__ float kind_value(fsg_glu_params act, float g, float u) {
-  if constexpr (kKind == FSG_ACT_SILU) {
-    return siluf(g) * u;
-  } else if constexpr (kKind == kSiluParamsEpi) {
-    act.activation = FSG_ACT_SILU;  // the activation's switch folds to SiLU; the parameters stay
-    return glu_value_general(act, g, u);
-  } else {
-    return glu_value_kind<kKind>(g, u);
-  }
+template <int kKind> __device__ __forceinline__ float kind_value(float g, float u) {
+  if constexpr (kKind == FSG_ACT_SILU) return siluf(g) * u;
+  else return glu_value_kind<kKind>(g, u);
 }
 
 // z = the GLU of kind kAct into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
@@ -196,8 +189,7 @@ using namespace sm90_detail;
 
 // kKind: the epilogue's instantiation. kGeneralEpi: the GLU variants with their parameters, and
 // fp8 saves. An FSG_ACT_* kind: that activation with default parameters and 16-bit outputs only
-// (FSG_ACT_SILU: plain SwiGLU, forward and backward; the others forward only). kSiluParamsEpi:
-// SiLU with its slope, clamps, offset and scales (gpt-oss, Falcon-H1), forward, 16-bit outputs. These lean
+// (FSG_ACT_SILU: plain SwiGLU, forward and backward; the others forward only). These lean
 // instantiations leave the general code out: every instruction added to the unrolled epilogue
 // slows it (bench/NOTES.md, "GLU variants in every kernel family": inlined, the variants took the
 // plain forward from 3.9 to 5.9-7.1 ms; the general one cost ReGLU +3% for no math).
@@ -433,7 +425,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             }
           } else {
 #pragma unroll
-            for (int i = 0; i < 64; ++i) d[i] = kind_value<kKind>(p.act, d[i], d[i + 64]);
+            for (int i = 0; i < 64; ++i) d[i] = kind_value<kKind>(d[i], d[i + 64]);
           }
           slab(&tm_z, 0);
         } else {
@@ -514,8 +506,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             const float g0 = d[i] + bg0, g1 = d[i + 1] + bg1;
             const float u0 = d[i + 64] + bu0, u1 = d[i + 65] + bu1;
             if constexpr (EPI == DualGemmArgs::kForward) {
-              store2<T>(p.z, p.z_v2, row, col, kind_value<kKind>(p.act, g0, u0), kind_value<kKind>(p.act, g1, u1),
-                        has1);
+              store2<T>(p.z, p.z_v2, row, col, kind_value<kKind>(g0, u0), kind_value<kKind>(g1, u1), has1);
               if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
               if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
             } else {
@@ -590,8 +581,7 @@ fsg_status pick_epilogue(const CUtensorMap (&maps)[6], const Params& p, int epi,
                                        : launch<D, kTransB, DualGemmArgs::kBackward, kKind>(maps, p, s);
 }
 
-// kind: kGeneralEpi, FSG_ACT_SILU, or (forward only) another FSG_ACT_* kind or kSiluParamsEpi
-// (epilogue_kind).
+// kind: kGeneralEpi, FSG_ACT_SILU, or (forward only) another FSG_ACT_* kind (epilogue_kind).
 template <DType D, int kTransB>
 fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int kind, cudaStream_t s) {
   constexpr int kFwd = DualGemmArgs::kForward;
@@ -601,21 +591,18 @@ fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int
     case FSG_ACT_GELU_ERF: return launch<D, kTransB, kFwd, FSG_ACT_GELU_ERF>(maps, p, s);
     case FSG_ACT_RELU: return launch<D, kTransB, kFwd, FSG_ACT_RELU>(maps, p, s);
     case FSG_ACT_IDENTITY: return launch<D, kTransB, kFwd, FSG_ACT_IDENTITY>(maps, p, s);
-    case kSiluParamsEpi: return launch<D, kTransB, kFwd, kSiluParamsEpi>(maps, p, s);
     default: return pick_epilogue<D, kTransB, kGeneralEpi>(maps, p, epi, s);
   }
 }
 
-// The instantiation for a call: without fp8 saves, a lean one (plain SwiGLU, forward and
-// backward; in the forward, any kind with default parameters, and SiLU with its parameters),
-// else the general one.
+// The instantiation for a call: a lean one where the activation has default parameters and no
+// fp8 saves are made (any kind in the forward, SwiGLU in the backward), else the general one.
 int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
-  if (fp8_saves) return kGeneralEpi;
-  if (is_plain_swiglu(act)) return FSG_ACT_SILU;
-  if (!FSG_SM90_LEAN_KINDS || epi != DualGemmArgs::kForward) return kGeneralEpi;
-  if (act.activation == FSG_ACT_SILU) return kSiluParamsEpi;
+  if (fp8_saves || !has_default_params(act)) return kGeneralEpi;
+  if (act.activation == FSG_ACT_SILU) return FSG_ACT_SILU;
+  if (!FSG_SM90_LEAN_KINDS) return kGeneralEpi;
   const bool known = act.activation >= FSG_ACT_GELU_TANH && act.activation <= FSG_ACT_IDENTITY;
-  return known && has_default_params(act) ? act.activation : kGeneralEpi;
+  return epi == DualGemmArgs::kForward && known ? act.activation : kGeneralEpi;
 }
 
 }  // namespace
