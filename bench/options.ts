@@ -2,7 +2,9 @@
 //   1. the fused forward's time with each GLU variant and with the pre-activations saved in bf16
 //      or fp8, against plain SwiGLU in the same run (CUDA events; the options are timed in
 //      interleaved rounds whose order rotates, so clock drift hits all of them alike; median of
-//      every sample; --rounds a multiple of the 9 options puts each in every place equally);
+//      every sample; --rounds a multiple of the 9 options puts each in every place equally); also
+//      paired per round (option over baseline in the same round) with the median and interquartile
+//      range over rounds, the reading to use against a 2% budget;
 //   2. fp8 storage: bytes kept for backward, and the gradients' error against an fp32 run of the
 //      same inputs, next to the bf16 store's error.
 //
@@ -19,7 +21,7 @@ import {
 import { parseShape, shapeKey, type Shape } from "./cases.ts";
 import { randomRaw, upload } from "./data.ts";
 import { deviceSlug, sysInfo } from "./sysinfo.ts";
-import { EventTimer, stats } from "./timing.ts";
+import { EventTimer, pairedOverhead } from "./timing.ts";
 
 interface Args {
   shapes: string[];
@@ -67,25 +69,33 @@ const VARIANTS: [string, GluActivation | null][] = [
 interface TimedOption {
   option: string;
   medianMs: number;
-  /** Time over the baseline's (plain SwiGLU for variants, bf16 saves for fp8 saves), in percent. */
+  /** Time over the baseline's (plain SwiGLU for variants, bf16 saves for fp8 saves), in percent: medians of all samples. */
   overheadPct: number;
+  /**
+   * The same per round, pairing the option with its baseline in that round (so clock drift between
+   * rounds cancels); the median over rounds and the interquartile range.
+   */
+  pairedOverheadPct: number;
+  pairedIqrPct: [number, number];
+  roundOverheadPct: number[];
   baseline: string;
 }
 
 /**
- * Median ms of each option, timed in interleaved rounds. Round r starts at option r (mod the
- * count), so each option takes every place in the order as often as the others: with a fixed
- * order, the options timed late in each round read slower (the GPU's clock drops as it heats).
+ * Each option's per-run times, round by round, timed in interleaved rounds. Round r starts at
+ * option r (mod the count), so each option takes every place in the order as often as the others:
+ * with a fixed order, the options timed late in each round read slower (the GPU's clock drops as it
+ * heats).
  */
-function timeOptions(timer: EventTimer, runs: [string, () => void][], rounds: number, iters: number): Map<string, number> {
-  const samples = new Map<string, number[]>(runs.map(([name]) => [name, []]));
+function timeOptions(timer: EventTimer, runs: [string, () => void][], rounds: number, iters: number): Map<string, number[][]> {
+  const samples = new Map<string, number[][]>(runs.map(([name]) => [name, []]));
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < runs.length; i++) {
       const [name, run] = runs[(r + i) % runs.length]!;
-      samples.get(name)!.push(...timer.time(() => run(), { warmup: 2, iters }).samples);
+      samples.get(name)!.push(timer.time(() => run(), { warmup: 2, iters }).samples);
     }
   }
-  return new Map([...samples].map(([name, s]) => [name, stats(s).median]));
+  return samples;
 }
 
 function benchShape(device: Device, timer: EventTimer, s: Shape, dtype: FloatDType, a: Args): TimedOption[] {
@@ -103,13 +113,14 @@ function benchShape(device: Device, timer: EventTimer, s: Shape, dtype: FloatDTy
     runs.push(["save bf16", () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a16, bOut: b16 })]);
     runs.push(["save fp8", () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a8.data, bOut: b8.data, aScale: a8.scale, bScale: b8.scale })]);
     const t = timeOptions(timer, runs, a.rounds, a.iters);
-    const out: TimedOption[] = [];
-    for (const [name] of runs) {
+    return runs.map(([name]) => {
       const baseline = name === "save fp8" ? "save bf16" : "swiglu";
-      const ms = t.get(name)!;
-      out.push({ option: name, medianMs: ms, baseline, overheadPct: (ms / t.get(baseline)! - 1) * 100 });
-    }
-    return out;
+      const o = pairedOverhead(t.get(name)!, t.get(baseline)!);
+      return {
+        option: name, baseline, medianMs: o.medianMs, overheadPct: o.overallPct,
+        pairedOverheadPct: o.pairedPct, pairedIqrPct: o.pairedIqrPct, roundOverheadPct: o.roundPct,
+      };
+    });
   } finally {
     for (const u of [x, wg, wu, z, a16, b16]) u.dispose();
     disposeFp8(a8);
@@ -185,7 +196,10 @@ function main(): void {
     const rows = benchShape(device, timer, s, dtype, a);
     timing[shapeKey(s)] = rows;
     console.log(`\n${shapeKey(s)} fused forward:`);
-    console.table(rows.map((r) => ({ option: r.option, "ms": r.medianMs.toFixed(4), "vs": r.baseline, "overhead %": r.overheadPct.toFixed(2) })));
+    console.table(rows.map((r) => ({
+      option: r.option, "ms": r.medianMs.toFixed(4), "vs": r.baseline, "overhead %": r.overheadPct.toFixed(2),
+      "paired %": r.pairedOverheadPct.toFixed(2), "paired IQR %": `${r.pairedIqrPct[0].toFixed(2)}..${r.pairedIqrPct[1].toFixed(2)}`,
+    })));
   }
   const es = parseShape(a.errorShape);
   const errors = gradientError(device, es, dtype);

@@ -30,6 +30,32 @@ export function stats(samples: number[]): Stats {
   return { median, min: s[0]!, max: s[n - 1]!, mean: s.reduce((a, b) => a + b, 0) / n, n };
 }
 
+/** The q-quantile (0..1) of the samples, linearly interpolated between order statistics. */
+export function quantile(samples: number[], q: number): number {
+  const s = [...samples].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const at = q * (s.length - 1), lo = Math.floor(at), hi = Math.ceil(at);
+  return s[lo]! + (s[hi]! - s[lo]!) * (at - lo);
+}
+
+/**
+ * How much slower `option` runs than `baseline`, in percent, from per-round samples of both
+ * (option[r] and baseline[r] timed in the same round): over the medians of all samples, and paired
+ * per round, where clock drift between rounds cancels (median and interquartile range over rounds).
+ */
+export function pairedOverhead(option: number[][], baseline: number[][]) {
+  if (option.length !== baseline.length) throw new Error(`pairedOverhead: ${option.length} rounds of the option, ${baseline.length} of the baseline`);
+  const medianMs = stats(option.flat()).median;
+  const roundPct = option.map((s, r) => (stats(s).median / stats(baseline[r]!).median - 1) * 100);
+  return {
+    medianMs,
+    overallPct: (medianMs / stats(baseline.flat()).median - 1) * 100,
+    pairedPct: quantile(roundPct, 0.5),
+    pairedIqrPct: [quantile(roundPct, 0.25), quantile(roundPct, 0.75)] as [number, number],
+    roundPct,
+  };
+}
+
 export interface EventTimingOptions {
   warmup: number;
   iters: number;
