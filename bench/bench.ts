@@ -12,6 +12,11 @@
 //   bun bench/bench.ts --m-sweep                the same over M = 1..8192 (denser at the kernel
 //                                               crossovers); the SVG shows the fraction of the floor
 //                                               (compute or memory, whichever is larger), log M axis
+//   bun bench/bench.ts --shapes 8192x4096x14336 --op fwd --rounds 7 --iters 30
+//                                               the implementations of each op timed in 7 interleaved
+//                                               rounds (rotated order, --iters runs each per round);
+//                                               speed-ups also paired round by round (median, IQR),
+//                                               which cancels the clock drift between rounds
 // Other flags: --json <path> --plot <path> --out-dir <dir> --iters <n> --warmup <n> --no-e2e
 //   --dtype float32 (reference only) --backend cpu (force the CPU backend on a GPU machine)
 // On the CPU backend only tiny shapes run (larger ones are replaced, and it says so).
@@ -26,7 +31,7 @@ import { writeDecodePlot, writePlot } from "./plot.ts";
 import { TOLERANCE } from "./reference.ts";
 import { printShapeTable, writeJson, type CaseResult, type MemoryResult, type Results } from "./report.ts";
 import { deviceSlug, sysInfo } from "./sysinfo.ts";
-import { EventTimer, timeEndToEnd } from "./timing.ts";
+import { EventTimer, pairedRatio, stats, timeEndToEnd, timeInRounds } from "./timing.ts";
 
 const FULL_SHAPES = [
   "1x4096x14336", "16x4096x14336", "128x4096x14336", "2048x4096x14336", "8192x4096x14336",
@@ -66,12 +71,13 @@ interface Args {
   outDir: string | null;
   iters: number | null;
   warmup: number | null;
+  rounds: number;
   e2e: boolean;
   backend: "auto" | "cpu" | "cuda";
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, cpuSmoke: false, decodeSweep: false, mSweep: false, shapes: null, dtypes: null, ops: null, json: null, plot: null, outDir: null, iters: null, warmup: null, e2e: true, backend: "auto" };
+  const a: Args = { quick: false, cpuSmoke: false, decodeSweep: false, mSweep: false, shapes: null, dtypes: null, ops: null, json: null, plot: null, outDir: null, iters: null, warmup: null, rounds: 1, e2e: true, backend: "auto" };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value`);
@@ -102,6 +108,11 @@ function parseArgs(argv: string[]): Args {
       case "--out-dir": a.outDir = take(); break;
       case "--iters": a.iters = Number(take()); break;
       case "--warmup": a.warmup = Number(take()); break;
+      case "--rounds": {
+        a.rounds = Number(take());
+        if (!Number.isInteger(a.rounds) || a.rounds < 1) throw new Error("--rounds: expected a whole number >= 1");
+        break;
+      }
       case "--backend": a.backend = take() as Args["backend"]; break;
       case "--help": case "-h":
         console.log("usage: see the header comment of bench/bench.ts");
@@ -206,7 +217,7 @@ async function main(): Promise<number> {
       memory.push(mem);
       for (const op of ops) {
         const runnables = sb.runnables(op);
-        const opCases: CaseResult[] = [];
+        const checked = new Map<string, Pick<CaseResult, "checks" | "maxError" | "pass">>();
         for (const r of runnables) {
           try {
             const checks = r.check?.() ?? [];
@@ -216,24 +227,38 @@ async function main(): Promise<number> {
               failures++;
               console.error(`CHECK FAILED: ${shapeKey(shape)} ${dtype} ${op} ${r.impl}: ` + checks.map((c) => `${c.name} ${c.normwise.toExponential(2)}`).join(", "));
             }
-            const st = timer.time(r.run, { warmup, iters, headStart });
-            const flops = flopsOf(op, shape);
-            const minBytes = minBytesOf(op, shape, dtype);
-            const floor = floorMs(flops, minBytes, ceilings, dtype);
-            const readsWeights = !op.startsWith("act");
-            opCases.push({
-              shape, dtype, op, impl: r.impl, sets: sb.nSets,
-              kernelMs: { median: st.median, min: st.min, max: st.max, mean: st.mean, n: st.n },
-              e2eMs: null, flops, minBytes, floorMs: floor, fractionOfFloor: floor / st.median,
-              tflops: flops > 0 ? flops / (st.median * 1e-3) / 1e12 : null,
-              gbs: minBytes / (st.median * 1e-3) / 1e9,
-              weightGBs: shape.M <= 128 && readsWeights ? (2 * shape.K * shape.N * BYTES[dtype]) / (st.median * 1e-3) / 1e9 : null,
-              speedup: {}, checks, maxError, pass,
-            });
+            checked.set(r.impl, { checks, maxError, pass });
           } catch (e) {
             failures++;
             say(`${shapeKey(shape)} ${dtype} ${op} ${r.impl}: failed: ${(e as Error).message}`);
           }
+        }
+        const timed = timeInRounds(
+          timer, runnables.filter((r) => checked.has(r.impl)).map((r) => ({ name: r.impl, run: r.run })), args.rounds,
+          { warmup, iters, headStart },
+          (impl, e) => {
+            failures++;
+            say(`${shapeKey(shape)} ${dtype} ${op} ${impl}: failed: ${(e as Error).message}`);
+          },
+        );
+        const opCases: CaseResult[] = [];
+        for (const r of runnables) {
+          const rounds = timed.get(r.impl);
+          if (!rounds) continue;
+          const st = stats(rounds.flat());
+          const flops = flopsOf(op, shape);
+          const minBytes = minBytesOf(op, shape, dtype);
+          const floor = floorMs(flops, minBytes, ceilings, dtype);
+          const readsWeights = !op.startsWith("act");
+          opCases.push({
+            shape, dtype, op, impl: r.impl, sets: sb.nSets,
+            kernelMs: st,
+            e2eMs: null, flops, minBytes, floorMs: floor, fractionOfFloor: floor / st.median,
+            tflops: flops > 0 ? flops / (st.median * 1e-3) / 1e12 : null,
+            gbs: minBytes / (st.median * 1e-3) / 1e9,
+            weightGBs: shape.M <= 128 && readsWeights ? (2 * shape.K * shape.N * BYTES[dtype]) / (st.median * 1e-3) / 1e9 : null,
+            speedup: {}, ...checked.get(r.impl)!,
+          });
         }
         if (args.e2e && opCases.length > 0) {
           const ok = runnables.filter((r) => opCases.some((c) => c.impl === r.impl));
@@ -245,7 +270,13 @@ async function main(): Promise<number> {
           }
         }
         const fused = opCases.find((c) => c.impl === "fused");
-        if (fused) for (const c of opCases) if (c !== fused) fused.speedup[c.impl] = c.kernelMs.median / fused.kernelMs.median;
+        if (fused) {
+          for (const c of opCases) if (c !== fused) fused.speedup[c.impl] = c.kernelMs.median / fused.kernelMs.median;
+          if (args.rounds > 1) {
+            fused.pairedSpeedup = {};
+            for (const c of opCases) if (c !== fused) fused.pairedSpeedup[c.impl] = pairedRatio(timed.get(c.impl)!, timed.get("fused")!);
+          }
+        }
         shapeCases.push(...opCases);
       }
       printShapeTable(shapeCases, mem);
@@ -264,7 +295,7 @@ async function main(): Promise<number> {
   const plotPath = args.plot ?? jsonPath.replace(/\.json$/, "") + ".svg";
   const results: Results = {
     system, cublas: cublasInfo, ceilings,
-    settings: { shapes: shapes.map(shapeKey), dtypes, ops, iters, warmup, rotateBytes, e2eTimeMs: args.e2e ? e2eTime : null, tolerance: TOLERANCE, weightLayout: "packed [K, 2N], gate columns first" },
+    settings: { shapes: shapes.map(shapeKey), dtypes, ops, iters, warmup, rounds: args.rounds, rotateBytes, e2eTimeMs: args.e2e ? e2eTime : null, tolerance: TOLERANCE, weightLayout: "packed [K, 2N], gate columns first" },
     notes, cases, memory,
   };
   writeJson(jsonPath, results);

@@ -21,7 +21,7 @@ import {
 import { parseShape, shapeKey, type Shape } from "./cases.ts";
 import { randomRaw, upload } from "./data.ts";
 import { deviceSlug, sysInfo } from "./sysinfo.ts";
-import { EventTimer, pairedOverhead } from "./timing.ts";
+import { EventTimer, pairedOverhead, timeInRounds } from "./timing.ts";
 
 interface Args {
   shapes: string[];
@@ -81,23 +81,6 @@ interface TimedOption {
   baseline: string;
 }
 
-/**
- * Each option's per-run times, round by round, timed in interleaved rounds. Round r starts at
- * option r (mod the count), so each option takes every place in the order as often as the others:
- * with a fixed order, the options timed late in each round read slower (the GPU's clock drops as it
- * heats).
- */
-function timeOptions(timer: EventTimer, runs: [string, () => void][], rounds: number, iters: number): Map<string, number[][]> {
-  const samples = new Map<string, number[][]>(runs.map(([name]) => [name, []]));
-  for (let r = 0; r < rounds; r++) {
-    for (let i = 0; i < runs.length; i++) {
-      const [name, run] = runs[(r + i) % runs.length]!;
-      samples.get(name)!.push(timer.time(() => run(), { warmup: 2, iters }).samples);
-    }
-  }
-  return samples;
-}
-
 function benchShape(device: Device, timer: EventTimer, s: Shape, dtype: FloatDType, a: Args): TimedOption[] {
   const { M, K, N } = s;
   const x = upload(randomRaw(dtype, M * K, 1, 1), [M, K], dtype, device);
@@ -112,7 +95,7 @@ function benchShape(device: Device, timer: EventTimer, s: Shape, dtype: FloatDTy
     const runs: [string, () => void][] = VARIANTS.map(([name, activation]) => [name, () => void fusedSwiglu(x, wg, wu, { out: z, activation })]);
     runs.push(["save bf16", () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a16, bOut: b16 })]);
     runs.push(["save fp8", () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a8.data, bOut: b8.data, aScale: a8.scale, bScale: b8.scale })]);
-    const t = timeOptions(timer, runs, a.rounds, a.iters);
+    const t = timeInRounds(timer, runs.map(([name, run]) => ({ name, run })), a.rounds, { warmup: 2, iters: a.iters });
     return runs.map(([name]) => {
       const baseline = name === "save fp8" ? "save bf16" : "swiglu";
       const o = pairedOverhead(t.get(name)!, t.get(baseline)!);

@@ -5,7 +5,7 @@ import type { FloatDType } from "../src/index.ts";
 import type { CheckResult, Impl, Op, Shape } from "./cases.ts";
 import type { Ceilings } from "./ceilings.ts";
 import type { SysInfo } from "./sysinfo.ts";
-import type { E2EStats, Stats } from "./timing.ts";
+import type { E2EStats, PairedRatio, Stats } from "./timing.ts";
 
 export interface CaseResult {
   shape: Shape;
@@ -28,6 +28,8 @@ export interface CaseResult {
   weightGBs: number | null;
   /** Baseline median / this median, for the fused implementation (key: baseline impl). */
   speedup: Record<string, number>;
+  /** With --rounds > 1: the same paired round by round (baseline over fused in each round). */
+  pairedSpeedup?: Record<string, PairedRatio>;
   checks: CheckResult[];
   /** Largest normwise relative error of the checks (null: not checked). */
   maxError: number | null;
@@ -90,6 +92,11 @@ export function printShapeTable(cases: CaseResult[], memory: MemoryResult | unde
     ]);
   }
   console.log(table(rows));
+  for (const c of cases) {
+    if (!c.pairedSpeedup) continue;
+    const parts = Object.entries(c.pairedSpeedup).map(([impl, r]) => `vs ${impl} ${r.median.toFixed(3)}x (IQR ${r.iqr[0].toFixed(3)}..${r.iqr[1].toFixed(3)})`);
+    console.log(`${c.op} ${c.impl}, paired over ${c.pairedSpeedup[Object.keys(c.pairedSpeedup)[0]!]!.perRound.length} rounds: ${parts.join(", ")}`);
+  }
   if (memory) {
     console.log(
       `memory kept for backward: store ${mib(memory.savedStore)}, recompute ${mib(memory.savedRecompute)}, ` +

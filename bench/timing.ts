@@ -38,21 +38,38 @@ export function quantile(samples: number[], q: number): number {
   return s[lo]! + (s[hi]! - s[lo]!) * (at - lo);
 }
 
+/** A ratio paired round by round: its median and interquartile range over the rounds, and each round's. */
+export interface PairedRatio {
+  median: number;
+  iqr: [number, number];
+  perRound: number[];
+}
+
 /**
- * How much slower `option` runs than `baseline`, in percent, from per-round samples of both
- * (option[r] and baseline[r] timed in the same round): over the medians of all samples, and paired
- * per round, where clock drift between rounds cancels (median and interquartile range over rounds).
+ * num / den of the rounds' median times, where num[r] and den[r] are the per-run samples of two
+ * implementations timed in the same round. Clock drift between rounds (heat, power) hits both
+ * sides of a round alike and cancels; a round disturbed on one side only widens the IQR.
+ */
+export function pairedRatio(num: number[][], den: number[][]): PairedRatio {
+  if (num.length !== den.length) throw new Error(`pairedRatio: ${num.length} rounds against ${den.length}`);
+  const perRound = num.map((s, r) => stats(s).median / stats(den[r]!).median);
+  return { median: quantile(perRound, 0.5), iqr: [quantile(perRound, 0.25), quantile(perRound, 0.75)], perRound };
+}
+
+/**
+ * How much slower `option` runs than `baseline`, in percent, from per-round samples of both: over
+ * the medians of all samples, and paired per round (pairedRatio).
  */
 export function pairedOverhead(option: number[][], baseline: number[][]) {
-  if (option.length !== baseline.length) throw new Error(`pairedOverhead: ${option.length} rounds of the option, ${baseline.length} of the baseline`);
+  const r = pairedRatio(option, baseline);
+  const pct = (v: number) => (v - 1) * 100;
   const medianMs = stats(option.flat()).median;
-  const roundPct = option.map((s, r) => (stats(s).median / stats(baseline[r]!).median - 1) * 100);
   return {
     medianMs,
-    overallPct: (medianMs / stats(baseline.flat()).median - 1) * 100,
-    pairedPct: quantile(roundPct, 0.5),
-    pairedIqrPct: [quantile(roundPct, 0.25), quantile(roundPct, 0.75)] as [number, number],
-    roundPct,
+    overallPct: pct(medianMs / stats(baseline.flat()).median),
+    pairedPct: pct(r.median),
+    pairedIqrPct: [pct(r.iqr[0]), pct(r.iqr[1])] as [number, number],
+    roundPct: r.perRound.map(pct),
   };
 }
 
@@ -103,6 +120,35 @@ export class EventTimer {
     this.#starts = [];
     this.#ends = [];
   }
+}
+
+/**
+ * Times each run in `rounds` interleaved rounds; round r starts at run r (mod the count), so each
+ * takes every place in the order alike (with a fixed order, runs timed late in a round read slower
+ * as the GPU heats). Returns each run's per-round samples. A run that throws is reported through
+ * onError and left out of the later rounds (and of the result).
+ */
+export function timeInRounds(
+  timer: EventTimer,
+  runs: { name: string; run: (i: number) => void }[],
+  rounds: number,
+  o: EventTimingOptions,
+  onError: (name: string, e: unknown) => void = (_, e) => { throw e; },
+): Map<string, number[][]> {
+  const samples = new Map<string, number[][]>(runs.map((r) => [r.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < runs.length; i++) {
+      const r = runs[(round + i) % runs.length]!;
+      if (!samples.has(r.name)) continue;
+      try {
+        samples.get(r.name)!.push(timer.time(r.run, o).samples);
+      } catch (e) {
+        samples.delete(r.name);
+        onError(r.name, e);
+      }
+    }
+  }
+  return samples;
 }
 
 export interface E2EStats {

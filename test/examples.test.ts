@@ -31,6 +31,13 @@ describe("examples", () => {
     expect(exitCode).toBe(0);
   });
 
+  test("the benchmark harness times in interleaved rounds and pairs the speed-ups (--cpu-smoke --rounds 2)", () => {
+    const { exitCode, output } = runBun(["bench/bench.ts", "--cpu-smoke", "--rounds", "2", "--no-e2e", "--op", "fwd"]);
+    if (exitCode !== 0) console.error(output);
+    expect(exitCode).toBe(0);
+    expect(output).toMatch(/fwd fused, paired over 2 rounds: vs lib-unfused \d+\.\d+x \(IQR \d+\.\d+\.\.\d+\.\d+\)/);
+  });
+
   test("the options bench (variants, fp8 saves) runs end to end (--cpu-smoke)", () => {
     const { exitCode, output } = runBun(["bench/options.ts", "--cpu-smoke"]);
     if (exitCode !== 0) console.error(output);

@@ -1,7 +1,8 @@
 // The benchmark's statistics (bench/timing.ts): quantiles and the per-round paired overhead that
-// the options bench reports against the 2% budget.
+// the options bench reports against the 2% budget, and the interleaved rounds both benches time in.
 import { describe, expect, test } from "bun:test";
-import { pairedOverhead, quantile } from "../bench/timing.ts";
+import { EventTimer, pairedOverhead, pairedRatio, quantile, timeInRounds } from "../bench/timing.ts";
+import { Device } from "../src/index.ts";
 
 describe("quantile", () => {
   test("interpolates between order statistics, whatever the input order", () => {
@@ -39,6 +40,61 @@ describe("pairedOverhead", () => {
   });
 
   test("rejects samples whose rounds do not pair", () => {
-    expect(() => pairedOverhead([[1]], [[1], [1]])).toThrow(/1 rounds of the option, 2 of the baseline/);
+    expect(() => pairedOverhead([[1]], [[1], [1]])).toThrow(/pairedRatio: 1 rounds against 2/);
+  });
+});
+
+describe("pairedRatio", () => {
+  test("is the per-round ratio of medians, with its median and IQR", () => {
+    const den = [[2, 2, 2], [4, 4, 4], [1, 1, 1], [3, 3, 3]];
+    const num = [[2.2, 2.2, 9], [4.4, 4.4, 0], [1.3, 1.3, 1.3], [3.3, 3.3, 3.3]];
+    const r = pairedRatio(num, den);
+    expect(r.perRound.map((v) => Number(v.toFixed(9)))).toEqual([1.1, 1.1, 1.3, 1.1]);
+    expect(r.median).toBeCloseTo(1.1, 9);
+    expect(r.iqr[0]).toBeCloseTo(1.1, 9);
+    expect(r.iqr[1]).toBeCloseTo(1.15, 9);
+  });
+});
+
+describe("timeInRounds", () => {
+  test("rotates the order each round and keeps each run's samples per round", () => {
+    const device = Device.open({ backend: "cpu" });
+    const timer = new EventTimer(device);
+    try {
+      const order: string[] = [];
+      const runs = ["a", "b", "c"].map((name) => ({ name, run: (i: number) => { if (i === 0) order.push(name); } }));
+      const t = timeInRounds(timer, runs, 3, { warmup: 1, iters: 2 });
+      // warm-up run 0 and timed run 0 each log once per timing: two entries per run per round.
+      expect(order.filter((_, k) => k % 2 === 0)).toEqual(["a", "b", "c", "b", "c", "a", "c", "a", "b"]);
+      for (const name of ["a", "b", "c"]) {
+        expect(t.get(name)!.length).toBe(3);
+        for (const round of t.get(name)!) expect(round.length).toBe(2);
+      }
+    } finally {
+      timer.dispose();
+      device.dispose();
+    }
+  });
+
+  test("a run that throws is reported once and left out of the later rounds", () => {
+    const device = Device.open({ backend: "cpu" });
+    const timer = new EventTimer(device);
+    try {
+      let calls = 0;
+      const runs = [
+        { name: "ok", run: () => {} },
+        { name: "bad", run: () => { calls++; throw new Error("boom"); } },
+      ];
+      const errors: string[] = [];
+      const t = timeInRounds(timer, runs, 4, { warmup: 0, iters: 1 }, (name, e) => errors.push(`${name}: ${(e as Error).message}`));
+      expect(errors).toEqual(["bad: boom"]);
+      expect(calls).toBe(1);
+      expect(t.has("bad")).toBe(false);
+      expect(t.get("ok")!.length).toBe(4);
+      expect(() => timeInRounds(timer, runs, 1, { warmup: 0, iters: 1 })).toThrow("boom");
+    } finally {
+      timer.dispose();
+      device.dispose();
+    }
   });
 });
