@@ -241,15 +241,15 @@ async function main(): Promise<number> {
             say(`${shapeKey(shape)} ${dtype} ${op} ${impl}: failed: ${(e as Error).message}`);
           },
         );
+        const flops = flopsOf(op, shape);
+        const minBytes = minBytesOf(op, shape, dtype);
+        const floor = floorMs(flops, minBytes, ceilings, dtype);
+        const readsWeights = !op.startsWith("act");
         const opCases: CaseResult[] = [];
         for (const r of runnables) {
           const rounds = timed.get(r.impl);
           if (!rounds) continue;
           const st = stats(rounds.flat());
-          const flops = flopsOf(op, shape);
-          const minBytes = minBytesOf(op, shape, dtype);
-          const floor = floorMs(flops, minBytes, ceilings, dtype);
-          const readsWeights = !op.startsWith("act");
           opCases.push({
             shape, dtype, op, impl: r.impl, sets: sb.nSets,
             kernelMs: st,
@@ -271,10 +271,10 @@ async function main(): Promise<number> {
         }
         const fused = opCases.find((c) => c.impl === "fused");
         if (fused) {
-          for (const c of opCases) if (c !== fused) fused.speedup[c.impl] = c.kernelMs.median / fused.kernelMs.median;
-          if (args.rounds > 1) {
-            fused.pairedSpeedup = {};
-            for (const c of opCases) if (c !== fused) fused.pairedSpeedup[c.impl] = pairedRatio(timed.get(c.impl)!, timed.get("fused")!);
+          const baselines = opCases.filter((c) => c !== fused);
+          for (const c of baselines) fused.speedup[c.impl] = c.kernelMs.median / fused.kernelMs.median;
+          if (args.rounds > 1 && baselines.length > 0) {
+            fused.pairedSpeedup = Object.fromEntries(baselines.map((c) => [c.impl, pairedRatio(timed.get(c.impl)!, timed.get("fused")!)]));
           }
         }
         shapeCases.push(...opCases);

@@ -93,9 +93,10 @@ export function printShapeTable(cases: CaseResult[], memory: MemoryResult | unde
   }
   console.log(table(rows));
   for (const c of cases) {
-    if (!c.pairedSpeedup) continue;
-    const parts = Object.entries(c.pairedSpeedup).map(([impl, r]) => `vs ${impl} ${r.median.toFixed(3)}x (IQR ${r.iqr[0].toFixed(3)}..${r.iqr[1].toFixed(3)})`);
-    console.log(`${c.op} ${c.impl}, paired over ${c.pairedSpeedup[Object.keys(c.pairedSpeedup)[0]!]!.perRound.length} rounds: ${parts.join(", ")}`);
+    const paired = Object.entries(c.pairedSpeedup ?? {});
+    if (paired.length === 0) continue;
+    const parts = paired.map(([impl, r]) => `vs ${impl} ${r.median.toFixed(3)}x (IQR ${r.iqr[0].toFixed(3)}..${r.iqr[1].toFixed(3)})`);
+    console.log(`${c.op} ${c.impl}, paired over ${paired[0]![1].perRound.length} rounds: ${parts.join(", ")}`);
   }
   if (memory) {
     console.log(
