@@ -13,7 +13,7 @@
 import { dlopen, FFIType, ptr, type Library } from "bun:ffi";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { FloatDType } from "../src/index.ts";
+import { f32ToF16Bits, type FloatDType } from "../src/index.ts";
 
 const u64 = FFIType.u64;
 const i32 = FFIType.i32;
@@ -50,8 +50,9 @@ export const OP_T = 1;
 const CUDA_R_32F = 0;
 const CUDA_R_16F = 2;
 const CUDA_R_16BF = 14;
-/** cublasComputeType_t: fp32 accumulation (no TF32 for fp32 inputs). */
+/** cublasComputeType_t: fp32 accumulation (no TF32 for fp32 inputs); fp16 accumulation (fp16 inputs). */
 const CUBLAS_COMPUTE_32F = 68;
+const CUBLAS_COMPUTE_16F = 64;
 /** cublasGemmAlgo_t */
 const CUBLAS_GEMM_DEFAULT = -1;
 
@@ -129,6 +130,8 @@ export interface RowMajorGemm {
   transB?: boolean;
   /** C = op(A)·op(B) + beta·C (default 0). */
   beta?: number;
+  /** "fp16": CUBLAS_COMPUTE_16F (float16 only; sums kept in fp16). Default "fp32". */
+  accumulate?: "fp32" | "fp16";
 }
 
 /** A cuBLAS handle on the legacy default stream. */
@@ -142,6 +145,11 @@ export class Cublas {
   #beta = new Float32Array([0]);
   #alphaPtr: bigint;
   #betaPtr: bigint;
+  // CUBLAS_COMPUTE_16F takes alpha and beta as fp16.
+  #alpha16 = new Uint16Array([0x3c00]);
+  #beta16 = new Uint16Array([0]);
+  #alpha16Ptr: bigint;
+  #beta16Ptr: bigint;
 
   private constructor(path: string, lib: Library<typeof symbols>, lt: Library<typeof ltSymbols> | null) {
     this.path = path;
@@ -157,6 +165,8 @@ export class Cublas {
     this.version = v[0]!;
     this.#alphaPtr = ptrOf(this.#alpha);
     this.#betaPtr = ptrOf(this.#beta);
+    this.#alpha16Ptr = ptrOf(this.#alpha16);
+    this.#beta16Ptr = ptrOf(this.#beta16);
   }
 
   /** Opens cuBLAS, or returns a reason why not (no library found, or no GPU for the handle). */
@@ -184,17 +194,20 @@ export class Cublas {
       : `libcublas could not be loaded: ${tried.join("; ")}`;
   }
 
-  /** Row-major GEMM with fp32 accumulation (CUBLAS_COMPUTE_32F), alpha 1. Enqueued on stream 0. */
+  /** Row-major GEMM, alpha 1, fp32 accumulation unless g.accumulate is "fp16". Enqueued on stream 0. */
   gemm(g: RowMajorGemm): void {
     const t = CUDA_TYPE[g.dtype];
+    const half = g.accumulate === "fp16";
+    if (half && g.dtype !== "float16") throw new Error(`cuBLAS fp16 accumulation needs float16 operands, got ${g.dtype}`);
     this.#beta[0] = g.beta ?? 0;
+    this.#beta16[0] = f32ToF16Bits(g.beta ?? 0);
     // Column-major C^T [N, M] = op(B)^T [N, K] · op(A)^T [K, M].
     checkCublas(
       this.#lib.symbols.cublasGemmEx(
         this.#handle, g.transB ? OP_T : OP_N, g.transA ? OP_T : OP_N, g.N, g.M, g.K,
-        this.#alphaPtr, g.b, t, g.ldb, g.a, t, g.lda, this.#betaPtr, g.c, t, g.ldc,
-        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-      `cublasGemmEx(M=${g.M}, N=${g.N}, K=${g.K}, ${g.dtype})`,
+        half ? this.#alpha16Ptr : this.#alphaPtr, g.b, t, g.ldb, g.a, t, g.lda, half ? this.#beta16Ptr : this.#betaPtr,
+        g.c, t, g.ldc, half ? CUBLAS_COMPUTE_16F : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      `cublasGemmEx(M=${g.M}, N=${g.N}, K=${g.K}, ${g.dtype}${half ? ", fp16 accumulation" : ""})`,
     );
   }
 

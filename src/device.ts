@@ -15,6 +15,8 @@ export interface DeviceOptions {
   backend?: Backend;
   /** CUDA device ordinal (default 0). */
   ordinal?: number;
+  /** Allow fp16 accumulation in the GEMMs of float16 calls (default false); see Device.fp16Accumulation. */
+  fp16Accumulation?: boolean;
 }
 
 /** Number of CUDA devices the library sees (0 without GPU or driver). */
@@ -69,8 +71,12 @@ export class Device {
     const ordinal = options.ordinal ?? 0;
     if (!Number.isInteger(ordinal) || ordinal < 0) fail("FSG_ERR_INVALID_ARGUMENT", `ordinal: expected an integer >= 0, got ${ordinal}`);
     const out = new BigUint64Array(1);
+    const fp16Accumulation = options.fp16Accumulation ?? false;
+    if (typeof fp16Accumulation !== "boolean") fail("FSG_ERR_INVALID_ARGUMENT", `fp16Accumulation: expected a boolean, got ${String(fp16Accumulation)}`);
     check(lib.fsg_context_create(code, ordinal, hostPtr(out)), "fsg_context_create");
-    return new Device(out[0]!, ordinal);
+    const device = new Device(out[0]!, ordinal);
+    if (fp16Accumulation) device.fp16Accumulation = true;
+    return device;
   }
 
   /** DLPack device of this context's tensors. */
@@ -118,6 +124,26 @@ export class Device {
   setKernelPath(path: KernelPath): void {
     this.assertOpen();
     check(lib.fsg_context_set_kernel_path(this.handle, path), "fsg_context_set_kernel_path");
+  }
+
+  /**
+   * fp16 accumulation (fattorib's FastAccumFusedSwiGLU), off by default. When true, the GEMMs of
+   * float16 calls may keep their running sums in fp16: the sm_80 mma.sync kernels do (every GPU
+   * before Hopper, where GeForce cards run it at twice the fp32-accumulate rate, and kernel path
+   * 80); the Hopper, small-M and CPU kernels, bfloat16 and float32 calls accumulate in fp32
+   * regardless. Each sum is rounded to fp16 once per 16 terms of K: README, "fp16 accumulation".
+   */
+  get fp16Accumulation(): boolean {
+    this.assertOpen();
+    const out = new Int32Array(1);
+    check(lib.fsg_context_fp16_accumulation(this.handle, hostPtr(out)), "fsg_context_fp16_accumulation");
+    return out[0] === 1;
+  }
+
+  set fp16Accumulation(allow: boolean) {
+    this.assertOpen();
+    if (typeof allow !== "boolean") fail("FSG_ERR_INVALID_ARGUMENT", `fp16Accumulation: expected a boolean, got ${String(allow)}`);
+    check(lib.fsg_context_set_fp16_accumulation(this.handle, allow ? 1 : 0), "fsg_context_set_fp16_accumulation");
   }
 
   /** The stream work is enqueued on (null: the default stream). */

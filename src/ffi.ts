@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { FusedSwiGLUError, registerLastErrorSource, statusName } from "./errors.ts";
 
 /** The ABI version this binding was written against (FSG_ABI_VERSION). */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 const MIN_BUN = [1, 4] as const;
 
 const u64 = "u64" as const;
@@ -51,6 +51,10 @@ const symbols = {
   fsg_context_set_num_threads: { args: [u64, i32], returns: i32 },
   // fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path)
   fsg_context_set_kernel_path: { args: [u64, i32], returns: i32 },
+  // fsg_status fsg_context_set_fp16_accumulation(fsg_context* ctx, int32_t allow)
+  fsg_context_set_fp16_accumulation: { args: [u64, i32], returns: i32 },
+  // fsg_status fsg_context_fp16_accumulation(const fsg_context* ctx, int32_t* out_allow)
+  fsg_context_fp16_accumulation: { args: [u64, u64], returns: i32 },
 
   // fsg_status fsg_malloc(fsg_context* ctx, uint64_t bytes, uint64_t* out_ptr)
   fsg_malloc: { args: [u64, u64, u64], returns: i32 },
@@ -158,6 +162,8 @@ export interface Native {
   fsg_context_mem_info: StatusFn<3>;
   fsg_context_set_num_threads(ctx: bigint, threads: number): number;
   fsg_context_set_kernel_path(ctx: bigint, path: number): number;
+  fsg_context_set_fp16_accumulation(ctx: bigint, allow: number): number;
+  fsg_context_fp16_accumulation: StatusFn<2>;
   fsg_malloc: StatusFn<3>;
   fsg_free: StatusFn<2>;
   fsg_memcpy_h2d_async: StatusFn<4>;

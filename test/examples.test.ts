@@ -44,4 +44,12 @@ describe("examples", () => {
     expect(exitCode).toBe(0);
     expect(output).toContain("fp8 store keeps");
   });
+
+  test("the fp16-accumulation bench (times, paired speed-ups, errors) runs end to end (--cpu-smoke)", () => {
+    const { exitCode, output } = runBun(["bench/fp16-accumulation.ts", "--cpu-smoke"]);
+    if (exitCode !== 0) console.error(output);
+    expect(exitCode).toBe(0);
+    expect(output).toMatch(/fp16 sums over fp32 sums, paired over 2 rounds: fwd \d+\.\d+x \(IQR [\d.]+\.\.[\d.]+\), bwd \d+\.\d+x/);
+    expect(output).toContain("relative Frobenius error against a float32 run");
+  });
 });

@@ -1,64 +1,17 @@
 // Fused forward: shape fuzz x every layout x every dtype x bias on/off, rank-3 inputs, stored
 // pre-activations, the unfused baseline, against the float64 reference.
 import { expect, test } from "bun:test";
-import type { Device } from "../src/device.ts";
-import type { FloatDType } from "../src/dtype.ts";
-import { disposeWeights, LAYOUTS, type Layout } from "../src/layouts.ts";
+import { disposeWeights, LAYOUTS } from "../src/layouts.ts";
 import { fusedSwiglu, unfusedSwiglu } from "../src/ops.ts";
-import { Tensor } from "../src/tensor.ts";
-import { disposeAll, DTYPE_LIST, f64, forEachBackend, poison, randn, randomWeights, RTOL } from "./helpers.ts";
-import { swigluForwardRef, swigluForwardScaleRef, type FusedInputs } from "./reference.ts";
-
-/**
- * float32: relative to the accumulation's error scale (|x|·|W|), since fp32 GEMM error grows with
- * K whatever the summation order (a missing K tile is still ~1e-3 of that scale, far above 1e-5).
- * 16-bit: relative to ||ref||, where the output rounding dominates.
- */
-export function forwardTolerance(dtype: FloatDType, p: FusedInputs, which: "z" | "a" | "b" = "z"): { rtol: number; scale?: Float64Array } {
-  return dtype === "float32" ? { rtol: RTOL.float32, scale: swigluForwardScaleRef(p)[which] } : { rtol: RTOL[dtype] };
-}
+import { checkForward } from "./forward_check.ts";
+import { disposeAll, DTYPE_LIST, f64, forEachBackend, randn, randomWeights, RTOL } from "./helpers.ts";
+import { swigluForwardRef } from "./reference.ts";
 
 /** [M, K, N]: 1, primes, non-multiples of any tile, and a few large dims. */
-export const SHAPES: [number, number, number][] = [
+const SHAPES: [number, number, number][] = [
   [1, 1, 1], [1, 7, 13], [7, 13, 1], [13, 61, 7], [61, 127, 13], [127, 61, 257], [257, 127, 61],
   [64, 64, 64], [65, 129, 63], [2000, 32, 48], [16, 1024, 96], [8, 64, 2048], [256, 384, 320],
 ];
-
-interface Case {
-  layout: Layout;
-  dtype: FloatDType;
-  bias: boolean;
-  lead: number[]; // leading dims of x (M = their product)
-  K: number;
-  N: number;
-  preactivations?: boolean;
-}
-
-export function checkForward(dev: Device, c: Case): void {
-  const { layout, dtype, bias, lead, K, N } = c;
-  const M = lead.reduce((a, b) => a * b, 1);
-  const x = randn([...lead, K], dtype, dev);
-  const w = randomWeights(layout, K, N, dtype, dev);
-  const bGate = bias ? randn([N], dtype, dev, 0.5) : null;
-  const bUp = bias ? randn([N], dtype, dev, 0.5) : null;
-  const z = poison(Tensor.empty([...lead, N], dtype, { device: dev }));
-  const aOut = c.preactivations ? poison(Tensor.empty([...lead, N], dtype, { device: dev })) : null;
-  const bOut = c.preactivations ? poison(Tensor.empty([...lead, N], dtype, { device: dev })) : null;
-  try {
-    const ret = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, out: z, aOut, bOut });
-    expect(ret).toBe(z);
-    const p = { x: f64(x), wGate: f64(w.gate), wUp: f64(w.up), bGate: bGate && f64(bGate), bUp: bUp && f64(bUp), M, K, N };
-    const ref = swigluForwardRef(p);
-    expect(z.toFloat32()).toBeAllClose(ref.z, forwardTolerance(dtype, p));
-    if (aOut && bOut) {
-      expect(aOut.toFloat32()).toBeAllClose(ref.a, forwardTolerance(dtype, p, "a"));
-      expect(bOut.toFloat32()).toBeAllClose(ref.b, forwardTolerance(dtype, p, "b"));
-    }
-  } finally {
-    disposeAll(x, bGate, bUp, z, aOut, bOut);
-    disposeWeights(w);
-  }
-}
 
 forEachBackend("fused forward", (device, backend) => {
   let i = 0;

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change of a signature or struct below. */
-#define FSG_ABI_VERSION 3
+#define FSG_ABI_VERSION 4
 
 typedef enum fsg_status {
   FSG_OK = 0,
@@ -110,6 +110,17 @@ FSG_API fsg_status fsg_context_set_num_threads(fsg_context* ctx, int32_t threads
  * 90 the sm_90a wgmma kernels wherever they apply (compute capability 9.0 only). Calls a
  * family cannot take fall back to the sm_80 kernels. Ignored on the CPU backend. */
 FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path);
+/* fp16 accumulation (fattorib's FastAccumFusedSwiGLU), off by default. allow = 1 lets the GEMMs of
+ * f16 calls (fused forward, recompute backward, dX, dW, fsg_gemm, fsg_linear_backward) keep
+ * their running sums in fp16, which GeForce GPUs (sm_86, sm_89) run at twice the rate of fp32
+ * accumulation. It is a permission, like cuBLAS's CUBLAS_COMPUTE_32F_FAST_16F: the sm_80 mma.sync
+ * kernels (every GPU before Hopper, and kernel path 80) take it; the Hopper, small-M and CPU
+ * kernels, where it would gain nothing, accumulate in fp32 regardless, as do bf16 and f32 calls.
+ * Error: each output's sum is rounded to fp16 once per 16 terms of K, so a sum of K products
+ * errs by up to about (K/16) * 2^-11 times sum|x_k * w_k| (README, "fp16 accumulation"), and a
+ * partial sum beyond 65504 overflows to infinity. allow must be 0 or 1. */
+FSG_API fsg_status fsg_context_set_fp16_accumulation(fsg_context* ctx, int32_t allow);
+FSG_API fsg_status fsg_context_fp16_accumulation(const fsg_context* ctx, int32_t* out_allow);
 
 /* ---- memory (stream-ordered on the current stream) ---- */
 FSG_API fsg_status fsg_malloc(fsg_context* ctx, uint64_t bytes, uint64_t* out_ptr);
@@ -155,7 +166,8 @@ FSG_API fsg_status fsg_graph_destroy(fsg_context* ctx, fsg_graph* graph);
  * logical [K, N] views with any non-negative strides (nn.Linear [N,K] is the transposed view,
  * packed [K,2N] halves and interleaved columns are offset views), biases [N], z [..., N].
  * All tensors of one call share one dtype (f32, f16, bf16); token weights may also be f32.
- * Accumulation is fp32; SiLU is evaluated in fp32 and is finite for every finite input. */
+ * Accumulation is fp32 (f16 calls: see fsg_context_set_fp16_accumulation); SiLU is evaluated in
+ * fp32 and is finite for every finite input. */
 
 /* The gated activation: out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale,
  * for gate pre-activation g and up pre-activation u. Passing NULL means plain SwiGLU, and so do

@@ -68,6 +68,9 @@ struct DualGemmArgs {
   Vec bg, bu;    // [N] optional
   Mat z, a_out, b_out;  // kForward: z required, a_out/b_out optional, all [M, N]
   Mat dz, da, db;       // kBackward: all three required, [M, N]
+  // f16 calls may keep the sums in f16 (fsg_context_set_fp16_accumulation); the sm_80-family
+  // kernels do, every other kernel and the CPU backend accumulate in fp32 regardless.
+  bool fp16_accumulate = false;
 };
 
 // C = A0·B0 (+ A1·B1) (+ bias broadcast over rows) (+ C when accumulate), fp32 accumulation,
@@ -83,6 +86,7 @@ struct GemmArgs {
   // output alone would leave the GPU idle use it if it is large enough (gemm_sm90.cu).
   void* scratch = nullptr;
   uint64_t scratch_bytes = 0;
+  bool fp16_accumulate = false;  // as DualGemmArgs::fp16_accumulate
   // Length of the reduction: K0 (+ K1).
   int64_t reduction() const { return a0.cols + (a1.present() ? a1.cols : 0); }
 };

@@ -223,6 +223,29 @@ FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path) {
   });
 }
 
+FSG_API fsg_status fsg_context_set_fp16_accumulation(fsg_context* ctx, int32_t allow) {
+  const char* fn = "fsg_context_set_fp16_accumulation";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    if (allow != 0 && allow != 1) {
+      set_error("%s: allow: expected 0 (fp32 accumulation) or 1 (fp16 accumulation allowed), got %d", fn, allow);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    ctx->fp16_accumulate = allow == 1;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_fp16_accumulation(const fsg_context* ctx, int32_t* out_allow) {
+  const char* fn = "fsg_context_fp16_accumulation";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(out_allow, fn, "out_allow"));
+    *out_allow = ctx->fp16_accumulate ? 1 : 0;
+    return FSG_OK;
+  });
+}
+
 // ---- memory ----
 
 FSG_API fsg_status fsg_malloc(fsg_context* ctx, uint64_t bytes, uint64_t* out_ptr) {

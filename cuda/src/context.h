@@ -15,6 +15,7 @@ struct fsg_context {
   cudaStream_t stream = nullptr;      // current stream (nullptr: the default stream)
   int32_t threads = 1;                // CPU workers
   int32_t kernel_path = 0;            // 0 auto, 80 force the sm_80 kernels
+  bool fp16_accumulate = false;       // fsg_context_set_fp16_accumulation
   int32_t compute_capability = 0;
   char name[256] = "";
   fsg_capture* capture = nullptr;     // graph.cpp: non-null from fsg_graph_begin to fsg_graph_end

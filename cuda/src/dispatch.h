@@ -6,11 +6,18 @@ namespace fsg {
 
 inline bool on_cuda(const fsg_context* ctx) { return ctx->backend == FSG_BACKEND_CUDA; }
 
+// The GEMMs take the context's fp16-accumulation permission along (the CPU backend ignores it).
 inline fsg_status run(const fsg_context* ctx, const DualGemmArgs& a) {
-  return on_cuda(ctx) ? cuda_dual_gemm(a, ctx->stream, ctx->kernel_path, ctx->compute_capability) : cpu_dual_gemm(a, ctx->threads);
+  if (!on_cuda(ctx)) return cpu_dual_gemm(a, ctx->threads);
+  DualGemmArgs args = a;
+  args.fp16_accumulate = ctx->fp16_accumulate;
+  return cuda_dual_gemm(args, ctx->stream, ctx->kernel_path, ctx->compute_capability);
 }
 inline fsg_status run(const fsg_context* ctx, const GemmArgs& a) {
-  return on_cuda(ctx) ? cuda_gemm(a, ctx->stream, ctx->kernel_path, ctx->compute_capability) : cpu_gemm(a, ctx->threads);
+  if (!on_cuda(ctx)) return cpu_gemm(a, ctx->threads);
+  GemmArgs args = a;
+  args.fp16_accumulate = ctx->fp16_accumulate;
+  return cuda_gemm(args, ctx->stream, ctx->kernel_path, ctx->compute_capability);
 }
 inline fsg_status run(const fsg_context* ctx, const GluForwardArgs& a) {
   return on_cuda(ctx) ? cuda_glu_forward(a, ctx->stream) : cpu_glu_forward(a, ctx->threads);

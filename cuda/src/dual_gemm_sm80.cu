@@ -6,8 +6,9 @@
 //   kForward:  z = silu(A + bg) * (B + bu) (or a GLU variant, activation_math.h); a_out / b_out
 //              get the pre-activations when present (fp8 ones quantized here, fp8_block.cuh);
 //   kBackward: da = dz * B * silu'(A), db = dz * silu(A) (recompute-mode backward).
-// Instantiations: dtype x smem layout of x x smem layout of the weights x epilogue. The layouts
-// and the cp.async/generic loaders are chosen at launch from strides and alignment.
+// Instantiations: dtype x smem layout of x x smem layout of the weights x epilogue (x, for f16,
+// fp32 or f16 accumulation). The layouts and the cp.async/generic loaders are chosen at launch
+// from strides and alignment.
 #include <cuda_runtime.h>
 
 #include "activation_math.h"
@@ -35,7 +36,7 @@ struct DualParams {
 // 2 blocks per SM (at 8 warps per block 3xTF32 needs more registers: 1).
 template <DType D> constexpr int min_blocks() { return D == DType::F32 && kThreads > 128 ? 1 : 2; }
 
-template <DType D, Layout LA, Layout LB, int EPI>
+template <DType D, Layout LA, Layout LB, int EPI, bool kF16Acc>
 __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(const __grid_constant__ DualParams p) {
   using T = typename Elem<D>::T;
   extern __shared__ __align__(16) char smem[];
@@ -43,7 +44,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
   tile_coords(p.m_tiles, p.n_tiles, tm, tn);
   const int64_t m0 = tm * kTileR, n0 = tn * kCols;
   Acc acc;
-  mainloop<D, LA, LB, 2>(p.prod, p.prod, 1, m0, n0, smem, acc);
+  mainloop<D, LA, LB, 2, kF16Acc>(p.prod, p.prod, 1, m0, n0, smem, acc);
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wm = warp >> 1, wn = warp & 1, g = lane >> 2, t = lane & 3;
@@ -98,9 +99,9 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
     }
 }
 
-template <DType D, Layout LA, Layout LB, int EPI>
+template <DType D, Layout LA, Layout LB, int EPI, bool kF16Acc>
 fsg_status launch(const DualParams& p, cudaStream_t s) {
-  auto* kernel = dual_gemm_kernel<D, LA, LB, EPI>;
+  auto* kernel = dual_gemm_kernel<D, LA, LB, EPI, kF16Acc>;
   const int smem = smem_bytes(D);
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) {
@@ -112,10 +113,19 @@ fsg_status launch(const DualParams& p, cudaStream_t s) {
   return launch_status("dual_gemm_kernel");
 }
 
-template <DType D, Layout LA, Layout LB>
+template <DType D, Layout LA, Layout LB, bool kF16Acc>
 fsg_status pick_epilogue(const DualParams& p, int epi, cudaStream_t s) {
-  return epi == DualGemmArgs::kForward ? launch<D, LA, LB, DualGemmArgs::kForward>(p, s)
-                                       : launch<D, LA, LB, DualGemmArgs::kBackward>(p, s);
+  return epi == DualGemmArgs::kForward ? launch<D, LA, LB, DualGemmArgs::kForward, kF16Acc>(p, s)
+                                       : launch<D, LA, LB, DualGemmArgs::kBackward, kF16Acc>(p, s);
+}
+
+template <DType D, bool kF16Acc>
+fsg_status pick_layouts(const DualParams& p, Layout la, Layout lb, int epi, cudaStream_t s) {
+  if (la == Layout::kKMajor)
+    return lb == Layout::kKMajor ? pick_epilogue<D, Layout::kKMajor, Layout::kKMajor, kF16Acc>(p, epi, s)
+                                 : pick_epilogue<D, Layout::kKMajor, Layout::kMNMajor, kF16Acc>(p, epi, s);
+  return lb == Layout::kKMajor ? pick_epilogue<D, Layout::kMNMajor, Layout::kKMajor, kF16Acc>(p, epi, s)
+                               : pick_epilogue<D, Layout::kMNMajor, Layout::kMNMajor, kF16Acc>(p, epi, s);
 }
 
 template <DType D>
@@ -145,12 +155,9 @@ fsg_status run(const DualGemmArgs& a, cudaStream_t s) {
   if (p.b8.p) p.b_out.p = nullptr;
   p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
   p.act = a.act;
-  const int epi = a.epilogue;
-  if (la == Layout::kKMajor)
-    return lb == Layout::kKMajor ? pick_epilogue<D, Layout::kKMajor, Layout::kKMajor>(p, epi, s)
-                                 : pick_epilogue<D, Layout::kKMajor, Layout::kMNMajor>(p, epi, s);
-  return lb == Layout::kKMajor ? pick_epilogue<D, Layout::kMNMajor, Layout::kKMajor>(p, epi, s)
-                               : pick_epilogue<D, Layout::kMNMajor, Layout::kMNMajor>(p, epi, s);
+  if constexpr (D == DType::F16)
+    if (a.fp16_accumulate) return pick_layouts<D, true>(p, la, lb, a.epilogue, s);
+  return pick_layouts<D, false>(p, la, lb, a.epilogue, s);
 }
 
 }  // namespace

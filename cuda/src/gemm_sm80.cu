@@ -3,8 +3,8 @@
 // The same tensor-core main loop as the dual GEMM (mma_tile.cuh) with one 128-column B source;
 // the optional second product (its own K) continues the K-tile sequence into the same fp32
 // accumulator, so dX = dA·Wg^T + dB·Wu^T is one pass. Instantiations: dtype x smem layout of A
-// x smem layout of B, picked from product 0's strides; product 1 uses the same layouts, through
-// the generic loader where its strides do not fit them.
+// x smem layout of B (x, for f16, fp32 or f16 accumulation), picked from product 0's strides;
+// product 1 uses the same layouts, through the generic loader where its strides do not fit them.
 #include <cuda_runtime.h>
 
 #include "backend.h"
@@ -26,7 +26,7 @@ struct GemmParams {
 
 template <DType D> constexpr int min_blocks() { return D == DType::F32 && kThreads > 128 ? 1 : 2; }
 
-template <DType D, Layout LA, Layout LB>
+template <DType D, Layout LA, Layout LB, bool kF16Acc>
 __global__ void __launch_bounds__(kThreads, min_blocks<D>()) gemm_kernel(const __grid_constant__ GemmParams p) {
   using T = typename Elem<D>::T;
   extern __shared__ __align__(16) char smem[];
@@ -34,7 +34,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) gemm_kernel(const _
   tile_coords(p.m_tiles, p.n_tiles, tm, tn);
   const int64_t m0 = tm * kTileR, n0 = tn * kTileR;
   Acc acc;
-  mainloop<D, LA, LB, 1>(p.p0, p.p1, p.nprod, m0, n0, smem, acc);
+  mainloop<D, LA, LB, 1, kF16Acc>(p.p0, p.p1, p.nprod, m0, n0, smem, acc);
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wm = warp >> 1, wn = warp & 1, g = lane >> 2, t = lane & 3;
@@ -58,9 +58,9 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) gemm_kernel(const _
     }
 }
 
-template <DType D, Layout LA, Layout LB>
+template <DType D, Layout LA, Layout LB, bool kF16Acc>
 fsg_status launch(const GemmParams& p, cudaStream_t s) {
-  auto* kernel = gemm_kernel<D, LA, LB>;
+  auto* kernel = gemm_kernel<D, LA, LB, kF16Acc>;
   const int smem = smem_bytes(D);
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) {
@@ -70,6 +70,15 @@ fsg_status launch(const GemmParams& p, cudaStream_t s) {
   const dim3 grid(static_cast<unsigned>(p.m_tiles), static_cast<unsigned>(p.n_tiles));
   kernel<<<grid, kThreads, smem, s>>>(p);
   return launch_status("gemm_kernel");
+}
+
+template <DType D, bool kF16Acc>
+fsg_status pick_layouts(const GemmParams& p, Layout la, Layout lb, cudaStream_t s) {
+  if (la == Layout::kKMajor)
+    return lb == Layout::kKMajor ? launch<D, Layout::kKMajor, Layout::kKMajor, kF16Acc>(p, s)
+                                 : launch<D, Layout::kKMajor, Layout::kMNMajor, kF16Acc>(p, s);
+  return lb == Layout::kKMajor ? launch<D, Layout::kMNMajor, Layout::kKMajor, kF16Acc>(p, s)
+                               : launch<D, Layout::kMNMajor, Layout::kMNMajor, kF16Acc>(p, s);
 }
 
 // rows x K operand of a Mat: A is [M, K] (rows along Mat rows), B is [K, N] (rows along Mat cols).
@@ -98,11 +107,9 @@ fsg_status run(const GemmArgs& a, cudaStream_t s) {
     p.p1.b[0].async = can_async(p.p1.b[0], lb, bytes);
   }
   p.bias = vec_ref(a.bias), p.c = mat_ref(a.c), p.accumulate = a.accumulate ? 1 : 0;
-  if (la == Layout::kKMajor)
-    return lb == Layout::kKMajor ? launch<D, Layout::kKMajor, Layout::kKMajor>(p, s)
-                                 : launch<D, Layout::kKMajor, Layout::kMNMajor>(p, s);
-  return lb == Layout::kKMajor ? launch<D, Layout::kMNMajor, Layout::kKMajor>(p, s)
-                               : launch<D, Layout::kMNMajor, Layout::kMNMajor>(p, s);
+  if constexpr (D == DType::F16)
+    if (a.fp16_accumulate) return pick_layouts<D, true>(p, la, lb, s);
+  return pick_layouts<D, false>(p, la, lb, s);
 }
 
 }  // namespace

@@ -9,6 +9,10 @@
 // Math per dtype:
 //   f16/bf16: mma.sync m16n8k16 (fp32 accumulate), fragments by ldmatrix (.trans for an
 //             MN-major tile, so a transposed operand stays on the fast path);
+//   f16 with fp16 accumulation (fsg_context_set_fp16_accumulation): the same with f16
+//             accumulators (HalfAcc, two f16x2 registers per m16n8 tile), which GeForce GPUs run
+//             at twice the fp32-accumulate rate; the sums are widened to the fp32 Acc once, after
+//             the last K tile, so the epilogues are the same for both;
 //   f32:      3xTF32 on mma.sync m16n8k8: each operand is split into hi = tf32(x) and
 //             lo = tf32(x - hi), and lo*hi + hi*lo + hi*hi (lo*lo, ~2^-22 relative, is dropped)
 //             is summed by the tensor core into a zeroed temporary per k8 step, which is then
@@ -19,6 +23,8 @@
 // Pipeline: kStages-deep ring of (A, B) tiles filled by tile_load.cuh; one __syncthreads per
 // K tile. A "product" list lets the GEMM run A0·B0 then A1·B1 (its own K) into one accumulator.
 #pragma once
+#include <cuda_fp16.h>
+
 #include <cstdint>
 
 #include "backend.h"
@@ -77,6 +83,18 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
   }
 }
 
+// fp16 products summed into f16 accumulators: c = {row g, row g+8} x cols {2t, 2t+1}, f16x2 each.
+__device__ __forceinline__ void mma16816(uint32_t (&c)[2], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f16.f16.f16.f16 {%0,%1}, {%2,%3,%4,%5}, {%6,%7}, {%0,%1};\n"
+               : "+r"(c[0]), "+r"(c[1])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <DType D>
+__device__ __forceinline__ void mma16816(uint32_t (&c)[2], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  static_assert(D == DType::F16, "f16 accumulators take f16 operands only");
+  mma16816(c, a, b0, b1);
+}
+
 __device__ __forceinline__ void mma1688_tf32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                "{%0,%1,%2,%3};\n"
@@ -104,10 +122,11 @@ template <int NSRC> __device__ __forceinline__ int warp_col(int wn, int ni) {
 }
 
 using Acc = float[kWarpM16][8][4];
+using HalfAcc = uint32_t[kWarpM16][8][2];  // f16x2 pairs: [0] = Acc's [0..1], [1] = Acc's [2..3]
 
-// acc += A_tile · B_tile^T over one K tile, 16-bit operands.
-template <DType D, Layout LA, Layout LB, int NSRC>
-__device__ __forceinline__ void mma_tile16(const uint16_t* sa, const uint16_t* sb, Acc& acc, int wm, int wn,
+// acc += A_tile · B_tile^T over one K tile, 16-bit operands; AccT is Acc or HalfAcc (f16 only).
+template <DType D, Layout LA, Layout LB, int NSRC, typename AccT>
+__device__ __forceinline__ void mma_tile16(const uint16_t* sa, const uint16_t* sb, AccT& acc, int wm, int wn,
                                            int lane) {
   using G = Geo<2>;
   const int i = lane >> 3, r = lane & 7;
@@ -191,22 +210,14 @@ __device__ __forceinline__ void load_stage(const Product& p, int64_t kt, int64_t
     load_tile<kB, LB, kTileR / NSRC>(p.b[s], n0, k0, st + G::kTileElems * kB, s * (kTileR / NSRC), tid);
 }
 
-// The block's main loop: acc = sum over products of A·B for rows [m0, m0+128) and source
-// columns [n0, n0 + 128/NSRC). `smem` holds kStages stages of Geo::kStageBytes.
-template <DType D, Layout LA, Layout LB, int NSRC>
-__device__ __forceinline__ void mainloop(const Product& p0, const Product& p1, int nprod, int64_t m0,
-                                         int64_t n0, char* smem, Acc& acc) {
+// The K-tile pipeline of mainloop over accumulators AccT (Acc, or HalfAcc for f16 accumulation).
+template <DType D, Layout LA, Layout LB, int NSRC, typename AccT>
+__device__ __forceinline__ void pipeline(const Product& p0, const Product& p1, int nprod, int64_t m0, int64_t n0,
+                                         char* smem, AccT& acc) {
   constexpr int kB = D == DType::F32 ? 4 : 2;
   using G = Geo<kB>;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp >> 1, wn = warp & 1;
-#pragma unroll
-  for (int mi = 0; mi < kWarpM16; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < 8; ++ni)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
-
   const int64_t t0 = p0.ktiles, total = t0 + (nprod > 1 ? p1.ktiles : 0);
   auto load = [&](int64_t t) {
     char* st = smem + (t % kStages) * G::kStageBytes;
@@ -233,6 +244,41 @@ __device__ __forceinline__ void mainloop(const Product& p0, const Product& p1, i
     }
   }
   cp_async_wait<0>();
+}
+
+// The block's main loop: acc = sum over products of A·B for rows [m0, m0+128) and source
+// columns [n0, n0 + 128/NSRC). `smem` holds kStages stages of Geo::kStageBytes. kF16Acc (f16
+// operands only) keeps the running sums in f16 and widens them into acc at the end.
+template <DType D, Layout LA, Layout LB, int NSRC, bool kF16Acc = false>
+__device__ __forceinline__ void mainloop(const Product& p0, const Product& p1, int nprod, int64_t m0,
+                                         int64_t n0, char* smem, Acc& acc) {
+  if constexpr (kF16Acc) {
+    static_assert(D == DType::F16, "f16 accumulation takes f16 operands only");
+    HalfAcc half;
+#pragma unroll
+    for (int mi = 0; mi < kWarpM16; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < 8; ++ni) half[mi][ni][0] = half[mi][ni][1] = 0u;
+    pipeline<D, LA, LB, NSRC>(p0, p1, nprod, m0, n0, smem, half);
+#pragma unroll
+    for (int mi = 0; mi < kWarpM16; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const float2 v = __half22float2(*reinterpret_cast<const __half2*>(&half[mi][ni][j]));
+          acc[mi][ni][2 * j] = v.x;
+          acc[mi][ni][2 * j + 1] = v.y;
+        }
+  } else {
+#pragma unroll
+    for (int mi = 0; mi < kWarpM16; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
+    pipeline<D, LA, LB, NSRC>(p0, p1, nprod, m0, n0, smem, acc);
+  }
 }
 
 // Host: the dynamic shared memory of a block, and the occupancy the register budget targets.

@@ -1,0 +1,101 @@
+// backward_check.ts: one fused-backward case (stored or recompute mode, a subset of the
+// gradients, optionally accumulated into existing values) run and compared with the float64
+// reference; shared by the suites.
+import { expect } from "bun:test";
+import type { Device } from "../src/device.ts";
+import type { FloatDType } from "../src/dtype.ts";
+import { weightGradsLike } from "../src/function.ts";
+import { disposeWeights, type Layout } from "../src/layouts.ts";
+import { fusedSwiglu, fusedSwigluBackward } from "../src/ops.ts";
+import { Tensor } from "../src/tensor.ts";
+import { disposeAll, f64, poison, randn, randomWeights, RTOL } from "./helpers.ts";
+import { swigluBackwardRef, swigluBackwardScaleRef } from "./reference.ts";
+
+export type Subset = "all" | "dx" | "dw" | "bias";
+export const SUBSETS: Subset[] = ["all", "dx", "dw", "bias"];
+
+export interface BackwardCase {
+  layout: Layout;
+  dtype: FloatDType;
+  mode: "stored" | "recompute";
+  subset: Subset;
+  bias: boolean;
+  lead: number[];
+  K: number;
+  N: number;
+  accumulate?: boolean;
+  /** rtol against the error scale instead of RTOL[dtype]. */
+  scaledRtol?: number;
+}
+
+export function checkBackward(dev: Device, c: BackwardCase): void {
+  const { layout, dtype, lead, K, N } = c;
+  const M = lead.reduce((a, b) => a * b, 1);
+  const device = { device: dev };
+  const x = randn([...lead, K], dtype, dev);
+  const w = randomWeights(layout, K, N, dtype, dev);
+  const bGate = c.bias ? randn([N], dtype, dev, 0.5) : null;
+  const bUp = c.bias ? randn([N], dtype, dev, 0.5) : null;
+  const dz = randn([...lead, N], dtype, dev);
+  let aSaved: Tensor | null = null;
+  let bSaved: Tensor | null = null;
+  let z: Tensor | null = null;
+  if (c.mode === "stored") {
+    aSaved = Tensor.empty([...lead, N], dtype, device);
+    bSaved = Tensor.empty([...lead, N], dtype, device);
+    z = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, aOut: aSaved, bOut: bSaved });
+  }
+  const want = {
+    dx: c.subset === "all" || c.subset === "dx",
+    dw: c.subset === "all" || c.subset === "dw",
+    db: c.bias && (c.subset === "all" || c.subset === "bias"),
+  };
+  // Outputs: poisoned, or (accumulate) pre-filled with random values to add into.
+  const init = (t: Tensor): { t: Tensor; before: Float64Array | null } => {
+    if (!c.accumulate) return { t: poison(t), before: null };
+    const values = randn([...t.shape], dtype, dev);
+    t.writeRaw(values.toRaw());
+    values.dispose();
+    return { t, before: f64(t) };
+  };
+  const dx = want.dx ? init(Tensor.empty(x.shape, dtype, device)) : null;
+  const wg = want.dw ? weightGradsLike(w.gate, w.up) : null;
+  const dwGate = wg ? init(wg.dwGate) : null;
+  const dwUp = wg ? init(wg.dwUp) : null;
+  const dbGate = want.db ? init(Tensor.empty([N], dtype, device)) : null;
+  const dbUp = want.db ? init(Tensor.empty([N], dtype, device)) : null;
+  try {
+    fusedSwigluBackward(dz, x, w.gate, w.up, {
+      bGate, bUp, aSaved, bSaved,
+      dx: dx?.t, dwGate: dwGate?.t, dwUp: dwUp?.t, dbGate: dbGate?.t, dbUp: dbUp?.t,
+      accumulate: c.accumulate ?? false,
+    });
+    const inputs = { x: f64(x), wGate: f64(w.gate), wUp: f64(w.up), bGate: bGate && f64(bGate), bUp: bUp && f64(bUp), M, K, N };
+    const ref = swigluBackwardRef(inputs, f64(dz));
+    const scale = swigluBackwardScaleRef(inputs, f64(dz));
+    const expectGrad = (got: { t: Tensor; before: Float64Array | null } | null, name: keyof typeof ref) => {
+      if (!got) return;
+      const before = got.before;
+      const wanted = before ? ref[name].map((v, i) => v + before[i]!) : ref[name];
+      const s = before ? scale[name].map((v, i) => v + Math.abs(before[i]!)) : scale[name];
+      expect(got.t.toFloat32()).toBeAllClose(wanted, { rtol: c.scaledRtol ?? RTOL[dtype], scale: s });
+    };
+    expectGrad(dx, "dx");
+    expectGrad(dwGate, "dwGate");
+    expectGrad(dwUp, "dwUp");
+    expectGrad(dbGate, "dbGate");
+    expectGrad(dbUp, "dbUp");
+    if (wg) {
+      // Weight grads have the weights' layout: same strides and offsets.
+      expect(wg.dwGate.strides).toEqual(w.gate.strides);
+      expect(wg.dwUp.strides).toEqual(w.up.strides);
+      if (w.gate.storage === w.up.storage) {
+        expect(wg.dwGate.storage).toBe(wg.dwUp.storage);
+        expect(wg.dwUp.offset - wg.dwGate.offset).toBe(w.up.offset - w.gate.offset);
+      }
+    }
+  } finally {
+    disposeAll(x, bGate, bUp, dz, aSaved, bSaved, z, dx?.t, dwGate?.t, dwUp?.t, dbGate?.t, dbUp?.t);
+    disposeWeights(w);
+  }
+}
