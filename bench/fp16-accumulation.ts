@@ -17,42 +17,18 @@ import {
   Device, SwiGLUContext, SwiGLUFunction, Storage, Tensor, backwardWorkspaceSize, fusedSwiglu, fusedSwigluBackward,
   type KernelPath,
 } from "../src/index.ts";
+import { parseOptionBenchArgs, type OptionBenchArgs } from "./args.ts";
 import { parseShape, shapeKey, type Shape } from "./cases.ts";
 import { Cublas } from "./cublas.ts";
 import { devicePtr, randomRaw, upload } from "./data.ts";
+import { relErr } from "./reference.ts";
 import { deviceSlug, sysInfo } from "./sysinfo.ts";
 import { EventTimer, pairedRatio, quantile, timeInRounds } from "./timing.ts";
 
-interface Args {
-  shapes: string[];
-  errorShape: string;
-  rounds: number;
-  iters: number;
-  json: string | null;
-  cpuSmoke: boolean;
-}
+type Args = OptionBenchArgs;
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { shapes: ["8192x4096x14336", "2048x4096x14336"], errorShape: "1024x4096x14336", rounds: 6, iters: 10, json: null, cpuSmoke: false };
-  for (let i = 0; i < argv.length; i++) {
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${argv[i - 1]} needs a value`);
-      return v;
-    };
-    switch (argv[i]) {
-      case "--shapes": a.shapes = next().split(","); break;
-      case "--error-shape": a.errorShape = next(); break;
-      case "--rounds": a.rounds = Number(next()); break;
-      case "--iters": a.iters = Number(next()); break;
-      case "--json": a.json = next(); break;
-      case "--cpu-smoke": a.cpuSmoke = true; break;
-      default: throw new Error(`unknown flag ${argv[i]}`);
-    }
-  }
-  if (a.cpuSmoke) Object.assign(a, { shapes: ["16x64x96"], errorShape: "16x64x96", rounds: 2, iters: 2 });
-  return a;
-}
+const parseArgs = (argv: string[]): Args =>
+  parseOptionBenchArgs(argv, { shapes: ["8192x4096x14336", "2048x4096x14336"], errorShape: "1024x4096x14336", rounds: 6, iters: 10, json: null, cpuSmoke: false });
 
 const dtype = "float16" as const;
 
@@ -155,15 +131,6 @@ interface ErrorRow {
   dwGate: number;
   dwUp: number;
 }
-
-const relErr = (got: Float32Array, ref: Float32Array): number => {
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (got[i]! - ref[i]!) ** 2;
-    den += ref[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-};
 
 /** z and the gradients with fp32 and with fp16 sums on the sm_80 kernels, against a float32 run. */
 function errors(device: Device, s: Shape): ErrorRow[] {

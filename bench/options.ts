@@ -18,43 +18,23 @@ import {
   BILINEAR, Device, GEGLU, GEGLU_TANH, GPT_OSS, REGLU, SwiGLUContext, SwiGLUFunction, Tensor, disposeFp8, emptyFp8,
   fusedSwiglu, type FloatDType, type GluActivation, type KernelPath,
 } from "../src/index.ts";
+import { parseOptionBenchArgs, type OptionBenchArgs } from "./args.ts";
 import { parseShape, shapeKey, type Shape } from "./cases.ts";
 import { randomRaw, upload } from "./data.ts";
+import { relErr } from "./reference.ts";
 import { deviceSlug, sysInfo } from "./sysinfo.ts";
 import { EventTimer, pairedOverhead, timeInRounds } from "./timing.ts";
 
-interface Args {
-  shapes: string[];
-  errorShape: string;
-  rounds: number;
-  iters: number;
-  json: string | null;
-  cpuSmoke: boolean;
+interface Args extends OptionBenchArgs {
   kernelPath: KernelPath;
 }
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { shapes: ["8192x4096x14336", "2048x4096x14336"], errorShape: "2048x4096x14336", rounds: 8, iters: 10, json: null, cpuSmoke: false, kernelPath: 0 };
-  for (let i = 0; i < argv.length; i++) {
-    const next = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${argv[i - 1]} needs a value`);
-      return v;
-    };
-    switch (argv[i]) {
-      case "--shapes": a.shapes = next().split(","); break;
-      case "--error-shape": a.errorShape = next(); break;
-      case "--rounds": a.rounds = Number(next()); break;
-      case "--iters": a.iters = Number(next()); break;
-      case "--json": a.json = next(); break;
-      case "--cpu-smoke": a.cpuSmoke = true; break;
-      case "--kernel-path": a.kernelPath = Number(next()) as KernelPath; break;
-      default: throw new Error(`unknown flag ${argv[i]}`);
-    }
-  }
-  if (a.cpuSmoke) Object.assign(a, { shapes: ["16x64x96"], errorShape: "16x64x96", rounds: 2, iters: 2 });
-  return a;
-}
+const parseArgs = (argv: string[]): Args =>
+  parseOptionBenchArgs<Args>(
+    argv,
+    { shapes: ["8192x4096x14336", "2048x4096x14336"], errorShape: "2048x4096x14336", rounds: 8, iters: 10, json: null, cpuSmoke: false, kernelPath: 0 },
+    { "--kernel-path": (a, v) => { a.kernelPath = Number(v) as KernelPath; } },
+  );
 
 const VARIANTS: [string, GluActivation | null][] = [
   ["swiglu", null],
@@ -118,15 +98,6 @@ interface GradError {
   dwGate: number;
   dwUp: number;
 }
-
-const relErr = (got: Float32Array, ref: Float32Array): number => {
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (got[i]! - ref[i]!) ** 2;
-    den += ref[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-};
 
 /** Gradient error of the bf16 and fp8 stores against an fp32 run of the same (rounded) inputs. */
 function gradientError(device: Device, s: Shape, dtype: FloatDType): GradError[] {

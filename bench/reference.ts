@@ -26,6 +26,16 @@ export function decodeAll(dtype: FloatDType, raw: Raw): Float64Array {
   return out;
 }
 
+/** Normwise relative error ||got - ref|| / ||ref|| of two whole downloads. */
+export function relErr(got: Float32Array, ref: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    num += (got[i]! - ref[i]!) ** 2;
+    den += ref[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 
 /**
