@@ -70,9 +70,9 @@ export class Device {
     if (code === undefined) fail("FSG_ERR_INVALID_ARGUMENT", `backend: expected "auto", "cuda" or "cpu", got ${String(backend)}`);
     const ordinal = options.ordinal ?? 0;
     if (!Number.isInteger(ordinal) || ordinal < 0) fail("FSG_ERR_INVALID_ARGUMENT", `ordinal: expected an integer >= 0, got ${ordinal}`);
-    const out = new BigUint64Array(1);
     const fp16Accumulation = options.fp16Accumulation ?? false;
     if (typeof fp16Accumulation !== "boolean") fail("FSG_ERR_INVALID_ARGUMENT", `fp16Accumulation: expected a boolean, got ${String(fp16Accumulation)}`);
+    const out = new BigUint64Array(1);
     check(lib.fsg_context_create(code, ordinal, hostPtr(out)), "fsg_context_create");
     const device = new Device(out[0]!, ordinal);
     if (fp16Accumulation) device.fp16Accumulation = true;
