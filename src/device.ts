@@ -11,7 +11,7 @@ export type Backend = "auto" | "cuda" | "cpu";
 const BACKEND_CODE: Record<Backend, number> = { auto: 0, cuda: 1, cpu: 2 };
 
 export interface DeviceOptions {
-  /** "auto" (default): CUDA when a device exists, else the CPU backend. */
+  /** "auto" (default): CUDA when the device exists and has compute capability 8.0 or newer, else the CPU backend. */
   backend?: Backend;
   /** CUDA device ordinal (default 0). */
   ordinal?: number;
@@ -26,9 +26,16 @@ export function cudaDeviceCount(): number {
   return out[0]!;
 }
 
-/** True when at least one CUDA device is usable. */
+/**
+ * True when the CUDA backend opens on device 0: a GPU of compute capability 8.0 or newer, with
+ * its driver. (cudaDeviceCount() also counts older GPUs, which the kernels cannot run on.)
+ */
 export function hasCuda(): boolean {
-  return cudaDeviceCount() > 0;
+  if (cudaDeviceCount() === 0) return false;
+  const out = new BigUint64Array(1);
+  if (lib.fsg_context_create(BACKEND_CODE.cuda, 0, hostPtr(out)) !== Status.FSG_OK) return false;
+  check(lib.fsg_context_destroy(out[0]!), "fsg_context_destroy");
+  return true;
 }
 
 /** A backend bound to one device; all work of its tensors is enqueued on its current stream. */
@@ -63,7 +70,7 @@ export class Device {
     this.name = new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
   }
 
-  /** Opens a context. Throws FSG_ERR_NO_DEVICE for backend "cuda" without a GPU. */
+  /** Opens a context. Throws FSG_ERR_NO_DEVICE for backend "cuda" without a GPU, or on one older than compute capability 8.0. */
   static open(options: DeviceOptions = {}): Device {
     const backend = options.backend ?? "auto";
     const code = BACKEND_CODE[backend];

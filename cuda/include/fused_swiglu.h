@@ -44,7 +44,8 @@ typedef enum fsg_status {
   FSG_ERR_ALIAS = 5,            /* an output overlaps an input or another output */
   FSG_ERR_DEVICE_MISMATCH = 6,  /* tensor lives on another device/backend than the context */
   FSG_ERR_TOO_LARGE = 7,        /* a dimension beyond what the kernels index */
-  FSG_ERR_NO_DEVICE = 8,        /* no CUDA device or driver (use the CPU backend) */
+  FSG_ERR_NO_DEVICE = 8,        /* no CUDA device or driver, or a GPU older than compute
+                                   capability 8.0 (use the CPU backend) */
   FSG_ERR_OUT_OF_MEMORY = 9,
   FSG_ERR_CUDA = 10,            /* any other CUDA runtime error; the message carries its name */
   FSG_ERR_NOT_READY = 11,       /* fsg_event_query / fsg_stream_query: work still pending */
@@ -52,7 +53,8 @@ typedef enum fsg_status {
 } fsg_status;
 
 typedef enum fsg_backend {
-  FSG_BACKEND_AUTO = 0, /* CUDA when a device exists, else CPU */
+  FSG_BACKEND_AUTO = 0, /* CUDA when the device asked for exists and has compute capability
+                           8.0 or newer, else CPU */
   FSG_BACKEND_CUDA = 1,
   FSG_BACKEND_CPU = 2,
 } fsg_backend;

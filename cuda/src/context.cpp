@@ -44,6 +44,19 @@ int cuda_device_count() {
 
 bool is_cuda(const fsg_context* ctx) { return ctx->backend == FSG_BACKEND_CUDA; }
 
+// The oldest GPUs the kernels run on: mma.sync m16n8k16, cp.async and bf16 need sm_80, and the
+// fat binary carries no code older than that (an sm_75 launch fails with "no kernel image").
+constexpr int kMinComputeCapability = 80;
+
+void init_cpu(fsg_context* ctx) {
+  ctx->backend = FSG_BACKEND_CPU;
+  ctx->device = 0;
+  ctx->compute_capability = 0;
+  unsigned hw = std::thread::hardware_concurrency();
+  ctx->threads = hw == 0 ? 1 : static_cast<int32_t>(hw);
+  std::snprintf(ctx->name, sizeof ctx->name, "CPU (%d threads)", ctx->threads);
+}
+
 fsg_status check_ctx(const fsg_context* ctx, const char* fn) { return require(ctx, fn, "ctx"); }
 
 }  // namespace
@@ -71,13 +84,12 @@ FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, f
       return FSG_ERR_INVALID_ARGUMENT;
     }
     int count = cuda_device_count();
-    if (backend == FSG_BACKEND_AUTO) backend = count > 0 ? FSG_BACKEND_CUDA : FSG_BACKEND_CPU;
+    const bool automatic = backend == FSG_BACKEND_AUTO;
+    if (automatic) backend = count > 0 ? FSG_BACKEND_CUDA : FSG_BACKEND_CPU;
     auto* ctx = new fsg_context();
     ctx->backend = backend;
     if (backend == FSG_BACKEND_CPU) {
-      unsigned hw = std::thread::hardware_concurrency();
-      ctx->threads = hw == 0 ? 1 : static_cast<int32_t>(hw);
-      std::snprintf(ctx->name, sizeof ctx->name, "CPU (%d threads)", ctx->threads);
+      init_cpu(ctx);
       *out = ctx;
       return FSG_OK;
     }
@@ -100,6 +112,18 @@ FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, f
       return st;
     }
     ctx->compute_capability = prop.major * 10 + prop.minor;
+    if (ctx->compute_capability < kMinComputeCapability) {
+      if (automatic) {  // a GPU the kernels cannot run on: auto means the CPU backend
+        init_cpu(ctx);
+        *out = ctx;
+        return FSG_OK;
+      }
+      set_error("%s: device %d (%s) has compute capability %d.%d; the kernels need 8.0 or newer (A100, "
+                "RTX 30xx/40xx, L4, H100/H200); use backend cpu (2), or auto (0), which picks the CPU there",
+                fn, device_ordinal, prop.name, prop.major, prop.minor);
+      delete ctx;
+      return FSG_ERR_NO_DEVICE;
+    }
     std::snprintf(ctx->name, sizeof ctx->name, "%s", prop.name);
     *out = ctx;
     return FSG_OK;
