@@ -50,7 +50,7 @@ export function checkForward(dev: Device, c: ForwardCase): void {
     // scale: an output that small (a one-element z, say) may miss by up to that step.
     const atol = dtype === "float16" ? 2 ** -24 : 0;
     const tolerance = (which: "z" | "a" | "b") =>
-      scale ? { rtol: c.scaledRtol!, scale: scale[which], atol } : forwardTolerance(dtype, p, which);
+      ({ ...(scale ? { rtol: c.scaledRtol!, scale: scale[which] } : forwardTolerance(dtype, p, which)), atol });
     expect(z.toFloat32()).toBeAllClose(ref.z, tolerance("z"));
     if (aOut && bOut) {
       expect(aOut.toFloat32()).toBeAllClose(ref.a, tolerance("a"));
