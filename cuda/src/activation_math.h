@@ -91,12 +91,36 @@ FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, fl
   }
 }
 
-// The clamps of gpt-oss: gate from above, up on both sides; limit 0 means none. Written as
-// comparisons so NaN passes through (fminf would replace it).
-FSG_HD float clamp_gate(const fsg_glu_params& p, float g) { return p.limit > 0.0f && g > p.limit ? p.limit : g; }
+// min and max that let a NaN in `a` through (fminf would replace it by b); b is never NaN here.
+// On the device, min/max.NaN (sm_80+): one instruction each.
+FSG_HD float min_nan(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("min.NaN.f32 %0, %1, %2;\n" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return a > b ? b : a;
+#endif
+}
+FSG_HD float max_nan(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;\n" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return a < b ? b : a;
+#endif
+}
+
+// The clamps of gpt-oss: gate from above, up on both sides. limit 0 means none, which is a limit
+// of +inf, so a clamp is a plain min/max per element with no test of the limit. (With the test in
+// the formula, Falcon-H1, which clamps nothing, measured 12 extra instructions per output in the
+// sm_90a epilogue for its two multiplies: bench/NOTES.md, "GLU variants", step 5.)
+FSG_HD float clamp_limit(const fsg_glu_params& p) { return p.limit > 0.0f ? p.limit : INFINITY; }
+FSG_HD float clamp_gate(const fsg_glu_params& p, float g) { return min_nan(g, clamp_limit(p)); }
 FSG_HD float clamp_up(const fsg_glu_params& p, float u) {
-  if (p.limit <= 0.0f) return u;
-  return u > p.limit ? p.limit : (u < -p.limit ? -p.limit : u);
+  const float l = clamp_limit(p);
+  return max_nan(min_nan(u, l), -l);
 }
 
 // The variants run out of line on the device, so the plain SwiGLU path of a kernel that can take
@@ -141,8 +165,9 @@ FSG_HD_OUTLINE float glu_grads_variant(const fsg_glu_params& p, float g, float u
   float act, grad;
   activation_and_grad(p, clamp_gate(p, gs), &act, &grad);
   const float up = clamp_up(p, u) + p.up_offset;
-  const bool gate_free = !(p.limit > 0.0f && gs > p.limit);
-  const bool up_free = !(p.limit > 0.0f && (u > p.limit || u < -p.limit));
+  const float l = clamp_limit(p);
+  const bool gate_free = !(gs > l);
+  const bool up_free = !(u > l || u < -l);
   const float ds = d * p.out_scale;
   *dg = gate_free ? ds * up * grad * p.gate_scale : 0.0f;
   *du = up_free ? ds * act : 0.0f;
