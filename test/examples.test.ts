@@ -45,6 +45,13 @@ describe("examples", () => {
     expect(output).toContain("fp8 store keeps");
   });
 
+  test("the CPU decode bench runs end to end (--smoke)", () => {
+    const { exitCode, output } = runBun(["bench/cpu-decode.ts", "--smoke"]);
+    if (exitCode !== 0) console.error(output);
+    expect(exitCode).toBe(0);
+    expect(output).toMatch(/copy rate [\d.]+ GB\/s, weight-bytes floor/);
+  });
+
   test("the fp16-accumulation bench (times, paired speed-ups, errors) runs end to end (--cpu-smoke)", () => {
     const { exitCode, output } = runBun(["bench/fp16-accumulation.ts", "--cpu-smoke"]);
     if (exitCode !== 0) console.error(output);

@@ -48,6 +48,21 @@ forEachBackend("fused forward", (device, backend) => {
     });
   }
 
+  // Few rows (decode), where the CPU backend streams row-major weights instead of packing them
+  // (cpu/gemm.cpp, stream_step): 16-column blocks plus a ragged tail, K not a multiple of the
+  // 4-row step nor of the 256-row K step, 1..16 rows; every layout, so the blocked path (nn.Linear,
+  // interleaved) is compared too.
+  const FEW_ROWS: [number, number, number][] = [[5, 67, 37], [16, 131, 50], [3, 4099, 33], [1, 258, 64]];
+  for (const dtype of DTYPE_LIST) {
+    test(`${dtype} few rows (${FEW_ROWS.map((s) => s.join("x")).join(", ")}) over every layout`, () => {
+      FEW_ROWS.forEach(([M, K, N], j) => {
+        LAYOUTS.forEach((layout, l) => {
+          checkForward(device(), { layout, dtype, bias: (j + l) % 2 === 1, lead: [M], K, N, preactivations: (j + l) % 2 === 0 });
+        });
+      });
+    });
+  }
+
   // Long K and more tiles than SMs: on Hopper the sm_90a dual GEMM (128 x 128 tiles, 2-CTA
   // clusters: 3 x 27 units for 66 cluster slots) runs two units on some clusters, each over more K
   // stages (9) than its ring holds (4), so every ring slot turns over several phases per tile.

@@ -6,10 +6,16 @@
 // strides and dtypes reduce to one layout), then runs an MR x NR register-blocked micro-kernel
 // that the compiler vectorizes. Sums stay in a per-worker fp32 tile until the epilogue, which
 // adds bias / accumulates / applies the SwiGLU math and rounds once to the output dtype.
+// A few rows (decode: M <= kStreamRows) with row-major B skip the B panels: an AVX2 kernel
+// converts B straight from its storage into registers (stream_tile).
 #include <algorithm>
 #include <cstdint>
 #include <new>
 #include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "activation_math.h"
 #include "backend.h"
@@ -159,6 +165,102 @@ MicroKernel pick_micro_kernel() {
 
 const MicroKernel micro_kernel = pick_micro_kernel();
 
+// ---- small M: B streamed from its storage ----
+// With a few rows every packed B element would serve only those rows, so packing B (convert,
+// write, read back) costs more than the sums, and the 4-row micro-kernel computes idle rows for
+// fewer than 4. Here a K step's B rows are converted from storage into registers four at a time
+// and multiplied into every row's fp32 sums, which stay in L1 (rows x nc floats); each B value
+// is loaded once per tile. B must be N-contiguous (cs == 1: [K, N] row-major, the halves of
+// packed [K, 2N]); other layouts take the blocked path. Measured on a 2-core Zen 1 (bf16,
+// K = 4096, N = 14336): bench/NOTES.md, "CPU backend: small M".
+constexpr int64_t kStreamRows = 16;  // at most this many rows take the streaming path
+constexpr int64_t kStreamCols = 16;  // columns per register block (two 8-float vectors)
+// Task tile columns when streaming: as many as keep the rows' sums within 32 KB (L1), 512 to
+// 2048, so that each B row is read in long runs (the prefetchers stop at page ends: 256 columns
+// ran at 6 GB/s, 2048 at 12.8), then evened out over the workers.
+int64_t stream_cols(int64_t m, int64_t n, int threads) {
+  const int64_t target = std::clamp<int64_t>(8192 / m / kStreamCols * kStreamCols, 512, 2048);
+  const int64_t tiles = (n + target - 1) / target;
+  const int64_t even = (tiles + threads - 1) / threads * threads;
+  return round_up((n + even - 1) / even, kStreamCols);
+}
+
+// acc[r][0..ncols) += sum over k < kc of a[r][k] * B[k][0..ncols) for r < rows; B[k][c] is
+// element b_off + k * b_rs + c of b, a holds rows of lda floats, ncols is a multiple of 16.
+using StreamKernel = void (*)(int64_t kc, const float* a, int64_t lda, int64_t rows, const void* b, int64_t b_off,
+                              int64_t b_rs, int64_t ncols, float* acc, int64_t ldc);
+
+#ifdef FSG_CPU_AVX2
+template <DType T>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline __m256 load8(const void* p, int64_t i) {
+  if constexpr (T == DType::F32) {
+    return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    if constexpr (T == DType::BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    else return _mm256_cvtph_ps(h);  // exact, like cpu::fp16_to_float
+  }
+}
+
+// kQ B rows (k .. k + kQ) of one 16-column block into every row's sums.
+template <DType T, int kQ>
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline void stream_block(int64_t k, int64_t c, const float* a,
+                                                                               int64_t lda, int64_t rows,
+                                                                               const void* b, int64_t b_off,
+                                                                               int64_t b_rs, float* acc, int64_t ldc) {
+  __m256 w[kQ][2];
+  for (int q = 0; q < kQ; ++q) {
+    const int64_t off = b_off + (k + q) * b_rs + c;
+    w[q][0] = load8<T>(b, off);
+    w[q][1] = load8<T>(b, off + 8);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* cr = acc + r * ldc + c;
+    const float* ar = a + r * lda + k;
+    __m256 s0 = _mm256_loadu_ps(cr), s1 = _mm256_loadu_ps(cr + 8);
+    for (int q = 0; q < kQ; ++q) {
+      const __m256 av = _mm256_broadcast_ss(ar + q);
+      s0 = _mm256_fmadd_ps(av, w[q][0], s0);
+      s1 = _mm256_fmadd_ps(av, w[q][1], s1);
+    }
+    _mm256_storeu_ps(cr, s0);
+    _mm256_storeu_ps(cr + 8, s1);
+  }
+}
+
+template <DType T>
+__attribute__((target("avx2,fma,f16c"))) void stream_kernel_avx2(int64_t kc, const float* a, int64_t lda, int64_t rows,
+                                                                 const void* b, int64_t b_off, int64_t b_rs,
+                                                                 int64_t ncols, float* acc, int64_t ldc) {
+  int64_t k = 0;
+  for (; k + 4 <= kc; k += 4)
+    for (int64_t c = 0; c < ncols; c += kStreamCols) stream_block<T, 4>(k, c, a, lda, rows, b, b_off, b_rs, acc, ldc);
+  for (; k < kc; ++k)
+    for (int64_t c = 0; c < ncols; c += kStreamCols) stream_block<T, 1>(k, c, a, lda, rows, b, b_off, b_rs, acc, ldc);
+}
+#endif
+
+// The kernel for dtype T, or null where the CPU lacks AVX2, FMA or F16C.
+template <DType T>
+StreamKernel pick_stream_kernel() {
+#ifdef FSG_CPU_AVX2
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    return stream_kernel_avx2<T>;
+#endif
+  return nullptr;
+}
+template <DType T> const StreamKernel stream_kernel = pick_stream_kernel<T>();
+
+// True when a call of m rows takes the streaming path for every B operand given.
+template <DType T>
+bool streams(int64_t m, std::initializer_list<const Mat*> bs) {
+  if (m > kStreamRows || stream_kernel<T> == nullptr) return false;
+  for (const Mat* b : bs)
+    if (b->present() && b->cs != 1) return false;
+  return true;
+}
+
 // ---- the blocked driver, shared by both entry points ----
 
 struct Plan {
@@ -167,23 +269,46 @@ struct Plan {
   int64_t tiles_m, tiles_n;
   int64_t ldc;               // row stride of the fp32 accumulator tile
   int nb;                    // B operands per segment (1 or 2)
+  bool stream;               // few rows, row-major B: stream_tile instead of the B panels
   size_t per_worker;         // floats of scratch per worker
 };
 
-Plan make_plan(int64_t m, int64_t n, int nb) {
+Plan make_plan(int64_t m, int64_t n, int nb, bool stream, int threads) {
   Plan p;
+  p.stream = stream;
   p.m = m;
   p.n = n;
   p.mc = std::min(m, kMC);
-  p.nc = std::min(n, kNC);
+  p.nc = stream ? stream_cols(m, n, threads) : std::min(n, kNC);
   p.tiles_m = (m + p.mc - 1) / p.mc;
   p.tiles_n = (n + p.nc - 1) / p.nc;
   p.ldc = round_up(p.nc, kNR);
   p.nb = nb;
   const int64_t mcp = round_up(p.mc, kMR);
-  const int64_t apack = mcp * kKC, bpack = kKC * p.ldc, acc = mcp * p.ldc;
+  const int64_t apack = mcp * kKC, bpack = stream ? 0 : kKC * p.ldc, acc = mcp * p.ldc;
   p.per_worker = size_t(round_up(apack + bpack + nb * acc, 16));
   return p;
+}
+
+// One K step of a streaming tile: A's rows [i0, i0 + mc) as fp32 rows of kKC floats in apack,
+// then each B operand's columns [j0, j0 + nc): 16-column blocks by stream_kernel, a ragged last
+// block column by column.
+template <DType T>
+void stream_step(const Segment& seg, int nb, int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t k0,
+                 int64_t kc, float* apack, float* const* acc, int64_t ldc) {
+  const Mat& a = *seg.a;
+  for (int64_t r = 0; r < mc; ++r)
+    for (int64_t k = 0; k < kc; ++k) apack[r * kKC + k] = load<T>(a.data, (i0 + r) * a.rs + (k0 + k) * a.cs);
+  const int64_t blocks = nc / kStreamCols * kStreamCols;
+  for (int bi = 0; bi < nb; ++bi) {
+    const Mat& b = *seg.b[bi];
+    if (blocks > 0) stream_kernel<T>(kc, apack, kKC, mc, b.data, k0 * b.rs + j0, b.rs, blocks, acc[bi], ldc);
+    for (int64_t c = blocks; c < nc; ++c)
+      for (int64_t k = 0; k < kc; ++k) {
+        const float w = load<T>(b.data, (k0 + k) * b.rs + j0 + c);
+        for (int64_t r = 0; r < mc; ++r) acc[bi][r * ldc + c] += apack[r * kKC + k] * w;
+      }
+  }
 }
 
 // Computes the fp32 sums of one tile into acc[0..nb) (each mcp x ldc), then calls epi.
@@ -195,7 +320,7 @@ void run_tile(const Plan& p, const Segment* segs, int nsegs, int64_t tile, float
   const int64_t mcp = round_up(mc, kMR), ncp = round_up(nc, kNR);
   float* apack = scratch;
   float* bpack = apack + round_up(p.mc, kMR) * kKC;
-  float* acc[2] = {bpack + kKC * p.ldc, nullptr};
+  float* acc[2] = {bpack + (p.stream ? 0 : kKC * p.ldc), nullptr};  // streaming packs no B (make_plan)
   if (p.nb == 2) acc[1] = acc[0] + round_up(p.mc, kMR) * p.ldc;
   for (int b = 0; b < p.nb; ++b) std::fill(acc[b], acc[b] + mcp * p.ldc, 0.0f);
 
@@ -204,6 +329,10 @@ void run_tile(const Plan& p, const Segment* segs, int nsegs, int64_t tile, float
     const int64_t k_total = seg.a->cols;
     for (int64_t k0 = 0; k0 < k_total; k0 += kKC) {
       const int64_t kc = std::min(kKC, k_total - k0);
+      if (p.stream) {
+        stream_step<T>(seg, p.nb, i0, mc, j0, nc, k0, kc, apack, acc, p.ldc);
+        continue;
+      }
       pack_a<T>(*seg.a, i0, mc, k0, kc, apack);
       for (int b = 0; b < p.nb; ++b) {
         pack_b<T>(*seg.b[b], k0, kc, j0, nc, bpack);
@@ -250,7 +379,7 @@ template <DType T>
 fsg_status gemm_typed(const GemmArgs& g, int threads) {
   Segment segs[2] = {{&g.a0, {&g.b0, nullptr}}, {&g.a1, {&g.b1, nullptr}}};
   const int nsegs = (g.a1.present() && g.b1.present()) ? 2 : 1;
-  const Plan p = make_plan(g.c.rows, g.c.cols, 1);
+  const Plan p = make_plan(g.c.rows, g.c.cols, 1, streams<T>(g.c.rows, {&g.b0, &g.b1}), threads);
   auto epi = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* acc, const float*,
                  int64_t ldc) {
     for (int64_t r = 0; r < mc; ++r) {
@@ -274,7 +403,7 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
   Segment seg = {&d.x, {&d.wg, &d.wu}};
   const bool fwd = d.epilogue == DualGemmArgs::kForward;
   const Mat& out0 = fwd ? d.z : d.da;
-  const Plan p = make_plan(out0.rows, out0.cols, 2);
+  const Plan p = make_plan(out0.rows, out0.cols, 2, streams<T>(out0.rows, {&d.wg, &d.wu}), threads);
   // fp8 saves need whole 32-column blocks: keep fp32 pre-activations, quantize rows afterwards.
   const bool fp8 = fwd && (d.a_out.fp8() || d.b_out.fp8());
   std::vector<float> a32, b32;  // only for the outputs that are there (either may be absent)
