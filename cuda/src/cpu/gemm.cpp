@@ -6,8 +6,8 @@
 // strides and dtypes reduce to one layout), then runs an MR x NR register-blocked micro-kernel
 // that the compiler vectorizes. Sums stay in a per-worker fp32 tile until the epilogue, which
 // adds bias / accumulates / applies the SwiGLU math and rounds once to the output dtype.
-// A few rows (decode: M <= kStreamRows) with row-major B skip the B panels: an AVX2 kernel
-// converts B straight from its storage into registers (stream_tile).
+// A few rows (decode: M <= kStreamRows) with N- or K-contiguous B skip the B panels: AVX2
+// kernels convert B straight from its storage into registers (stream_step).
 #include <algorithm>
 #include <cstdint>
 #include <new>
@@ -170,9 +170,10 @@ const MicroKernel micro_kernel = pick_micro_kernel();
 // write, read back) costs more than the sums, and the 4-row micro-kernel computes idle rows for
 // fewer than 4. Here a K step's B rows are converted from storage into registers four at a time
 // and multiplied into every row's fp32 sums, which stay in L1 (rows x nc floats); each B value
-// is loaded once per tile. B must be N-contiguous (cs == 1: [K, N] row-major, the halves of
-// packed [K, 2N]); other layouts take the blocked path. Measured on a 2-core Zen 1 (bf16,
-// K = 4096, N = 14336): bench/NOTES.md, "CPU backend: small M".
+// is loaded once per tile. That is for N-contiguous B (cs == 1: [K, N] row-major, the halves of
+// packed [K, 2N]); K-contiguous B (rs == 1: nn.Linear [N, K] seen transposed) takes dot products
+// along k (stream_dot_avx2). Other strides (interleaved columns) take the blocked path.
+// Measured on a 2-core Zen 1 (bf16, K = 4096, N = 14336): bench/NOTES.md, "CPU backend: small M".
 constexpr int64_t kStreamRows = 16;  // at most this many rows take the streaming path
 constexpr int64_t kStreamCols = 16;  // columns per register block (two 8-float vectors)
 // Task tile columns when streaming: as many as keep the rows' sums within 32 KB (L1), 512 to
@@ -228,6 +229,55 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) inline void stream_block
   }
 }
 
+// K-contiguous B (nn.Linear [N, K] seen transposed: B[k][c] at b_off + c * b_cs + k): dot
+// products along k for NR rows x NC columns, 8 k at a time, then the k tail one by one.
+__attribute__((target("avx2,fma,f16c"), always_inline)) inline float hsum(__m256 v) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
+template <DType T, int NR, int NC>
+__attribute__((target("avx2,fma,f16c"))) void stream_dot_block(int64_t kc, const float* a, int64_t lda, const void* b,
+                                                               int64_t b_off, int64_t b_cs, float* acc, int64_t ldc) {
+  __m256 s[NR][NC];
+  for (int i = 0; i < NR; ++i)
+    for (int j = 0; j < NC; ++j) s[i][j] = _mm256_setzero_ps();
+  const int64_t k8 = kc / 8 * 8;
+  for (int64_t k = 0; k < k8; k += 8) {
+    __m256 w[NC];
+    for (int j = 0; j < NC; ++j) w[j] = load8<T>(b, b_off + j * b_cs + k);
+    for (int i = 0; i < NR; ++i) {
+      const __m256 x = _mm256_loadu_ps(a + i * lda + k);
+      for (int j = 0; j < NC; ++j) s[i][j] = _mm256_fmadd_ps(x, w[j], s[i][j]);
+    }
+  }
+  for (int i = 0; i < NR; ++i)
+    for (int j = 0; j < NC; ++j) {
+      float v = hsum(s[i][j]);
+      for (int64_t k = k8; k < kc; ++k) v += a[i * lda + k] * load<T>(b, b_off + j * b_cs + k);
+      acc[i * ldc + j] += v;
+    }
+}
+
+using DotBlock = void (*)(int64_t, const float*, int64_t, const void*, int64_t, int64_t, float*, int64_t);
+
+template <DType T>
+__attribute__((target("avx2,fma,f16c"))) void stream_dot_avx2(int64_t kc, const float* a, int64_t lda, int64_t rows,
+                                                              const void* b, int64_t b_off, int64_t b_cs,
+                                                              int64_t ncols, float* acc, int64_t ldc) {
+  static constexpr DotBlock kBlocks[2][4] = {
+      {stream_dot_block<T, 1, 1>, stream_dot_block<T, 1, 2>, stream_dot_block<T, 1, 3>, stream_dot_block<T, 1, 4>},
+      {stream_dot_block<T, 2, 1>, stream_dot_block<T, 2, 2>, stream_dot_block<T, 2, 3>, stream_dot_block<T, 2, 4>}};
+  for (int64_t c0 = 0; c0 < ncols; c0 += 4) {
+    const int nc = int(std::min<int64_t>(4, ncols - c0));
+    for (int64_t r0 = 0; r0 < rows; r0 += 2) {
+      const int nr = int(std::min<int64_t>(2, rows - r0));
+      kBlocks[nr - 1][nc - 1](kc, a + r0 * lda, lda, b, b_off + c0 * b_cs, b_cs, acc + r0 * ldc + c0, ldc);
+    }
+  }
+}
+
 template <DType T>
 __attribute__((target("avx2,fma,f16c"))) void stream_kernel_avx2(int64_t kc, const float* a, int64_t lda, int64_t rows,
                                                                  const void* b, int64_t b_off, int64_t b_rs,
@@ -240,25 +290,44 @@ __attribute__((target("avx2,fma,f16c"))) void stream_kernel_avx2(int64_t kc, con
 }
 #endif
 
-// The kernel for dtype T, or null where the CPU lacks AVX2, FMA or F16C.
-template <DType T>
-StreamKernel pick_stream_kernel() {
+// The streaming kernels for dtype T (N-contiguous B, K-contiguous B), or nulls where the CPU
+// lacks AVX2, FMA or F16C.
+bool cpu_has_avx2_fma_f16c() {
 #ifdef FSG_CPU_AVX2
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    return stream_kernel_avx2<T>;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+  return false;
 #endif
+}
+
+template <DType T>
+StreamKernel pick_stream_kernel(bool k_contiguous) {
+#ifdef FSG_CPU_AVX2
+  if (cpu_has_avx2_fma_f16c()) return k_contiguous ? stream_dot_avx2<T> : stream_kernel_avx2<T>;
+#endif
+  (void)k_contiguous;
   return nullptr;
 }
-template <DType T> const StreamKernel stream_kernel = pick_stream_kernel<T>();
+template <DType T> const StreamKernel stream_kernel = pick_stream_kernel<T>(false);
+template <DType T> const StreamKernel stream_dot = pick_stream_kernel<T>(true);
 
 // True when a call of m rows takes the streaming path for every B operand given.
 template <DType T>
 bool streams(int64_t m, std::initializer_list<const Mat*> bs) {
-  if (m > kStreamRows || stream_kernel<T> == nullptr) return false;
+  if (m > kStreamRows || !cpu_has_avx2_fma_f16c()) return false;
   for (const Mat* b : bs)
-    if (b->present() && b->cs != 1) return false;
+    if (b->present() && b->cs != 1 && b->rs != 1) return false;
   return true;
+}
+
+// The K per streaming step: the whole reduction when every B is K-contiguous (each column is
+// then read in one run: 12.8 ms at M = 1 against 39.8 in 256-row steps), else kKC (N-contiguous
+// rows in 256-row steps keep the tile's B rows in L2: 16.2 ms against 18.7 for the whole K).
+int64_t stream_kstep(int64_t k, std::initializer_list<const Mat*> bs) {
+  for (const Mat* b : bs)
+    if (b->present() && b->cs == 1) return kKC;
+  return std::max<int64_t>(k, 1);
 }
 
 // ---- the blocked driver, shared by both entry points ----
@@ -269,13 +338,15 @@ struct Plan {
   int64_t tiles_m, tiles_n;
   int64_t ldc;               // row stride of the fp32 accumulator tile
   int nb;                    // B operands per segment (1 or 2)
-  bool stream;               // few rows, row-major B: stream_tile instead of the B panels
+  bool stream;               // few rows, N- or K-contiguous B: stream_step instead of the B panels
+  int64_t kstep;             // K per step: kKC, or stream_kstep's when streaming
   size_t per_worker;         // floats of scratch per worker
 };
 
-Plan make_plan(int64_t m, int64_t n, int nb, bool stream, int threads) {
+Plan make_plan(int64_t m, int64_t n, int nb, bool stream, int64_t kstep, int threads) {
   Plan p;
   p.stream = stream;
+  p.kstep = stream ? kstep : kKC;
   p.m = m;
   p.n = n;
   p.mc = std::min(m, kMC);
@@ -285,28 +356,32 @@ Plan make_plan(int64_t m, int64_t n, int nb, bool stream, int threads) {
   p.ldc = round_up(p.nc, kNR);
   p.nb = nb;
   const int64_t mcp = round_up(p.mc, kMR);
-  const int64_t apack = mcp * kKC, bpack = stream ? 0 : kKC * p.ldc, acc = mcp * p.ldc;
+  const int64_t apack = mcp * p.kstep, bpack = stream ? 0 : kKC * p.ldc, acc = mcp * p.ldc;
   p.per_worker = size_t(round_up(apack + bpack + nb * acc, 16));
   return p;
 }
 
-// One K step of a streaming tile: A's rows [i0, i0 + mc) as fp32 rows of kKC floats in apack,
+// One K step of a streaming tile: A's rows [i0, i0 + mc) as fp32 rows of lda floats in apack,
 // then each B operand's columns [j0, j0 + nc): 16-column blocks by stream_kernel, a ragged last
 // block column by column.
 template <DType T>
 void stream_step(const Segment& seg, int nb, int64_t i0, int64_t mc, int64_t j0, int64_t nc, int64_t k0,
-                 int64_t kc, float* apack, float* const* acc, int64_t ldc) {
+                 int64_t kc, float* apack, int64_t lda, float* const* acc, int64_t ldc) {
   const Mat& a = *seg.a;
   for (int64_t r = 0; r < mc; ++r)
-    for (int64_t k = 0; k < kc; ++k) apack[r * kKC + k] = load<T>(a.data, (i0 + r) * a.rs + (k0 + k) * a.cs);
+    for (int64_t k = 0; k < kc; ++k) apack[r * lda + k] = load<T>(a.data, (i0 + r) * a.rs + (k0 + k) * a.cs);
   const int64_t blocks = nc / kStreamCols * kStreamCols;
   for (int bi = 0; bi < nb; ++bi) {
     const Mat& b = *seg.b[bi];
-    if (blocks > 0) stream_kernel<T>(kc, apack, kKC, mc, b.data, k0 * b.rs + j0, b.rs, blocks, acc[bi], ldc);
+    if (b.cs != 1) {  // K-contiguous (rs == 1, streams): dot products over every column
+      stream_dot<T>(kc, apack, lda, mc, b.data, k0 + j0 * b.cs, b.cs, nc, acc[bi], ldc);
+      continue;
+    }
+    if (blocks > 0) stream_kernel<T>(kc, apack, lda, mc, b.data, k0 * b.rs + j0, b.rs, blocks, acc[bi], ldc);
     for (int64_t c = blocks; c < nc; ++c)
       for (int64_t k = 0; k < kc; ++k) {
         const float w = load<T>(b.data, (k0 + k) * b.rs + j0 + c);
-        for (int64_t r = 0; r < mc; ++r) acc[bi][r * ldc + c] += apack[r * kKC + k] * w;
+        for (int64_t r = 0; r < mc; ++r) acc[bi][r * ldc + c] += apack[r * lda + k] * w;
       }
   }
 }
@@ -319,7 +394,7 @@ void run_tile(const Plan& p, const Segment* segs, int nsegs, int64_t tile, float
   const int64_t mc = std::min(p.mc, p.m - i0), nc = std::min(p.nc, p.n - j0);
   const int64_t mcp = round_up(mc, kMR), ncp = round_up(nc, kNR);
   float* apack = scratch;
-  float* bpack = apack + round_up(p.mc, kMR) * kKC;
+  float* bpack = apack + round_up(p.mc, kMR) * p.kstep;
   float* acc[2] = {bpack + (p.stream ? 0 : kKC * p.ldc), nullptr};  // streaming packs no B (make_plan)
   if (p.nb == 2) acc[1] = acc[0] + round_up(p.mc, kMR) * p.ldc;
   for (int b = 0; b < p.nb; ++b) std::fill(acc[b], acc[b] + mcp * p.ldc, 0.0f);
@@ -327,10 +402,10 @@ void run_tile(const Plan& p, const Segment* segs, int nsegs, int64_t tile, float
   for (int s = 0; s < nsegs; ++s) {
     const Segment& seg = segs[s];
     const int64_t k_total = seg.a->cols;
-    for (int64_t k0 = 0; k0 < k_total; k0 += kKC) {
-      const int64_t kc = std::min(kKC, k_total - k0);
+    for (int64_t k0 = 0; k0 < k_total; k0 += p.kstep) {
+      const int64_t kc = std::min(p.kstep, k_total - k0);
       if (p.stream) {
-        stream_step<T>(seg, p.nb, i0, mc, j0, nc, k0, kc, apack, acc, p.ldc);
+        stream_step<T>(seg, p.nb, i0, mc, j0, nc, k0, kc, apack, p.kstep, acc, p.ldc);
         continue;
       }
       pack_a<T>(*seg.a, i0, mc, k0, kc, apack);
@@ -379,7 +454,8 @@ template <DType T>
 fsg_status gemm_typed(const GemmArgs& g, int threads) {
   Segment segs[2] = {{&g.a0, {&g.b0, nullptr}}, {&g.a1, {&g.b1, nullptr}}};
   const int nsegs = (g.a1.present() && g.b1.present()) ? 2 : 1;
-  const Plan p = make_plan(g.c.rows, g.c.cols, 1, streams<T>(g.c.rows, {&g.b0, &g.b1}), threads);
+  const bool stream = streams<T>(g.c.rows, {&g.b0, &g.b1});
+  const Plan p = make_plan(g.c.rows, g.c.cols, 1, stream, stream_kstep(g.reduction(), {&g.b0, &g.b1}), threads);
   auto epi = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* acc, const float*,
                  int64_t ldc) {
     for (int64_t r = 0; r < mc; ++r) {
@@ -403,7 +479,8 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
   Segment seg = {&d.x, {&d.wg, &d.wu}};
   const bool fwd = d.epilogue == DualGemmArgs::kForward;
   const Mat& out0 = fwd ? d.z : d.da;
-  const Plan p = make_plan(out0.rows, out0.cols, 2, streams<T>(out0.rows, {&d.wg, &d.wu}), threads);
+  const bool stream = streams<T>(out0.rows, {&d.wg, &d.wu});
+  const Plan p = make_plan(out0.rows, out0.cols, 2, stream, stream_kstep(d.x.cols, {&d.wg, &d.wu}), threads);
   // fp8 saves need whole 32-column blocks: keep fp32 pre-activations, quantize rows afterwards.
   const bool fp8 = fwd && (d.a_out.fp8() || d.b_out.fp8());
   std::vector<float> a32, b32;  // only for the outputs that are there (either may be absent)
