@@ -313,7 +313,6 @@ template <DType T> const StreamKernel stream_kernel = pick_stream_kernel<T>(fals
 template <DType T> const StreamKernel stream_dot = pick_stream_kernel<T>(true);
 
 // True when a call of m rows takes the streaming path for every B operand given.
-template <DType T>
 bool streams(int64_t m, std::initializer_list<const Mat*> bs) {
   if (m > kStreamRows || !cpu_has_avx2_fma_f16c()) return false;
   for (const Mat* b : bs)
@@ -334,7 +333,7 @@ int64_t stream_kstep(int64_t k, std::initializer_list<const Mat*> bs) {
 
 struct Plan {
   int64_t m, n;
-  int64_t mc, nc;            // task tile size (mc <= kMC, nc <= kNC)
+  int64_t mc, nc;            // task tile size (mc <= kMC; nc <= kNC, or stream_cols's)
   int64_t tiles_m, tiles_n;
   int64_t ldc;               // row stride of the fp32 accumulator tile
   int nb;                    // B operands per segment (1 or 2)
@@ -454,7 +453,7 @@ template <DType T>
 fsg_status gemm_typed(const GemmArgs& g, int threads) {
   Segment segs[2] = {{&g.a0, {&g.b0, nullptr}}, {&g.a1, {&g.b1, nullptr}}};
   const int nsegs = (g.a1.present() && g.b1.present()) ? 2 : 1;
-  const bool stream = streams<T>(g.c.rows, {&g.b0, &g.b1});
+  const bool stream = streams(g.c.rows, {&g.b0, &g.b1});
   const Plan p = make_plan(g.c.rows, g.c.cols, 1, stream, stream_kstep(g.reduction(), {&g.b0, &g.b1}), threads);
   auto epi = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* acc, const float*,
                  int64_t ldc) {
@@ -479,7 +478,7 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
   Segment seg = {&d.x, {&d.wg, &d.wu}};
   const bool fwd = d.epilogue == DualGemmArgs::kForward;
   const Mat& out0 = fwd ? d.z : d.da;
-  const bool stream = streams<T>(out0.rows, {&d.wg, &d.wu});
+  const bool stream = streams(out0.rows, {&d.wg, &d.wu});
   const Plan p = make_plan(out0.rows, out0.cols, 2, stream, stream_kstep(d.x.cols, {&d.wg, &d.wu}), threads);
   // fp8 saves need whole 32-column blocks: keep fp32 pre-activations, quantize rows afterwards.
   const bool fp8 = fwd && (d.a_out.fp8() || d.b_out.fp8());
