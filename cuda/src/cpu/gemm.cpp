@@ -290,16 +290,21 @@ __attribute__((target("avx2,fma,f16c"))) void stream_kernel_avx2(int64_t kc, con
 }
 #endif
 
-// The streaming kernels for dtype T (N-contiguous B, K-contiguous B), or nulls where the CPU
-// lacks AVX2, FMA or F16C.
+// Whether the streaming kernels can run here (asked once; streams() asks on every call).
 bool cpu_has_avx2_fma_f16c() {
 #ifdef FSG_CPU_AVX2
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  }();
+  return has;
 #else
   return false;
 #endif
 }
+
+// The streaming kernels for dtype T (N-contiguous B, K-contiguous B), or nulls where the CPU
+// lacks AVX2, FMA or F16C.
 
 template <DType T>
 StreamKernel pick_stream_kernel(bool k_contiguous) {
