@@ -14,7 +14,7 @@ import { Device, Tensor, fusedSwiglu, glu, matmul, type FloatDType } from "../sr
 import { arg } from "./args.ts";
 import { copyD2D, devicePtr, randomRaw, upload } from "./data.ts";
 import { sysInfo } from "./sysinfo.ts";
-import { quantile } from "./timing.ts";
+import { EventTimer } from "./timing.ts";
 
 const smoke = process.argv.includes("--smoke");
 const MS = (smoke ? "1,3" : arg("ms", "1,2,4,8,16")).split(",").map(Number);
@@ -26,17 +26,10 @@ const bytesPer = dtype === "float32" ? 4 : 2;
 
 const device = Device.open({ backend: "cpu" });
 
-function medianMs(run: () => void): number {
-  run();
-  const samples: number[] = [];
-  for (let i = 0; i < ITERS; i++) {
-    const t0 = performance.now();
-    run();
-    device.synchronize();
-    samples.push(performance.now() - t0);
-  }
-  return quantile(samples, 0.5);
-}
+// On the CPU backend an op is done when it returns and events record host time, so the harness's
+// EventTimer measures wall time per run.
+const timer = new EventTimer(device);
+const medianMs = (run: () => void): number => timer.time(run, { warmup: 1, iters: ITERS }).median;
 
 /** Copy rate of the backend in GB/s (bytes read + bytes written), between filled buffers. */
 function copyRate(): number {
@@ -113,4 +106,5 @@ if (json) {
   Bun.write(json, JSON.stringify({ system: sysInfo(device), dtype, K, N, copyRateGBs: rate, floorMs, rows }, null, 2));
   console.log(`wrote ${json}`);
 }
+timer.dispose();
 device.dispose();

@@ -24,6 +24,18 @@ import { compare } from "./setup.ts";
 const accumulationRtol = (k: number): number => RTOL.float16 + Math.ceil(k / 16) * 2 ** -10;
 
 const abs = (a: Float64Array): Float64Array => a.map(Math.abs);
+
+/** run() with fp16 accumulation off, then allowed; the device is left with it off. */
+function offAndOn<R>(dev: Device, run: () => R): [R, R] {
+  dev.fp16Accumulation = false;
+  const off = run();
+  dev.fp16Accumulation = true;
+  try {
+    return [off, run()];
+  } finally {
+    dev.fp16Accumulation = false;
+  }
+}
 const sameBytes = (a: Tensor, b: Tensor): boolean => Bun.deepEquals(a.toRaw(), b.toRaw());
 
 /** [M, K, N]: 1, primes, tile remainders; reductions kept short so the bound stays tight. */
@@ -112,12 +124,7 @@ forEachBackend("fp16 accumulation", (device, backend) => {
       const [M, K, N] = [67, 300, 45];
       const x = randn([M, K], dtype, dev);
       const w = randomWeights("packed", K, N, dtype, dev);
-      const run = (allow: boolean) => {
-        dev.fp16Accumulation = allow;
-        return [fusedSwiglu(x, w.gate, w.up), matmul(x, w.gate)];
-      };
-      const [off, on] = [run(false), run(true)];
-      dev.fp16Accumulation = false;
+      const [off, on] = offAndOn(dev, () => [fusedSwiglu(x, w.gate, w.up), matmul(x, w.gate)]);
       try {
         expect(sameBytes(on[0]!, off[0]!)).toBe(true);
         expect(sameBytes(on[1]!, off[1]!)).toBe(true);
@@ -134,15 +141,13 @@ forEachBackend("fp16 accumulation", (device, backend) => {
     const [M, K, N] = [33, 1000, 40];
     const x = randn([M, K], "float16", dev);
     const w = randomWeights("linear", K, N, "float16", dev);
-    const run = (allow: boolean) => {
-      dev.fp16Accumulation = allow;
-      return fusedSwiglu(x, w.gate, w.up);
-    };
-    const [off, on] = [run(false), run(true)];
-    dev.fp16Accumulation = false;
-    expect(sameBytes(on, off)).toBe(true);
-    disposeAll(x, off, on);
-    disposeWeights(w);
+    const [off, on] = offAndOn(dev, () => fusedSwiglu(x, w.gate, w.up));
+    try {
+      expect(sameBytes(on, off)).toBe(true);
+    } finally {
+      disposeAll(x, off, on);
+      disposeWeights(w);
+    }
   });
 
   // On the sm_80 kernels the permission is taken: over K = 1024 the fp16 sums must differ from the
@@ -152,12 +157,7 @@ forEachBackend("fp16 accumulation", (device, backend) => {
     const [M, K, N] = [256, 1024, 256];
     const x = randn([M, K], "float16", dev);
     const w = randomWeights("packed", K, N, "float16", dev);
-    const run = (allow: boolean) => {
-      dev.fp16Accumulation = allow;
-      return [fusedSwiglu(x, w.gate, w.up), matmul(x, w.up)] as const;
-    };
-    const [off, on] = [run(false), run(true)];
-    dev.fp16Accumulation = false;
+    const [off, on] = offAndOn(dev, () => [fusedSwiglu(x, w.gate, w.up), matmul(x, w.up)] as const);
     try {
       const p = { x: f64(x), wGate: f64(w.gate), wUp: f64(w.up), M, K, N };
       const ref = swigluForwardRef(p);
