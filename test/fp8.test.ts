@@ -217,6 +217,37 @@ forEachBackend("fused SwiGLU with fp8 saves", (device) => {
     });
   }
 
+  test("non-finite rows: every block of the row gets the NaN scale and 0x7F codes, other rows keep theirs", () => {
+    const dev = device();
+    // A NaN in row 1 of x and an Inf in row M - 2 make every pre-activation of those rows NaN or
+    // +-Inf (no weight is 0). Both the register path and the TMA-staged path (N a multiple of 16).
+    for (const [M, K, N] of [[7, 19, 45], [130, 64, 160], [67, 72, 336]]) {
+      const values = randomValues(M * K);
+      values[K + 3] = NaN;
+      values[(M - 2) * K + K - 1] = Infinity;
+      const x = Tensor.fromFloat32(values, [M, K], "bfloat16", { device: dev });
+      const w = randomWeights("packed", K, N, "bfloat16", dev);
+      const ctx = new SwiGLUContext();
+      try {
+        const z = SwiGLUFunction.forward(ctx, x, w.gate, w.up, { saveForBackward: "preactivations-fp8" });
+        z.dispose();
+        const sc = Math.ceil(N / 32);
+        for (const [t, s] of [[ctx.aSaved!, ctx.aScale!], [ctx.bSaved!, ctx.bScale!]] as const) {
+          const data = bytesOf(t), scale = bytesOf(s);
+          for (const r of [1, M - 2]) {
+            expect(Array.from(scale.subarray(r * sc, (r + 1) * sc))).toEqual(new Array(sc).fill(0xff));
+            expect(Array.from(data.subarray(r * N, (r + 1) * N))).toEqual(new Array(N).fill(0x7f));
+          }
+          for (const r of [0, 2, M - 1]) expect(scale.subarray(r * sc, (r + 1) * sc).every((b) => b !== 0xff)).toBe(true);
+        }
+      } finally {
+        ctx.dispose();
+        disposeAll(x);
+        disposeWeights(w);
+      }
+    }
+  });
+
   test("activation op: backward from an fp8 copy of y (blocks straddle the gate/up halves)", () => {
     const dev = device();
     for (const dtype of DTYPE_LIST) {

@@ -91,8 +91,9 @@ FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, fl
   }
 }
 
-// min and max that let a NaN in `a` through (fminf would replace it by b); b is never NaN here.
-// On the device, min/max.NaN (sm_80+): one instruction each.
+// min and max that let a NaN in `a` through (fminf would replace it by b). On the device,
+// min/max.NaN (sm_80+): one instruction each, and a NaN in either operand comes through; the host
+// versions are only called with b not NaN.
 FSG_HD float min_nan(float a, float b) {
 #if defined(__CUDA_ARCH__)
   float r;

@@ -383,6 +383,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                 const int64_t row = row0 + 8 * h;
                 if (row >= p.m) continue;  // uniform over the quad that shares the row (TMA clips it)
                 const int r = warp * 16 + (lane >> 2) + 8 * h, t = lane & 3;
+                uint8_t scale_a = 0, scale_b = 0;  // lane t keeps block t's scale bytes (the quad shares them)
 #pragma unroll
                 for (int q = 0; q < 4; ++q) {
                   Block8 g, u;
@@ -392,19 +393,24 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                     g.v[k] = d[i], u.v[k] = d[i + 64];
                   }
                   const int64_t cb = static_cast<int64_t>(tn) * kBN + 32 * q;
-                  const bool scale_here = t == 0 && cb < p.n;
                   if (p.a8.p) {
                     const Fp8Codes qa = fp8_block_quantize(cb, p.n, g);
 #pragma unroll
                     for (int k = 0; k < 4; ++k) stage_fp8_pair(buf, r, 32 * q + 8 * k + 2 * t, qa.pair[k]);
-                    if (scale_here) p.a8.scale[row * p.a8.scale_rs + cb / kFp8Block] = qa.scale;
+                    if (t == q) scale_a = qa.scale;
                   }
                   if (p.b8.p) {
                     const Fp8Codes qb = fp8_block_quantize(cb, p.n, u);
 #pragma unroll
                     for (int k = 0; k < 4; ++k) stage_fp8_pair(buf + 8192, r, 32 * q + 8 * k + 2 * t, qb.pair[k]);
-                    if (scale_here) p.b8.scale[row * p.b8.scale_rs + cb / kFp8Block] = qb.scale;
+                    if (t == q) scale_b = qb.scale;
                   }
+                }
+                // One byte per lane: the quad writes its row's 4 block scales side by side.
+                const int64_t block = static_cast<int64_t>(tn) * (kBN / kFp8Block) + t;
+                if (block * kFp8Block < p.n) {
+                  if (p.a8.p) p.a8.scale[row * p.a8.scale_rs + block] = scale_a;
+                  if (p.b8.p) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
                 }
               }
               slab_publish(1 + c);
@@ -416,7 +422,10 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                 bulk_commit();
               }
             }
-            switch (p.act.activation) {
+            if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
+#pragma unroll
+              for (int i = 0; i < 64; ++i) d[i] = siluf(d[i]) * d[i + 64];
+            } else switch (p.act.activation) {
               case FSG_ACT_GELU_TANH: glu_in_place<FSG_ACT_GELU_TANH>(d, p.act); break;
               case FSG_ACT_GELU_ERF: glu_in_place<FSG_ACT_GELU_ERF>(d, p.act); break;
               case FSG_ACT_RELU: glu_in_place<FSG_ACT_RELU>(d, p.act); break;

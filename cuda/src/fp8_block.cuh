@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 
+#include "activation_math.h"
 #include "backend.h"
 #include "fp8_math.h"
 
@@ -36,26 +37,45 @@ struct Fp8Codes {
 };
 
 // Quantizes a 32-column block starting at column c0 (a multiple of 32). The 4 lanes of the quad
-// call it together. Columns >= n are not counted in the block's largest magnitude.
+// call it together. Columns >= n are not counted in the block's largest magnitude; their codes
+// are not meant to be stored.
 __device__ __forceinline__ Fp8Codes fp8_block_quantize(int64_t c0, int64_t n, const Block8& b) {
   const int lane = threadIdx.x & 31, t = lane & 3;
   const unsigned quad = 0xFu << (lane & ~3);
+  // The largest magnitude, NaN if any value is NaN (max.NaN); NaN and Inf both give the NaN scale.
+  // The bounds test runs only for a block that crosses n (c0 is uniform over the warp).
   float amax = 0.f;
+  if (c0 + kFp8Block <= n) {
 #pragma unroll
-  for (int k = 0; k < 4; ++k)
+    for (int i = 0; i < 8; ++i) amax = max_nan(amax, fabsf(b.v[i]));
+  } else {
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const float a = fabsf(b.v[2 * k + e]);
-      if (c0 + 8 * k + 2 * t + e < n && !(a <= amax)) amax = a == a ? a : __int_as_float(0x7f800000);  // NaN -> Inf
-    }
-  amax = fmaxf(amax, __shfl_xor_sync(quad, amax, 1));
-  amax = fmaxf(amax, __shfl_xor_sync(quad, amax, 2));
+    for (int k = 0; k < 4; ++k)
+#pragma unroll
+      for (int e = 0; e < 2; ++e)
+        if (c0 + 8 * k + 2 * t + e < n) amax = max_nan(amax, fabsf(b.v[2 * k + e]));
+  }
+  amax = max_nan(amax, __shfl_xor_sync(quad, amax, 1));
+  amax = max_nan(amax, __shfl_xor_sync(quad, amax, 2));
   Fp8Codes q;
   q.scale = fp8_scale_byte(amax);
   const float inv = fp8_inv_scale(q.scale);
+#if __CUDA_ARCH__ >= 890
+  // One conversion per pair. Under a finite scale every counted value lands in [-448, 448], so the
+  // hardware's only difference from fp8_encode, the sign it keeps on NaN, cannot show; a NaN
+  // scale makes every code NaN, 0x7F as fp8_encode writes it.
+  const bool nan_block = q.scale == kFp8ScaleNaN;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    uint16_t hw;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(hw) : "f"(b.v[2 * k + 1] * inv), "f"(b.v[2 * k] * inv));
+    q.pair[k] = nan_block ? 0x7F7F : hw;
+  }
+#else
 #pragma unroll
   for (int k = 0; k < 4; ++k)
     q.pair[k] = static_cast<uint16_t>(fp8_quantize(b.v[2 * k], inv) | (fp8_quantize(b.v[2 * k + 1], inv) << 8));
+#endif
   return q;
 }
 
