@@ -4,7 +4,9 @@
 //      interleaved rounds whose order rotates, so clock drift hits all of them alike; median of
 //      every sample; --rounds a multiple of the 9 options puts each in every place equally); also
 //      paired per round (option over baseline in the same round) with the median and interquartile
-//      range over rounds, the reading to use against a 2% budget;
+//      range over rounds, the reading to use against a 2% budget. Each sample is 50 launches: with
+//      10, the options bench read gpt-oss +4.9% where sustained loops and ncu read +2.0% and +1.7%
+//      (bench/NOTES.md, "GLU variants", step 6);
 //   2. fp8 storage: bytes kept for backward, and the gradients' error against an fp32 run of the
 //      same inputs, next to the bf16 store's error.
 //
@@ -32,7 +34,7 @@ interface Args extends OptionBenchArgs {
 const parseArgs = (argv: string[]): Args =>
   parseOptionBenchArgs<Args>(
     argv,
-    { shapes: ["8192x4096x14336", "2048x4096x14336"], errorShape: "2048x4096x14336", rounds: 8, iters: 10, json: null, cpuSmoke: false, kernelPath: 0 },
+    { shapes: ["8192x4096x14336", "2048x4096x14336"], errorShape: "2048x4096x14336", rounds: 18, iters: 50, json: null, cpuSmoke: false, kernelPath: 0 },
     { "--kernel-path": (a, v) => { a.kernelPath = Number(v) as KernelPath; } },
   );
 
