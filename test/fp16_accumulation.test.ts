@@ -36,6 +36,7 @@ function offAndOn<R>(dev: Device, run: () => R): [R, R] {
     dev.fp16Accumulation = false;
   }
 }
+
 const sameBytes = (a: Tensor, b: Tensor): boolean => Bun.deepEquals(a.toRaw(), b.toRaw());
 
 /** [M, K, N]: 1, primes, tile remainders; reductions kept short so the bound stays tight. */

@@ -305,7 +305,6 @@ bool cpu_has_avx2_fma_f16c() {
 
 // The streaming kernels for dtype T (N-contiguous B, K-contiguous B), or nulls where the CPU
 // lacks AVX2, FMA or F16C.
-
 template <DType T>
 StreamKernel pick_stream_kernel(bool k_contiguous) {
 #ifdef FSG_CPU_AVX2
@@ -347,10 +346,12 @@ struct Plan {
   size_t per_worker;         // floats of scratch per worker
 };
 
-Plan make_plan(int64_t m, int64_t n, int nb, bool stream, int64_t kstep, int threads) {
+// A plan for an m x n output over a reduction of k, with B operands bs (nb of them per segment).
+Plan make_plan(int64_t m, int64_t n, int64_t k, int nb, std::initializer_list<const Mat*> bs, int threads) {
   Plan p;
+  const bool stream = streams(m, bs);
   p.stream = stream;
-  p.kstep = stream ? kstep : kKC;
+  p.kstep = stream ? stream_kstep(k, bs) : kKC;
   p.m = m;
   p.n = n;
   p.mc = std::min(m, kMC);
@@ -458,8 +459,7 @@ template <DType T>
 fsg_status gemm_typed(const GemmArgs& g, int threads) {
   Segment segs[2] = {{&g.a0, {&g.b0, nullptr}}, {&g.a1, {&g.b1, nullptr}}};
   const int nsegs = (g.a1.present() && g.b1.present()) ? 2 : 1;
-  const bool stream = streams(g.c.rows, {&g.b0, &g.b1});
-  const Plan p = make_plan(g.c.rows, g.c.cols, 1, stream, stream_kstep(g.reduction(), {&g.b0, &g.b1}), threads);
+  const Plan p = make_plan(g.c.rows, g.c.cols, g.reduction(), 1, {&g.b0, &g.b1}, threads);
   auto epi = [&](int64_t i0, int64_t mc, int64_t j0, int64_t nc, const float* acc, const float*,
                  int64_t ldc) {
     for (int64_t r = 0; r < mc; ++r) {
@@ -483,8 +483,7 @@ fsg_status dual_gemm_typed(const DualGemmArgs& d, int threads) {
   Segment seg = {&d.x, {&d.wg, &d.wu}};
   const bool fwd = d.epilogue == DualGemmArgs::kForward;
   const Mat& out0 = fwd ? d.z : d.da;
-  const bool stream = streams(out0.rows, {&d.wg, &d.wu});
-  const Plan p = make_plan(out0.rows, out0.cols, 2, stream, stream_kstep(d.x.cols, {&d.wg, &d.wu}), threads);
+  const Plan p = make_plan(out0.rows, out0.cols, d.x.cols, 2, {&d.wg, &d.wu}, threads);
   // fp8 saves need whole 32-column blocks: keep fp32 pre-activations, quantize rows afterwards.
   const bool fp8 = fwd && (d.a_out.fp8() || d.b_out.fp8());
   std::vector<float> a32, b32;  // only for the outputs that are there (either may be absent)
