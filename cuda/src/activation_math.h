@@ -11,14 +11,43 @@
 
 namespace fsg {
 
-// sigmoid(a) = 1 / (1 + exp(-a)). For a -> -inf, exp(-a) overflows to +inf and the result is +0,
-// never NaN; for a -> +inf it is exactly 1. NaN propagates. On the device the reciprocal is the
-// hardware approximation (1 ulp; 0 for a denominator above 2^126, as the limit is): the IEEE
-// division compiled to ~15 instructions with a slow-path branch per element, which made half of
-// the sm_90a epilogue's instructions (bench/NOTES.md, Hopper step 7).
+// The hardware's 2^x and 1/x (MUFU, about 2^-22 relative error; 1/inf = 0, 2^-inf = 0). The .ftz
+// forms: only a subnormal 2^x or 1/x differs, and every caller adds it to 1 or multiplies it by a
+// bounded value. Without .ftz the compiler wraps each ex2 in a range fix of three instructions (a
+// compare and two multiplies), a third of plain SiLU's epilogue math (bench/NOTES.md, "GLU
+// variants", step 8).
+#if defined(__CUDA_ARCH__)
+__device__ __forceinline__ float exp2_approx(float x) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+  return r;
+}
+__device__ __forceinline__ float rcp_approx(float x) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
+  return r;
+}
+#endif
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// 1 / (1 + 2^b), the sigmoid of -b ln 2: callers fold -log2(e) into their own constant, so the
+// exponent costs no multiply of its own. b -> +inf gives +0, never NaN; b -> -inf exactly 1; NaN
+// propagates. On the device the reciprocal is the hardware approximation: the IEEE division
+// compiled to ~15 instructions with a slow-path branch per element, which made half of the sm_90a
+// epilogue's instructions (bench/NOTES.md, Hopper step 7).
+FSG_HD float sigmoid_exp2(float b) {
+#if defined(__CUDA_ARCH__)
+  return rcp_approx(1.0f + exp2_approx(b));
+#else
+  return 1.0f / (1.0f + std::exp2(b));
+#endif
+}
+
+// sigmoid(a) = 1 / (1 + exp(-a)): +0 at -inf, 1 at +inf.
 FSG_HD float sigmoidf_safe(float a) {
 #if defined(__CUDA_ARCH__)
-  return __fdividef(1.0f, 1.0f + __expf(-a));
+  return sigmoid_exp2(-kLog2e * a);
 #else
   return 1.0f / (1.0f + std::exp(-a));
 #endif
@@ -48,6 +77,35 @@ FSG_HD bool has_default_params(const fsg_glu_params& p) {
 
 FSG_HD bool is_plain_swiglu(const fsg_glu_params& p) { return p.activation == FSG_ACT_SILU && has_default_params(p); }
 
+// Phi(x) = (1 + erf(x / sqrt 2)) / 2, the normal CDF of GEGLU (erf). On the device it is
+// Numerical Recipes' erfc, erfc(z) = t exp(-z^2 + P(t)) with t = 1 / (1 + z/2) and P of degree 9
+// (relative error below 1.2e-7 for every z >= 0), taken in base 2 with the hardware exp2 and
+// reciprocal: two MUFU and 14 FMAs, no branch. Phi(x) = erfc(-x/sqrt 2) / 2 keeps its relative
+// accuracy in the left tail (about 1e-6 for |x| < 4, 1e-5 out to where it underflows), where
+// 1 + erff(x) cancels. CUDA's erff took ~27 instructions with selects and a divergent branch per
+// element, which made GEGLU (erf) +3% of the sm_90a forward (bench/NOTES.md, "GLU variants",
+// step 8).
+FSG_HD float gelu_cdf(float x) {
+#if defined(__CUDA_ARCH__)
+  constexpr float L = kLog2e;  // P is scaled to base 2 coefficient by coefficient
+  const float t = rcp_approx(fmaf(fabsf(x), 0.5f * 0.7071067811865476f, 1.0f));
+  float p = 0.17087277f * L;
+  p = fmaf(p, t, -0.82215223f * L);
+  p = fmaf(p, t, 1.48851587f * L);
+  p = fmaf(p, t, -1.13520398f * L);
+  p = fmaf(p, t, 0.27886807f * L);
+  p = fmaf(p, t, -0.18628806f * L);
+  p = fmaf(p, t, 0.09678418f * L);
+  p = fmaf(p, t, 0.37409196f * L);
+  p = fmaf(p, t, 1.00002368f * L);
+  p = fmaf(p, t, -1.26551223f * L - 1.0f);  // the -1: h is erfc / 2
+  const float h = t * exp2_approx(fmaf(x, x * (-0.5f * L), p));  // -z^2 = -x^2 / 2
+  return x < 0.0f ? h : 1.0f - h;
+#else
+  return 0.5f * (1.0f + std::erf(x * 0.7071067811865476f));
+#endif
+}
+
 // act(x) and act'(x) of the gate's activation.
 FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, float* grad) {
   switch (p.activation) {
@@ -61,7 +119,7 @@ FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, fl
       // sigmoid is exactly 1, so x * s is x; below -10 the selects keep out -Inf * 0 and the
       // overflow of x^3.
       const float k2 = 2.0f * 0.7978845608028654f, c = 0.044715f;
-      const float s = sigmoidf_safe(k2 * (x + c * x * x * x));  // (1 + tanh(y)) / 2
+      const float s = sigmoid_exp2(x * (x * x * (-k2 * c * kLog2e) - k2 * kLog2e));  // (1 + tanh(y)) / 2
       const bool tail = x > 10.0f || x < -10.0f;
       *act = x < -10.0f ? -0.0f : x * s;
       // d/dx: s + x s (1 - s) 2k (1 + 3 c x^2), since (1 - tanh^2) / 2 = 2 s (1 - s)
@@ -69,7 +127,7 @@ FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, fl
       return;
     }
     case FSG_ACT_GELU_ERF: {
-      const float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865476f));
+      const float cdf = gelu_cdf(x);
       *act = x * cdf;
       *grad = cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);
       return;
@@ -134,9 +192,28 @@ FSG_HD float clamp_up(const fsg_glu_params& p, float u) {
 #define FSG_HD_OUTLINE inline
 #endif
 
+// SiLU's GLU with its parameters folded once per call (gpt-oss, Falcon-H1): the slope goes into
+// exp2's argument, and the offset and out_scale into one FMA on the up branch,
+//   x sigmoid(alpha x) (clamp(u) + up_offset) out_scale = x s (clamp(u) out_scale + up_offset out_scale),
+// with x = clamp(gate_scale g). Unfolded, the sm_90a epilogue spent 11 instructions per output on
+// the parameters (bench/NOTES.md, "GLU variants", steps 5, 6 and 8).
+struct SiluGlu {
+  float gate_scale, limit, exp2_slope, out_scale, out_offset;
+};
+FSG_HD SiluGlu fold_silu_glu(const fsg_glu_params& p) {
+  return SiluGlu{p.gate_scale, clamp_limit(p), -kLog2e * p.alpha, p.out_scale, p.up_offset * p.out_scale};
+}
+FSG_HD float silu_glu(const SiluGlu& f, float g, float u) {
+  const float x = min_nan(f.gate_scale * g, f.limit);
+  const float up = max_nan(min_nan(u, f.limit), -f.limit);
+  // up * out_scale + out_offset: one FMA on the device (fmaf would be a library call on the host)
+  return x * sigmoid_exp2(f.exp2_slope * x) * (up * f.out_scale + f.out_offset);
+}
+
 // out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale, inline: the sm_90a
 // epilogue calls it with p.activation fixed at compile time, so the switch folds to one kind.
 FSG_HD float glu_value_general(const fsg_glu_params& p, float g, float u) {
+  if (p.activation == FSG_ACT_SILU) return silu_glu(fold_silu_glu(p), g, u);
   float act, grad;
   activation_and_grad(p, clamp_gate(p, p.gate_scale * g), &act, &grad);
   return act * (clamp_up(p, u) + p.up_offset) * p.out_scale;

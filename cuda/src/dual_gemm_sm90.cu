@@ -157,7 +157,13 @@ template <int kKind> __device__ __forceinline__ float kind_value(float g, float 
   else return glu_value_kind<kKind>(g, u);
 }
 
-// z = the GLU of kind kAct into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
+// z = the lean kind's value into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
+template <int kKind> __device__ __forceinline__ void kind_in_place(float (&d)[128]) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) d[i] = kind_value<kKind>(d[i], d[i + 64]);
+}
+
+// z = the GLU of kind kAct with its parameters into the gate half of the accumulators.
 template <int kAct>
 __device__ __forceinline__ void glu_in_place(float (&d)[128], fsg_glu_params act) {
   act.activation = kAct;  // the activation's switch folds to this kind
@@ -378,11 +384,16 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             // live cost +30-65% here; bench/NOTES.md, "GLU variants", step 3).
             if (p.a8.p || p.b8.p) {
               slab_acquire(1 + c);
+              // Every lane runs every row, also rows past m (TMA clips them; their scale bytes are
+              // not stored): skipping them per quad would leave the warp diverged at the block
+              // shuffles. tile_cols: this tile's columns that exist (capped), per block below.
+              const bool save_a = p.a8.p != nullptr, save_b = p.b8.p != nullptr;
+              const int64_t cols_left = p.n - static_cast<int64_t>(tn) * kBN;
+              const int tile_cols = static_cast<int>(cols_left < kBN ? cols_left : kBN);
+              const int t = lane & 3;
+              const uint32_t stage = buf + fp8_pair_offset(0, 0, 0);  // this thread's first pair
 #pragma unroll
               for (int h = 0; h < 2; ++h) {
-                const int64_t row = row0 + 8 * h;
-                if (row >= p.m) continue;  // uniform over the quad that shares the row (TMA clips it)
-                const int r = warp * 16 + (lane >> 2) + 8 * h, t = lane & 3;
                 uint8_t scale_a = 0, scale_b = 0;  // lane t keeps block t's scale bytes (the quad shares them)
 #pragma unroll
                 for (int q = 0; q < 4; ++q) {
@@ -392,25 +403,26 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                     const int i = (4 * q + k / 2) * 4 + h * 2 + k % 2;
                     g.v[k] = d[i], u.v[k] = d[i + 64];
                   }
-                  const int64_t cb = static_cast<int64_t>(tn) * kBN + 32 * q;
-                  if (p.a8.p) {
-                    const Fp8Codes qa = fp8_block_quantize(cb, p.n, g);
+                  const int cols = tile_cols - 32 * q;
+                  if (save_a) {
+                    const Fp8Codes qa = fp8_block_quantize(cols, g, 0xffffffffu);
 #pragma unroll
-                    for (int k = 0; k < 4; ++k) stage_fp8_pair(buf, r, 32 * q + 8 * k + 2 * t, qa.pair[k]);
+                    for (int k = 0; k < 4; ++k) stage_fp8_pair(stage + fp8_pair_step(q, k, h), qa.pair[k]);
                     if (t == q) scale_a = qa.scale;
                   }
-                  if (p.b8.p) {
-                    const Fp8Codes qb = fp8_block_quantize(cb, p.n, u);
+                  if (save_b) {
+                    const Fp8Codes qb = fp8_block_quantize(cols, u, 0xffffffffu);
 #pragma unroll
-                    for (int k = 0; k < 4; ++k) stage_fp8_pair(buf + 8192, r, 32 * q + 8 * k + 2 * t, qb.pair[k]);
+                    for (int k = 0; k < 4; ++k) stage_fp8_pair(stage + 8192 + fp8_pair_step(q, k, h), qb.pair[k]);
                     if (t == q) scale_b = qb.scale;
                   }
                 }
                 // One byte per lane: the quad writes its row's 4 block scales side by side.
+                const int64_t row = row0 + 8 * h;
                 const int64_t block = static_cast<int64_t>(tn) * (kBN / kFp8Block) + t;
-                if (block * kFp8Block < p.n) {
-                  if (p.a8.p) p.a8.scale[row * p.a8.scale_rs + block] = scale_a;
-                  if (p.b8.p) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
+                if (row < p.m && 32 * t < tile_cols) {
+                  if (save_a) p.a8.scale[row * p.a8.scale_rs + block] = scale_a;
+                  if (save_b) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
                 }
               }
               slab_publish(1 + c);
@@ -423,8 +435,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               }
             }
             if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
-#pragma unroll
-              for (int i = 0; i < 64; ++i) d[i] = siluf(d[i]) * d[i + 64];
+              kind_in_place<FSG_ACT_SILU>(d);
             } else switch (p.act.activation) {
               case FSG_ACT_GELU_TANH: glu_in_place<FSG_ACT_GELU_TANH>(d, p.act); break;
               case FSG_ACT_GELU_ERF: glu_in_place<FSG_ACT_GELU_ERF>(d, p.act); break;
@@ -433,8 +444,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               default: glu_in_place<FSG_ACT_SILU>(d, p.act); break;
             }
           } else {
-#pragma unroll
-            for (int i = 0; i < 64; ++i) d[i] = kind_value<kKind>(d[i], d[i + 64]);
+            kind_in_place<kKind>(d);
           }
           slab(&tm_z, 0);
         } else {

@@ -36,16 +36,17 @@ struct Fp8Codes {
   uint8_t scale;
 };
 
-// Quantizes a 32-column block starting at column c0 (a multiple of 32). The 4 lanes of the quad
-// call it together. Columns >= n are not counted in the block's largest magnitude; their codes
-// are not meant to be stored.
-__device__ __forceinline__ Fp8Codes fp8_block_quantize(int64_t c0, int64_t n, const Block8& b) {
-  const int lane = threadIdx.x & 31, t = lane & 3;
-  const unsigned quad = 0xFu << (lane & ~3);
+// Quantizes a 32-column block of which `cols` columns exist (cols >= 32: all of them). The 4 lanes
+// of the quad call it together, with `mask` naming at least those lanes (the sm_90a epilogue passes
+// the full warp: a lane-dependent mask makes the compiler check convergence before each shuffle,
+// five instructions). Columns past `cols` are not counted in the block's largest magnitude; their
+// codes are not meant to be stored.
+__device__ __forceinline__ Fp8Codes fp8_block_quantize(int cols, const Block8& b, unsigned mask) {
+  const int t = threadIdx.x & 3;
   // The largest magnitude, NaN if any value is NaN (max.NaN); NaN and Inf both give the NaN scale.
-  // The bounds test runs only for a block that crosses n (c0 is uniform over the warp).
+  // The bounds test runs only for a block that crosses the edge (cols is uniform over the warp).
   float amax = 0.f;
-  if (c0 + kFp8Block <= n) {
+  if (cols >= kFp8Block) {
 #pragma unroll
     for (int i = 0; i < 8; ++i) amax = max_nan(amax, fabsf(b.v[i]));
   } else {
@@ -53,18 +54,19 @@ __device__ __forceinline__ Fp8Codes fp8_block_quantize(int64_t c0, int64_t n, co
     for (int k = 0; k < 4; ++k)
 #pragma unroll
       for (int e = 0; e < 2; ++e)
-        if (c0 + 8 * k + 2 * t + e < n) amax = max_nan(amax, fabsf(b.v[2 * k + e]));
+        if (8 * k + 2 * t + e < cols) amax = max_nan(amax, fabsf(b.v[2 * k + e]));
   }
-  amax = max_nan(amax, __shfl_xor_sync(quad, amax, 1));
-  amax = max_nan(amax, __shfl_xor_sync(quad, amax, 2));
+  amax = max_nan(amax, __shfl_xor_sync(mask, amax, 1));
+  amax = max_nan(amax, __shfl_xor_sync(mask, amax, 2));
   Fp8Codes q;
-  q.scale = fp8_scale_byte(amax);
-  const float inv = fp8_inv_scale(q.scale);
+  const int byte = fp8_scale_int(amax);  // 2^-s from it in 32-bit integers (uint8 arithmetic costs masks)
+  q.scale = static_cast<uint8_t>(byte);
+  const bool nan_block = byte == kFp8ScaleNaN;
+  const float inv = nan_block ? __uint_as_float(0x7fc00000u) : __uint_as_float(0x7f000000u - (static_cast<uint32_t>(byte) << 23));
 #if __CUDA_ARCH__ >= 890
   // One conversion per pair. Under a finite scale every counted value lands in [-448, 448], so the
   // hardware's only difference from fp8_encode, the sign it keeps on NaN, cannot show; a NaN
   // scale makes every code NaN, 0x7F as fp8_encode writes it.
-  const bool nan_block = q.scale == kFp8ScaleNaN;
 #pragma unroll
   for (int k = 0; k < 4; ++k) {
     uint16_t hw;
@@ -79,11 +81,17 @@ __device__ __forceinline__ Fp8Codes fp8_block_quantize(int64_t c0, int64_t n, co
   return q;
 }
 
+// The columns of a block at c0 that exist in a matrix of n columns, as fp8_block_quantize takes
+// them (capped: only "32 or more" matters).
+__device__ __forceinline__ int fp8_block_cols(int64_t c0, int64_t n) {
+  return static_cast<int>(n - c0 < kFp8Block ? n - c0 : kFp8Block);
+}
+
 // Quantizes columns [c0, c0 + 32) of `row` and writes them and the block's scale to o. The 4
 // lanes of the quad call it together. Columns >= n are neither counted nor written.
 __device__ __forceinline__ void fp8_block_store(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, const Block8& b) {
-  const int t = threadIdx.x & 3;
-  const Fp8Codes q = fp8_block_quantize(c0, n, b);
+  const int lane = threadIdx.x & 31, t = lane & 3;
+  const Fp8Codes q = fp8_block_quantize(fp8_block_cols(c0, n), b, 0xFu << (lane & ~3));
   uint8_t* rp = o.p + row * o.rs;
 #pragma unroll
   for (int k = 0; k < 4; ++k) {

@@ -41,15 +41,16 @@ constexpr uint8_t kFp8ScaleNaN = 0xFF;
 // The scale byte of a block whose largest magnitude is amax (>= 0, or NaN/Inf): the smallest s
 // with amax <= 448 * 2^s. For amax = m * 2^e (m in [1, 2)): 448 * 2^(e-8) = 1.75 * 2^e covers
 // m <= 1.75, else s = e - 7.
-FSG_FP8_HD uint8_t fp8_scale_byte(float amax) {
+// Without branches (the sm_90a epilogue runs it per lane and block): s + 127 is the biased
+// exponent minus 8, plus 1 when the mantissa exceeds 0.75 (m > 1.75), which is exactly when adding
+// 0x1fffff carries into the exponent; a subnormal amax clamps to 0 (s = -127).
+FSG_FP8_HD int fp8_scale_int(float amax) {
   const uint32_t u = fp8_bits_of(amax) & 0x7fffffffu;
-  if (u >= 0x7f800000u) return kFp8ScaleNaN;  // Inf or NaN
-  if (u == 0) return 127;                      // an all-zero block: scale 1
-  const int e = static_cast<int>(u >> 23) - 127;  // subnormal amax: e = -127, s clamps below
-  int s = (u & 0x7fffffu) <= 0x600000u ? e - 8 : e - 7;
-  if (s < -127) s = -127;
-  return static_cast<uint8_t>(s + 127);
+  const int biased = static_cast<int>((u + 0x1fffffu) >> 23) - 8;
+  const int b = biased < 0 ? 0 : biased;
+  return u >= 0x7f800000u ? kFp8ScaleNaN : u == 0 ? 127 : b;  // Inf or NaN; an all-zero block: scale 1
 }
+FSG_FP8_HD uint8_t fp8_scale_byte(float amax) { return static_cast<uint8_t>(fp8_scale_int(amax)); }
 
 // 2^s as a float for a scale byte (2^-127 is subnormal; NaN for 0xFF).
 FSG_FP8_HD float fp8_scale_value(uint8_t b) {

@@ -31,11 +31,26 @@ __device__ __forceinline__ void slab_publish(int bar_id) {
   named_bar_sync(bar_id, 128);
 }
 
-// Two fp8 codes (low byte first) at row r, byte column col (even) of a 64 x 128-byte box with
-// 128-byte swizzle.
-__device__ __forceinline__ void stage_fp8_pair(uint32_t box, int r, int col, uint16_t codes) {
-  const uint32_t addr = box + r * 128 + ((((col >> 4) ^ (r & 7)) << 4) | (col & 15));
-  asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(addr), "h"(codes) : "memory");
+// The byte offset of this thread's fp8 pair k (0..3) of 32-column block q (0..3), row half h (0,
+// 1) in a 64 x 128-byte box with 128-byte swizzle: row r = warp*16 + lane/4 + 8h, byte columns
+// 32q + 8k + 2*(lane&3) + {0, 1}, whose 16-byte chunk 2q + k/2 sits at chunk (2q + k/2) ^ (r & 7).
+// r & 7 is lane / 4 for every h, so fp8_pair_offset(q, k, h) is fp8_pair_offset(0, 0, 0) plus
+// fp8_pair_step(q, k, h): one XOR per (q, k/2), the rest immediates (h, k & 1, and the box).
+__device__ __forceinline__ uint32_t fp8_pair_step(int q, int k, int h) {
+  const int s = (threadIdx.x & 31) >> 2;
+  return ((static_cast<uint32_t>((2 * q + (k >> 1)) ^ s) - static_cast<uint32_t>(s)) << 4) + 8 * (k & 1) + 1024 * h;
+}
+__device__ __forceinline__ uint32_t fp8_pair_offset(int q, int k, int h) {
+  const int lane = threadIdx.x & 31, warp = (threadIdx.x & 127) >> 5;
+  const uint32_t first = warp * 2048 + (lane >> 2) * 128 + ((lane >> 2) << 4) + 2 * (lane & 3);
+  return first + fp8_pair_step(q, k, h);
+}
+
+// Two fp8 codes (low byte first) at a shared-memory address. No "memory" clobber: the staging
+// protocol's barrier and fence are volatile asm too, which keeps the order, and a clobber per
+// store made the compiler reload the kernel parameters between them.
+__device__ __forceinline__ void stage_fp8_pair(uint32_t addr, uint16_t codes) {
+  asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(addr), "h"(codes));
 }
 
 // The byte address of this thread's fragment pair j (0..15), row half h (0, 1) in a staging
