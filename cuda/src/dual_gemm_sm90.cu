@@ -572,8 +572,9 @@ fsg_status launch(const CUtensorMap (&maps)[6], const Params& p, cudaStream_t s)
   int slots = sms / kCluster;
   if constexpr (kCluster > 1) {
     static std::atomic<int> cached[64] = {};  // per device; concurrent first calls store the same value
-    if (dev < 64 && cached[dev].load() > 0) {
-      slots = cached[dev].load();
+    const int known = dev < 64 ? cached[dev].load() : 0;
+    if (known > 0) {
+      slots = known;
     } else {
       cudaLaunchConfig_t cfg{};
       cfg.gridDim = dim3(static_cast<unsigned>(slots * kCluster));

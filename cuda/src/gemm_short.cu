@@ -212,12 +212,7 @@ __global__ void __launch_bounds__(kThreads, D == DType::F32 ? 1 : 2) short1_kern
     __syncthreads();  // this tile's operands are visible; the previous tile's stores are done reading st
     const char* stage = smem + (i & 1) * G::kStageBytes;
     Acc acc;
-#pragma unroll
-    for (int mi = 0; mi < kWarpM16; ++mi)
-#pragma unroll
-      for (int ni = 0; ni < 8; ++ni)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
+    zero(acc);
     if constexpr (D == DType::F32) {
       mma_tile32<LA, LB, 1>(reinterpret_cast<const float*>(stage),
                             reinterpret_cast<const float*>(stage + G::kTileElems * kB), acc, wm, wn, lane);

@@ -124,6 +124,16 @@ template <int NSRC> __device__ __forceinline__ int warp_col(int wn, int ni) {
 using Acc = float[kWarpM16][8][4];
 using HalfAcc = uint32_t[kWarpM16][8][2];  // f16x2 pairs: [0] = Acc's [0..1], [1] = Acc's [2..3]
 
+// Zeroes accumulators (Acc or HalfAcc) before a tile's K loop.
+template <class T, int A, int B, int C> __device__ __forceinline__ void zero(T (&acc)[A][B][C]) {
+#pragma unroll
+  for (int a = 0; a < A; ++a)
+#pragma unroll
+    for (int b = 0; b < B; ++b)
+#pragma unroll
+      for (int c = 0; c < C; ++c) acc[a][b][c] = T(0);
+}
+
 // acc += A_tile · B_tile^T over one K tile, 16-bit operands; AccT is Acc or HalfAcc (f16 only).
 template <DType D, Layout LA, Layout LB, int NSRC, typename AccT>
 __device__ __forceinline__ void mma_tile16(const uint16_t* sa, const uint16_t* sb, AccT& acc, int wm, int wn,
@@ -255,10 +265,7 @@ __device__ __forceinline__ void mainloop(const Product& p0, const Product& p1, i
   if constexpr (kF16Acc) {
     static_assert(D == DType::F16, "f16 accumulation takes f16 operands only");
     HalfAcc half;
-#pragma unroll
-    for (int mi = 0; mi < kWarpM16; ++mi)
-#pragma unroll
-      for (int ni = 0; ni < 8; ++ni) half[mi][ni][0] = half[mi][ni][1] = 0u;
+    zero(half);
     pipeline<D, LA, LB, NSRC>(p0, p1, nprod, m0, n0, smem, half);
 #pragma unroll
     for (int mi = 0; mi < kWarpM16; ++mi)
@@ -271,12 +278,7 @@ __device__ __forceinline__ void mainloop(const Product& p0, const Product& p1, i
           acc[mi][ni][2 * j + 1] = v.y;
         }
   } else {
-#pragma unroll
-    for (int mi = 0; mi < kWarpM16; ++mi)
-#pragma unroll
-      for (int ni = 0; ni < 8; ++ni)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[mi][ni][j] = 0.f;
+    zero(acc);
     pipeline<D, LA, LB, NSRC>(p0, p1, nprod, m0, n0, smem, acc);
   }
 }
