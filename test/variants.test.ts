@@ -8,10 +8,17 @@ import { weightGradsLike } from "../src/function.ts";
 import { disposeWeights } from "../src/layouts.ts";
 import { fusedSwiglu, fusedSwigluBackward, glu, swigluBackward } from "../src/ops.ts";
 import { Tensor } from "../src/tensor.ts";
-import { disposeAll, DTYPE_LIST, f64, forEachBackend, poison, randn, randomWeights, RTOL } from "./helpers.ts";
+import { disposeAll, DTYPE_LIST, f64, forEachBackend, poison, randn, randomValues, randomWeights, RTOL } from "./helpers.ts";
 import { columnSum, gemmRef, transposeRef } from "./reference.ts";
 
 // ---- float64 reference of one gated element and its gradients ----
+
+/** erfc(ax) for ax >= 3 to ~1e-15 relative: exp(-ax^2)/sqrt(pi) / (ax + 1/2/(ax + 1/(ax + 3/2/(ax + ...)))). */
+function erfcTail(ax: number): number {
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = (n / 2) / (ax + f);
+  return Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
+}
 
 /** erf to ~1e-15 (series below 3, continued fraction of erfc above). */
 function erf(x: number): number {
@@ -24,16 +31,19 @@ function erf(x: number): number {
     }
     return (2 / Math.sqrt(Math.PI)) * sum;
   }
-  let f = 0; // erfc(ax) = exp(-ax^2)/sqrt(pi) / (ax + 1/2/(ax + 1/(ax + 3/2/(ax + ...))))
-  for (let n = 60; n >= 1; n--) f = (n / 2) / (ax + f);
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
-  return Math.sign(x) * (1 - erfc);
+  return Math.sign(x) * (1 - erfcTail(ax));
+}
+
+/** The normal CDF (1 + erf(x / sqrt 2)) / 2, to ~1e-15 relative also in the left tail, where 1 + erf cancels. */
+function normalCdf(x: number): number {
+  const z = x / Math.SQRT2;
+  return z < -3 ? 0.5 * erfcTail(-z) : 0.5 * (1 + erf(z));
 }
 
 function actRef(kind: string, alpha: number, x: number): number {
   switch (kind) {
     case "gelu-tanh": return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
-    case "gelu": return 0.5 * x * (1 + erf(x / Math.SQRT2));
+    case "gelu": return x * normalCdf(x);
     case "relu": return Math.max(x, 0);
     case "identity": return x;
     default: return x / (1 + Math.exp(-alpha * x));
@@ -46,7 +56,7 @@ function dactRef(kind: string, alpha: number, x: number): number {
       const k = Math.sqrt(2 / Math.PI), t = Math.tanh(k * (x + 0.044715 * x ** 3));
       return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x);
     }
-    case "gelu": return 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+    case "gelu": return normalCdf(x) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
     case "relu": return x > 0 ? 1 : 0;
     case "identity": return 1;
     default: {
@@ -103,6 +113,8 @@ describe("GLU variant reference", () => {
     expect(erf(0.5)).toBeCloseTo(0.5204998778130465, 14);
     expect(erf(-1.5)).toBeCloseTo(-0.9661051464753108, 14);
     expect(erf(3.5)).toBeCloseTo(0.9999992569016276, 14);
+    // Phi(-8) = erfc(8 / sqrt 2) / 2 = 6.22096057427178e-16, where 1 + erf(-8 / sqrt 2) keeps no digit
+    expect(normalCdf(-8) / 6.22096057427178e-16).toBeCloseTo(1, 12);
   });
 });
 
@@ -200,6 +212,28 @@ forEachBackend("GLU variants", (device) => {
         disposeAll(y, bias, weights, dout, out, dy, dbias, dweights);
       });
     }
+
+    // float16 is left out: outputs near 1e-19 underflow it.
+    test.if(dtype !== "float16")(`${dtype}: GEGLU (erf) keeps its relative accuracy in the left tail, where 1 + erf cancels`, () => {
+      // g in [-9, -3]: Phi(g) from 1e-19 to 1e-3. 0.5 (1 + erf) in float32 is 0 below about -5.5
+      // and keeps few bits above it; every element must be right relative to itself.
+      const dev = device();
+      const [M, N] = [5, 67];
+      const r = randomValues(M * 2 * N);
+      const values = r.map((v, i) => (i % (2 * N) < N ? -6 + 3 * v : 1 + 0.5 * v));
+      const y = Tensor.fromFloat32(values, [M, 2 * N], dtype, { device: dev });
+      const out = glu(y, { activation: GEGLU });
+      const yv = f64(y), got = out.toFloat32();
+      let worst = 0;
+      for (let i = 0; i < M; i++)
+        for (let j = 0; j < N; j++) {
+          const ref = gluRef(GEGLU, yv[i * 2 * N + j]!, yv[i * 2 * N + N + j]!);
+          worst = Math.max(worst, Math.abs(got[i * N + j]! - ref) / Math.abs(ref));
+        }
+      // float32: the computation's own error (1e-5 at worst); 16-bit outputs: their rounding
+      expect(worst).toBeLessThan(dtype === "float32" ? 1e-4 : 2 * RTOL[dtype]);
+      disposeAll(y, out);
+    });
 
     test(`${dtype}: explicit defaults reproduce plain SwiGLU bit for bit`, () => {
       const dev = device();

@@ -77,14 +77,14 @@ FSG_HD bool has_default_params(const fsg_glu_params& p) {
 
 FSG_HD bool is_plain_swiglu(const fsg_glu_params& p) { return p.activation == FSG_ACT_SILU && has_default_params(p); }
 
-// Phi(x) = (1 + erf(x / sqrt 2)) / 2, the normal CDF of GEGLU (erf). On the device it is
-// Numerical Recipes' erfc, erfc(z) = t exp(-z^2 + P(t)) with t = 1 / (1 + z/2) and P of degree 9
-// (relative error below 1.2e-7 for every z >= 0), taken in base 2 with the hardware exp2 and
-// reciprocal: two MUFU and 14 FMAs, no branch. Phi(x) = erfc(-x/sqrt 2) / 2 keeps its relative
-// accuracy in the left tail (about 1e-6 for |x| < 4, 1e-5 out to where it underflows), where
-// 1 + erff(x) cancels. CUDA's erff took ~27 instructions with selects and a divergent branch per
-// element, which made GEGLU (erf) +3% of the sm_90a forward (bench/NOTES.md, "GLU variants",
-// step 8).
+// Phi(x) = (1 + erf(x / sqrt 2)) / 2, the normal CDF of GEGLU (erf), computed as
+// erfc(-x / sqrt 2) / 2, which keeps its relative accuracy in the left tail, where 1 + erf
+// cancels (the host takes std::erfc). On the device it is Numerical Recipes' erfc,
+// erfc(z) = t exp(-z^2 + P(t)) with t = 1 / (1 + z/2) and P of degree 9 (relative error below
+// 1.2e-7 for every z >= 0), taken in base 2 with the hardware exp2 and reciprocal: two MUFU and 14
+// FMAs, no branch; about 1e-6 relative for |x| < 4 and 1e-5 out to where it underflows. CUDA's
+// erff took ~27 instructions with selects and a divergent branch per element, which made GEGLU
+// (erf) +3% of the sm_90a forward (bench/NOTES.md, "GLU variants", step 8).
 FSG_HD float gelu_cdf(float x) {
 #if defined(__CUDA_ARCH__)
   constexpr float L = kLog2e;  // P is scaled to base 2 coefficient by coefficient
@@ -102,7 +102,7 @@ FSG_HD float gelu_cdf(float x) {
   const float h = t * exp2_approx(fmaf(x, x * (-0.5f * L), p));  // -z^2 = -x^2 / 2
   return x < 0.0f ? h : 1.0f - h;
 #else
-  return 0.5f * (1.0f + std::erf(x * 0.7071067811865476f));
+  return 0.5f * std::erfc(-x * 0.7071067811865476f);
 #endif
 }
 
