@@ -42,7 +42,7 @@ function main(paths: string[]): void {
       const k = /kernelILNS_5DTypeE(\d)ELi(\d)ELi(\d)ELi(n?\d)E/.exec(name);
       if (!k || k[1] !== "2" || k[2] !== "1") continue;
       const counts = new Map<string, number>();
-      for (const ins of code) counts.set(opcode(ins), (counts.get(opcode(ins)) ?? 0) + 1);
+      for (const op of code.map(opcode)) counts.set(op, (counts.get(op) ?? 0) + 1);
       const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 14).map(([op, n]) => `${op}:${n}`);
       console.log(`${path} epi${k[3]} kind${k[4]} total ${code.length} | ${top.join(" ")}`);
     }
