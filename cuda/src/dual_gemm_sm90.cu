@@ -81,6 +81,7 @@ constexpr int kCluster = FSG_SM90_CLUSTER;  // CTAs of a cluster: row tiles shar
 [[maybe_unused]] constexpr bool kMulticast = kCluster > 1;  // weight tiles multicast to both CTAs of a cluster
 constexpr int kThreads = 384;
 constexpr int kGeneralEpi = -1;  // the kernel's general epilogue instantiation (kKind)
+constexpr int kSiluParams = -2;  // forward: SiLU with its parameters folded (gpt-oss, Falcon-H1), no fp8 saves
 constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
 constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
 constexpr int kStageBytes = kXBytes + 2 * kWBytes;         // 48 KB
@@ -151,16 +152,18 @@ static __device__ __noinline__ Block8 glu_block(const fsg_glu_params& act, const
 }
 #endif
 
-// The gated value of a lean instantiation (dual_gemm_sm90_kernel's kKind >= 0).
-template <int kKind> __device__ __forceinline__ float kind_value(float g, float u) {
+// The gated value of a lean instantiation (dual_gemm_sm90_kernel's kKind != kGeneralEpi); f: the
+// folded parameters, read by kSiluParams only.
+template <int kKind> __device__ __forceinline__ float kind_value(const SiluGlu& f, float g, float u) {
   if constexpr (kKind == FSG_ACT_SILU) return siluf(g) * u;
+  else if constexpr (kKind == kSiluParams) return silu_glu(f, g, u);
   else return glu_value_kind<kKind>(g, u);
 }
 
 // z = the lean kind's value into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
-template <int kKind> __device__ __forceinline__ void kind_in_place(float (&d)[128]) {
+template <int kKind> __device__ __forceinline__ void kind_in_place(float (&d)[128], const SiluGlu& f) {
 #pragma unroll
-  for (int i = 0; i < 64; ++i) d[i] = kind_value<kKind>(d[i], d[i + 64]);
+  for (int i = 0; i < 64; ++i) d[i] = kind_value<kKind>(f, d[i], d[i + 64]);
 }
 
 // z = the GLU of kind kAct with its parameters into the gate half of the accumulators.
@@ -195,7 +198,9 @@ using namespace sm90_detail;
 
 // kKind: the epilogue's instantiation. kGeneralEpi: the GLU variants with their parameters, and
 // fp8 saves. An FSG_ACT_* kind: that activation with default parameters and 16-bit outputs only
-// (FSG_ACT_SILU: plain SwiGLU, forward and backward; the others forward only). These lean
+// (FSG_ACT_SILU: plain SwiGLU, forward and backward; the others forward only). kSiluParams: SiLU
+// with its parameters folded, 16-bit outputs, forward only (the general instantiation spills 24
+// bytes and read gpt-oss +3.1% at 2048 rows: "GLU variants", step 8). These lean
 // instantiations leave the general code out: every instruction added to the unrolled epilogue
 // slows it (bench/NOTES.md, "GLU variants in every kernel family": inlined, the variants took the
 // plain forward from 3.9 to 5.9-7.1 ms; the general one cost ReGLU +3% for no math).
@@ -435,7 +440,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               }
             }
             if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
-              kind_in_place<FSG_ACT_SILU>(d);
+              kind_in_place<FSG_ACT_SILU>(d, fold_silu_glu(p.act));
             } else switch (p.act.activation) {
               case FSG_ACT_GELU_TANH: glu_in_place<FSG_ACT_GELU_TANH>(d, p.act); break;
               case FSG_ACT_GELU_ERF: glu_in_place<FSG_ACT_GELU_ERF>(d, p.act); break;
@@ -444,7 +449,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               default: glu_in_place<FSG_ACT_SILU>(d, p.act); break;
             }
           } else {
-            kind_in_place<kKind>(d);
+            kind_in_place<kKind>(d, fold_silu_glu(p.act));
           }
           slab(&tm_z, 0);
         } else {
@@ -525,7 +530,8 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             const float g0 = d[i] + bg0, g1 = d[i + 1] + bg1;
             const float u0 = d[i + 64] + bu0, u1 = d[i + 65] + bu1;
             if constexpr (EPI == DualGemmArgs::kForward) {
-              store2<T>(p.z, p.z_v2, row, col, kind_value<kKind>(g0, u0), kind_value<kKind>(g1, u1), has1);
+              const SiluGlu f = fold_silu_glu(p.act);
+              store2<T>(p.z, p.z_v2, row, col, kind_value<kKind>(f, g0, u0), kind_value<kKind>(f, g1, u1), has1);
               if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
               if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
             } else {
@@ -601,7 +607,8 @@ fsg_status pick_epilogue(const CUtensorMap (&maps)[6], const Params& p, int epi,
                                        : launch<D, kTransB, DualGemmArgs::kBackward, kKind>(maps, p, s);
 }
 
-// kind: kGeneralEpi, FSG_ACT_SILU, or (forward only) another FSG_ACT_* kind (epilogue_kind).
+// kind: kGeneralEpi, FSG_ACT_SILU, or (forward only) kSiluParams or another FSG_ACT_* kind
+// (epilogue_kind).
 template <DType D, int kTransB>
 fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int kind, cudaStream_t s) {
   constexpr int kFwd = DualGemmArgs::kForward;
@@ -611,14 +618,18 @@ fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int
     case FSG_ACT_GELU_ERF: return launch<D, kTransB, kFwd, FSG_ACT_GELU_ERF>(maps, p, s);
     case FSG_ACT_RELU: return launch<D, kTransB, kFwd, FSG_ACT_RELU>(maps, p, s);
     case FSG_ACT_IDENTITY: return launch<D, kTransB, kFwd, FSG_ACT_IDENTITY>(maps, p, s);
+    case kSiluParams: return launch<D, kTransB, kFwd, kSiluParams>(maps, p, s);
     default: return pick_epilogue<D, kTransB, kGeneralEpi>(maps, p, epi, s);
   }
 }
 
-// The instantiation for a call: a lean one where the activation has default parameters and no
-// fp8 saves are made (any kind in the forward, SwiGLU in the backward), else the general one.
+// The instantiation for a call: a lean one where no fp8 saves are made and the activation has
+// default parameters (any kind in the forward, SwiGLU in the backward) or is SiLU with parameters
+// (the forward), else the general one.
 int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
-  if (fp8_saves || !has_default_params(act)) return kGeneralEpi;
+  if (fp8_saves) return kGeneralEpi;
+  if (!has_default_params(act))
+    return act.activation == FSG_ACT_SILU && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS ? kSiluParams : kGeneralEpi;
   if (act.activation == FSG_ACT_SILU) return FSG_ACT_SILU;
   if (!FSG_SM90_LEAN_KINDS) return kGeneralEpi;
   const bool known = act.activation >= FSG_ACT_GELU_TANH && act.activation <= FSG_ACT_IDENTITY;
