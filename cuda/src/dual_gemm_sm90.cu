@@ -31,7 +31,8 @@
 //                       and 805 vs 694 and 779); bench/NOTES.md, Hopper step 12.
 //   FSG_SM90_WAIT1 0    wait for each stage's MMAs before freeing it (same speed within noise).
 //   FSG_SM90_STAGES, FSG_SM90_GROUP_M, FSG_SM90_MIN_M (smallest M taken unless forced),
-//   FSG_SM90_LEAN_KINDS 0 (GEGLU, ReGLU, bilinear through the general epilogue; for A/B runs).
+//   FSG_SM90_LEAN_KINDS 0 (GEGLU, ReGLU, bilinear, SiLU with parameters or fp8 saves through the
+//                       general epilogue; for A/B runs).
 //
 // Build (standalone check): nvcc -std=c++17 -O3 --expt-relaxed-constexpr
 //   -gencode=arch=compute_90a,code=sm_90a -I cuda/include -I cuda/src -c cuda/src/dual_gemm_sm90.cu
@@ -40,6 +41,7 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <type_traits>
 
 #include "activation_math.h"
 #include "fp8_block.cuh"
@@ -66,7 +68,7 @@ namespace {
 #define FSG_SM90_WAIT1 1
 #endif
 #ifndef FSG_SM90_LEAN_KINDS
-#define FSG_SM90_LEAN_KINDS 1  // 0: GEGLU, ReGLU and bilinear run the general epilogue (A/B)
+#define FSG_SM90_LEAN_KINDS 1  // 0: every forward but plain SwiGLU runs the general epilogue (A/B)
 #endif
 #ifndef FSG_SM90_MIN_M
 #define FSG_SM90_MIN_M 64
@@ -82,6 +84,7 @@ constexpr int kCluster = FSG_SM90_CLUSTER;  // CTAs of a cluster: row tiles shar
 constexpr int kThreads = 384;
 constexpr int kGeneralEpi = -1;  // the kernel's general epilogue instantiation (kKind)
 constexpr int kSiluParams = -2;  // forward: SiLU with its parameters folded (gpt-oss, Falcon-H1), no fp8 saves
+constexpr int kSiluFp8 = -3;     // forward: SiLU (plain or with parameters) with fp8 saves
 constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
 constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
 constexpr int kStageBytes = kXBytes + 2 * kWBytes;         // 48 KB
@@ -200,7 +203,9 @@ using namespace sm90_detail;
 // fp8 saves. An FSG_ACT_* kind: that activation with default parameters and 16-bit outputs only
 // (FSG_ACT_SILU: plain SwiGLU, forward and backward; the others forward only). kSiluParams: SiLU
 // with its parameters folded, 16-bit outputs, forward only (the general instantiation spills 24
-// bytes and read gpt-oss +3.1% at 2048 rows: "GLU variants", step 8). These lean
+// bytes and read gpt-oss +3.1% at 2048 rows: "GLU variants", step 8). kSiluFp8: SiLU, plain or
+// with parameters, with fp8 saves (forward only; the general one carries every kind's loop beside
+// the quantizer). These lean
 // instantiations leave the general code out: every instruction added to the unrolled epilogue
 // slows it (bench/NOTES.md, "GLU variants in every kernel family": inlined, the variants took the
 // plain forward from 3.9 to 5.9-7.1 ms; the general one cost ReGLU +3% for no math).
@@ -214,6 +219,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
   using namespace sm90;
   using T = typename Elem<D>::T;
   constexpr bool kGeneral = kKind == kGeneralEpi;
+  constexpr bool kFp8Saves = kGeneral || kKind == kSiluFp8;  // the instantiations that write fp8 saves
   static_assert(kKind == kGeneralEpi || kKind == FSG_ACT_SILU || EPI == DualGemmArgs::kForward,
                 "the backward has the plain and general instantiations only");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -382,7 +388,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
         if constexpr (EPI == DualGemmArgs::kForward) {
           if (p.a_out.p) slab(&tm_a, 0);
           if (p.b_out.p) slab(&tm_b, 64);
-          if constexpr (kGeneral) {
+          if constexpr (kFp8Saves) {
             // fp8 saves: one 32-column block of a row per quad, codes staged for TMA (a in the
             // buffer's first 8 KB, b in the second), scale bytes stored directly. Then the variant
             // inline with its kind fixed at compile time (out-of-line calls with the accumulators
@@ -396,40 +402,47 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               const int64_t cols_left = p.n - static_cast<int64_t>(tn) * kBN;
               const int tile_cols = static_cast<int>(cols_left < kBN ? cols_left : kBN);
               const int t = lane & 3;
-              const uint32_t stage = buf + fp8_pair_offset(0, 0, 0);  // this thread's first pair
+              const uint32_t stage = fp8_stage_base(buf);
+              // kWhole: both saves of a tile whose columns all exist, the common case, without a
+              // branch per block for the column count and the two saves.
+              auto quantize_tile = [&](auto whole) {
+                constexpr bool kWhole = decltype(whole)::value;
 #pragma unroll
-              for (int h = 0; h < 2; ++h) {
-                uint8_t scale_a = 0, scale_b = 0;  // lane t keeps block t's scale bytes (the quad shares them)
+                for (int h = 0; h < 2; ++h) {
+                  uint8_t scale_a = 0, scale_b = 0;  // lane t keeps block t's scale bytes (the quad shares them)
 #pragma unroll
-                for (int q = 0; q < 4; ++q) {
-                  Block8 g, u;
+                  for (int q = 0; q < 4; ++q) {
+                    Block8 g, u;
 #pragma unroll
-                  for (int k = 0; k < 8; ++k) {
-                    const int i = (4 * q + k / 2) * 4 + h * 2 + k % 2;
-                    g.v[k] = d[i], u.v[k] = d[i + 64];
+                    for (int k = 0; k < 8; ++k) {
+                      const int i = (4 * q + k / 2) * 4 + h * 2 + k % 2;
+                      g.v[k] = d[i], u.v[k] = d[i + 64];
+                    }
+                    const int cols = kWhole ? kFp8Block : tile_cols - 32 * q;
+                    if (kWhole || save_a) {
+                      const Fp8Codes qa = fp8_block_quantize(cols, g, 0xffffffffu);
+#pragma unroll
+                      for (int k = 0; k < 4; ++k) stage_fp8_pair(fp8_pair_addr(stage, q, k, h), qa.pair[k]);
+                      if (t == q) scale_a = qa.scale;
+                    }
+                    if (kWhole || save_b) {
+                      const Fp8Codes qb = fp8_block_quantize(cols, u, 0xffffffffu);
+#pragma unroll
+                      for (int k = 0; k < 4; ++k) stage_fp8_pair(fp8_pair_addr(stage, q, k, h) + 8192, qb.pair[k]);
+                      if (t == q) scale_b = qb.scale;
+                    }
                   }
-                  const int cols = tile_cols - 32 * q;
-                  if (save_a) {
-                    const Fp8Codes qa = fp8_block_quantize(cols, g, 0xffffffffu);
-#pragma unroll
-                    for (int k = 0; k < 4; ++k) stage_fp8_pair(stage + fp8_pair_step(q, k, h), qa.pair[k]);
-                    if (t == q) scale_a = qa.scale;
-                  }
-                  if (save_b) {
-                    const Fp8Codes qb = fp8_block_quantize(cols, u, 0xffffffffu);
-#pragma unroll
-                    for (int k = 0; k < 4; ++k) stage_fp8_pair(stage + 8192 + fp8_pair_step(q, k, h), qb.pair[k]);
-                    if (t == q) scale_b = qb.scale;
+                  // One byte per lane: the quad writes its row's 4 block scales side by side.
+                  const int64_t row = row0 + 8 * h;
+                  const int64_t block = static_cast<int64_t>(tn) * (kBN / kFp8Block) + t;
+                  if (row < p.m && (kWhole || 32 * t < tile_cols)) {
+                    if (kWhole || save_a) p.a8.scale[row * p.a8.scale_rs + block] = scale_a;
+                    if (kWhole || save_b) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
                   }
                 }
-                // One byte per lane: the quad writes its row's 4 block scales side by side.
-                const int64_t row = row0 + 8 * h;
-                const int64_t block = static_cast<int64_t>(tn) * (kBN / kFp8Block) + t;
-                if (row < p.m && 32 * t < tile_cols) {
-                  if (save_a) p.a8.scale[row * p.a8.scale_rs + block] = scale_a;
-                  if (save_b) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
-                }
-              }
+              };
+              if (save_a && save_b && tile_cols == kBN) quantize_tile(std::true_type{});
+              else quantize_tile(std::false_type{});
               slab_publish(1 + c);
               if (tid == 0) {
                 if (p.m > r0 && p.n > c0) {
@@ -441,6 +454,8 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             }
             if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
               kind_in_place<FSG_ACT_SILU>(d, fold_silu_glu(p.act));
+            } else if constexpr (!kGeneral) {
+              kind_in_place<kSiluParams>(d, fold_silu_glu(p.act));
             } else switch (p.act.activation) {
               case FSG_ACT_GELU_TANH: glu_in_place<FSG_ACT_GELU_TANH>(d, p.act); break;
               case FSG_ACT_GELU_ERF: glu_in_place<FSG_ACT_GELU_ERF>(d, p.act); break;
@@ -483,7 +498,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
           });
           slab(&tm_b, 64);
         }
-      } else if constexpr (kGeneral && EPI == DualGemmArgs::kForward) {
+      } else if constexpr (kFp8Saves && EPI == DualGemmArgs::kForward) {
         // GLU variants and fp8 saves: one out-of-line call per 32-column block and row computes
         // this lane's 8 outputs and writes the block's fp8 saves. Calls cost a save of the live
         // accumulators each; per element (64 calls) they took the forward from 3.9 to 5.6 ms.
@@ -607,8 +622,8 @@ fsg_status pick_epilogue(const CUtensorMap (&maps)[6], const Params& p, int epi,
                                        : launch<D, kTransB, DualGemmArgs::kBackward, kKind>(maps, p, s);
 }
 
-// kind: kGeneralEpi, FSG_ACT_SILU, or (forward only) kSiluParams or another FSG_ACT_* kind
-// (epilogue_kind).
+// kind: kGeneralEpi, FSG_ACT_SILU, or (forward only) kSiluParams, kSiluFp8 or another FSG_ACT_*
+// kind (epilogue_kind).
 template <DType D, int kTransB>
 fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int kind, cudaStream_t s) {
   constexpr int kFwd = DualGemmArgs::kForward;
@@ -619,17 +634,18 @@ fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int
     case FSG_ACT_RELU: return launch<D, kTransB, kFwd, FSG_ACT_RELU>(maps, p, s);
     case FSG_ACT_IDENTITY: return launch<D, kTransB, kFwd, FSG_ACT_IDENTITY>(maps, p, s);
     case kSiluParams: return launch<D, kTransB, kFwd, kSiluParams>(maps, p, s);
+    case kSiluFp8: return launch<D, kTransB, kFwd, kSiluFp8>(maps, p, s);
     default: return pick_epilogue<D, kTransB, kGeneralEpi>(maps, p, epi, s);
   }
 }
 
-// The instantiation for a call: a lean one where no fp8 saves are made and the activation has
-// default parameters (any kind in the forward, SwiGLU in the backward) or is SiLU with parameters
-// (the forward), else the general one.
+// The instantiation for a call: in the forward, SiLU with fp8 saves or with parameters has its own;
+// otherwise a lean one where no fp8 saves are made and the activation has default parameters (any
+// kind in the forward, SwiGLU in the backward); else the general one.
 int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
-  if (fp8_saves) return kGeneralEpi;
-  if (!has_default_params(act))
-    return act.activation == FSG_ACT_SILU && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS ? kSiluParams : kGeneralEpi;
+  const bool silu_forward = act.activation == FSG_ACT_SILU && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS;
+  if (fp8_saves) return silu_forward ? kSiluFp8 : kGeneralEpi;
+  if (!has_default_params(act)) return silu_forward ? kSiluParams : kGeneralEpi;
   if (act.activation == FSG_ACT_SILU) return FSG_ACT_SILU;
   if (!FSG_SM90_LEAN_KINDS) return kGeneralEpi;
   const bool known = act.activation >= FSG_ACT_GELU_TANH && act.activation <= FSG_ACT_IDENTITY;

@@ -46,9 +46,11 @@ __device__ __forceinline__ Fp8Codes fp8_block_quantize(int cols, const Block8& b
   // The largest magnitude, NaN if any value is NaN (max.NaN); NaN and Inf both give the NaN scale.
   // The bounds test runs only for a block that crosses the edge (cols is uniform over the warp).
   float amax = 0.f;
-  if (cols >= kFp8Block) {
+  if (cols >= kFp8Block) {  // a tree: 7 maxima, 3 deep (a chain from 0 is 8, 8 deep)
+    float m[4];
 #pragma unroll
-    for (int i = 0; i < 8; ++i) amax = max_nan(amax, fabsf(b.v[i]));
+    for (int i = 0; i < 4; ++i) m[i] = max_nan(fabsf(b.v[2 * i]), fabsf(b.v[2 * i + 1]));
+    amax = max_nan(max_nan(m[0], m[1]), max_nan(m[2], m[3]));
   } else {
 #pragma unroll
     for (int k = 0; k < 4; ++k)
@@ -59,20 +61,18 @@ __device__ __forceinline__ Fp8Codes fp8_block_quantize(int cols, const Block8& b
   amax = max_nan(amax, __shfl_xor_sync(mask, amax, 1));
   amax = max_nan(amax, __shfl_xor_sync(mask, amax, 2));
   Fp8Codes q;
-  const int byte = fp8_scale_int(amax);  // 2^-s from it in 32-bit integers (uint8 arithmetic costs masks)
+  const int byte = fp8_scale_int(amax);
   q.scale = static_cast<uint8_t>(byte);
-  const bool nan_block = byte == kFp8ScaleNaN;
-  const float inv = nan_block ? __uint_as_float(0x7fc00000u) : __uint_as_float(0x7f000000u - (static_cast<uint32_t>(byte) << 23));
+  const float inv = fp8_inv_scale(byte);
 #if __CUDA_ARCH__ >= 890
   // One conversion per pair. Under a finite scale every counted value lands in [-448, 448], so the
-  // hardware's only difference from fp8_encode, the sign it keeps on NaN, cannot show; a NaN
-  // scale makes every code NaN, 0x7F as fp8_encode writes it.
+  // hardware's only difference from fp8_encode, the sign it keeps on NaN, cannot show. A NaN scale
+  // makes inv NaN, and the GPU's fp32 multiply returns its one canonical NaN, 0x7fffffff, for any
+  // NaN operand: every code is the positive NaN 0x7F, as fp8_encode writes it, without a select
+  // per pair (test/fp8.test.ts, "non-finite rows", holds that with -Inf and NaN inputs).
 #pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    uint16_t hw;
-    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(hw) : "f"(b.v[2 * k + 1] * inv), "f"(b.v[2 * k] * inv));
-    q.pair[k] = nan_block ? 0x7F7F : hw;
-  }
+  for (int k = 0; k < 4; ++k)
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;\n" : "=h"(q.pair[k]) : "f"(b.v[2 * k + 1] * inv), "f"(b.v[2 * k] * inv));
 #else
 #pragma unroll
   for (int k = 0; k < 4; ++k)

@@ -43,10 +43,11 @@ constexpr uint8_t kFp8ScaleNaN = 0xFF;
 // m <= 1.75, else s = e - 7.
 // Without branches (the sm_90a epilogue runs it per lane and block): s + 127 is the biased
 // exponent minus 8, plus 1 when the mantissa exceeds 0.75 (m > 1.75), which is exactly when adding
-// 0x1fffff carries into the exponent; a subnormal amax clamps to 0 (s = -127).
+// 0x1fffff carries into the exponent; a subnormal amax clamps to 0 (s = -127). The 8 is taken off
+// before an arithmetic shift, in the same add (for a finite amax the sum stays below 2^31).
 FSG_FP8_HD int fp8_scale_int(float amax) {
   const uint32_t u = fp8_bits_of(amax) & 0x7fffffffu;
-  const int biased = static_cast<int>((u + 0x1fffffu) >> 23) - 8;
+  const int biased = static_cast<int>(u + 0x1fffffu - (8u << 23)) >> 23;
   const int b = biased < 0 ? 0 : biased;
   return u >= 0x7f800000u ? kFp8ScaleNaN : u == 0 ? 127 : b;  // Inf or NaN; an all-zero block: scale 1
 }
@@ -58,10 +59,10 @@ FSG_FP8_HD float fp8_scale_value(uint8_t b) {
   return b == 0 ? fp8_float_of(0x00400000u) : fp8_float_of(static_cast<uint32_t>(b) << 23);
 }
 
-// 2^-s (s <= 120 for any finite amax, so this is always a normal float).
-FSG_FP8_HD float fp8_inv_scale(uint8_t b) {
-  if (b == kFp8ScaleNaN) return fp8_float_of(0x7fc00000u);
-  return fp8_float_of(static_cast<uint32_t>(254 - b) << 23);
+// 2^-s for a scale byte (s <= 120 for any finite amax, so this is always a normal float). It takes
+// an int: the sm_90a quantizer keeps the byte in 32 bits (uint8 arithmetic costs masks there).
+FSG_FP8_HD float fp8_inv_scale(int b) {
+  return b == kFp8ScaleNaN ? fp8_float_of(0x7fc00000u) : fp8_float_of(static_cast<uint32_t>(254 - b) << 23);
 }
 
 // float -> e4m3fn, round to nearest even, saturating at +-448; NaN -> 0x7F.

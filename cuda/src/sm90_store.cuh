@@ -31,19 +31,18 @@ __device__ __forceinline__ void slab_publish(int bar_id) {
   named_bar_sync(bar_id, 128);
 }
 
-// The byte offset of this thread's fp8 pair k (0..3) of 32-column block q (0..3), row half h (0,
-// 1) in a 64 x 128-byte box with 128-byte swizzle: row r = warp*16 + lane/4 + 8h, byte columns
-// 32q + 8k + 2*(lane&3) + {0, 1}, whose 16-byte chunk 2q + k/2 sits at chunk (2q + k/2) ^ (r & 7).
-// r & 7 is lane / 4 for every h, so fp8_pair_offset(q, k, h) is fp8_pair_offset(0, 0, 0) plus
-// fp8_pair_step(q, k, h): one XOR per (q, k/2), the rest immediates (h, k & 1, and the box).
-__device__ __forceinline__ uint32_t fp8_pair_step(int q, int k, int h) {
-  const int s = (threadIdx.x & 31) >> 2;
-  return ((static_cast<uint32_t>((2 * q + (k >> 1)) ^ s) - static_cast<uint32_t>(s)) << 4) + 8 * (k & 1) + 1024 * h;
-}
-__device__ __forceinline__ uint32_t fp8_pair_offset(int q, int k, int h) {
+// This thread's fp8 staging base in a 64 x 128-byte box with 128-byte swizzle at buf (1024-byte
+// aligned): row r = warp*16 + lane/4, byte 2*(lane&3) of the row's chunk 0 ^ (r & 7). The chunk
+// bits (4..6) of the base hold r & 7, so chunk c of the row is at base ^ (c << 4): one XOR, and
+// the pair's other offsets are immediates (fp8_pair_addr). r & 7 is lane / 4 for both row halves.
+__device__ __forceinline__ uint32_t fp8_stage_base(uint32_t buf) {
   const int lane = threadIdx.x & 31, warp = (threadIdx.x & 127) >> 5;
-  const uint32_t first = warp * 2048 + (lane >> 2) * 128 + ((lane >> 2) << 4) + 2 * (lane & 3);
-  return first + fp8_pair_step(q, k, h);
+  return buf + warp * 2048 + (lane >> 2) * 128 + ((lane >> 2) << 4) + 2 * (lane & 3);
+}
+// The address of this thread's pair k (0..3) of 32-column block q (0..3), row half h (0, 1): byte
+// columns 32q + 8k + 2*(lane&3) + {0, 1} (16-byte chunk 2q + k/2) of row r + 8h.
+__device__ __forceinline__ uint32_t fp8_pair_addr(uint32_t base, int q, int k, int h) {
+  return (base ^ static_cast<uint32_t>((2 * q + (k >> 1)) << 4)) + 8 * (k & 1) + 1024 * h;
 }
 
 // Two fp8 codes (low byte first) at a shared-memory address. No "memory" clobber: the staging
