@@ -4,7 +4,8 @@
 // finite differences. Defaults must reproduce plain SwiGLU bit for bit.
 import { describe, expect, test } from "bun:test";
 import { GEGLU, GEGLU_TANH, GPT_OSS, REGLU, BILINEAR, resolveActivation, type GluActivation } from "../src/activation.ts";
-import { weightGradsLike } from "../src/function.ts";
+import { dequantizeFp8 } from "../src/fp8.ts";
+import { SwiGLUContext, SwiGLUFunction, weightGradsLike } from "../src/function.ts";
 import { disposeWeights } from "../src/layouts.ts";
 import { fusedSwiglu, fusedSwigluBackward, glu, swigluBackward } from "../src/ops.ts";
 import { Tensor } from "../src/tensor.ts";
@@ -181,6 +182,54 @@ forEachBackend("GLU variants", (device) => {
         }
         disposeAll(x, bGate, bUp, dz, aSaved, bSaved, z);
         disposeWeights(w);
+      });
+
+      // fp8 saves run their own sm_90a instantiations (SiLU with or without parameters; the general
+      // one for the other kinds); 264 columns are two whole 128-column tiles and a partial one.
+      test(`${dtype} ${name}: fp8 saves, forward and the backward from them, ${M}x${K}x${N}`, () => {
+        const dev = device();
+        const x = randn([M, K], dtype, dev, 6);
+        const w = randomWeights("packed", K, N, dtype, dev);
+        const bGate = randn([N], dtype, dev, 0.5);
+        const bUp = randn([N], dtype, dev, 0.5);
+        const dz = randn([M, N], dtype, dev);
+        const ctx = new SwiGLUContext();
+        try {
+          const z = SwiGLUFunction.forward(ctx, x, w.gate, w.up, { bGate, bUp, activation: act, saveForBackward: "preactivations-fp8" });
+          const [xv, wgv, wuv, bgv, buv, dzv] = [f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz)];
+          expect(z.toFloat32()).toBeAllClose(fusedRef(act, xv, wgv, wuv, bgv, buv, dzv, M, K, N).z, { rtol: RTOL[dtype] * 2 });
+          const saved: Float64Array[] = [];
+          for (const [data, scale, bias, wv] of [[ctx.aSaved!, ctx.aScale!, bgv, wgv], [ctx.bSaved!, ctx.bScale!, buv, wuv]] as const) {
+            const deqTensor = dequantizeFp8({ data, scale }, { dtype: "float32" });
+            const deq = f64(deqTensor);
+            deqTensor.dispose();
+            saved.push(deq);
+            // Each element within e4m3's rounding (2^-4 relative) of the exact pre-activation, plus
+            // its block's subnormal step and the fp32 accumulation (1e-4 of the block's largest).
+            const want = gemmRef(xv, wv, M, K, N, bias);
+            for (let r = 0; r < M; r++)
+              for (let b0 = 0; b0 < N; b0 += 32) {
+                let amax = 0;
+                for (let j = b0; j < Math.min(N, b0 + 32); j++) amax = Math.max(amax, Math.abs(want[r * N + j]!));
+                for (let j = b0; j < Math.min(N, b0 + 32); j++) {
+                  const i = r * N + j;
+                  expect(Math.abs(deq[i]! - want[i]!)).toBeLessThanOrEqual(2 ** -4 * Math.abs(want[i]!) + 1e-4 * amax);
+                }
+              }
+          }
+          const grads = SwiGLUFunction.backward(ctx, dz);
+          const g = fusedRef(act, xv, wgv, wuv, null, null, dzv, M, K, N, { a: saved[0]!, b: saved[1]! });
+          expect(grads.dx!.toFloat32()).toBeAllClose(g.dx, { rtol: RTOL[dtype] * 3 });
+          expect(grads.dwGate!.toFloat32()).toBeAllClose(g.dwGate, { rtol: RTOL[dtype] * 3 });
+          expect(grads.dwUp!.toFloat32()).toBeAllClose(g.dwUp, { rtol: RTOL[dtype] * 3 });
+          expect(grads.dbGate!.toFloat32()).toBeAllClose(g.dbGate, { rtol: RTOL[dtype] * 3 });
+          expect(grads.dbUp!.toFloat32()).toBeAllClose(g.dbUp, { rtol: RTOL[dtype] * 3 });
+          disposeAll(z, grads.dx, grads.dwGate, grads.dwUp, grads.dbGate, grads.dbUp);
+        } finally {
+          ctx.dispose();
+          disposeAll(x, bGate, bUp, dz);
+          disposeWeights(w);
+        }
       });
 
       test(`${dtype} ${name}: activation op with bias and token weights, and its backward`, () => {
