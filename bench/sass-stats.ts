@@ -8,7 +8,8 @@
 //   cuobjdump -sass /tmp/k.cubin > /tmp/k.sass && bun bench/sass-stats.ts /tmp/k.sass
 //
 // Kernels are named by their template arguments: epi0 forward, epi1 backward; kind0 SiLU, 1 GELU
-// (tanh), 2 GELU (erf), 3 ReLU, 4 identity, n1 the general epilogue.
+// (tanh), 2 GELU (erf), 3 ReLU, 4 identity, n1 the general epilogue, n2 SiLU with parameters, n3 SiLU
+// with fp8 saves.
 import { readFileSync } from "node:fs";
 
 /** Instructions of each function in cuobjdump -sass text (the text before each ';'). */
