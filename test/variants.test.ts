@@ -4,6 +4,8 @@
 // finite differences. Defaults must reproduce plain SwiGLU bit for bit.
 import { describe, expect, test } from "bun:test";
 import { GEGLU, GEGLU_TANH, GPT_OSS, REGLU, BILINEAR, resolveActivation, type GluActivation } from "../src/activation.ts";
+import type { Device } from "../src/device.ts";
+import type { FloatDType } from "../src/dtype.ts";
 import { dequantizeFp8 } from "../src/fp8.ts";
 import { SwiGLUContext, SwiGLUFunction, weightGradsLike } from "../src/function.ts";
 import { disposeWeights } from "../src/layouts.ts";
@@ -141,6 +143,23 @@ function fusedRef(act: GluActivation, x: Float64Array, wg: Float64Array, wu: Flo
   return { z, dx, dwGate: gemmRef(xt, da, K, M, N), dwUp: gemmRef(xt, db, K, M, N), dbGate: columnSum(da, M, N), dbUp: columnSum(db, M, N) };
 }
 
+/** A fused case's inputs; pre-activations spread to about +-15 so the gpt-oss clamps at 7 are exercised. */
+function fusedInputs(dtype: FloatDType, dev: Device, M: number, K: number, N: number) {
+  return {
+    x: randn([M, K], dtype, dev, 6),
+    w: randomWeights("packed", K, N, dtype, dev),
+    bGate: randn([N], dtype, dev, 0.5),
+    bUp: randn([N], dtype, dev, 0.5),
+    dz: randn([M, N], dtype, dev),
+  };
+}
+
+/** dA/dB are rounded to the dtype before the GEMMs: three times the forward's bound. */
+const GRADS = ["dx", "dwGate", "dwUp", "dbGate", "dbUp"] as const;
+function expectGrads(got: Partial<Record<(typeof GRADS)[number], Tensor | null>>, want: ReturnType<typeof fusedRef>, dtype: FloatDType) {
+  for (const k of GRADS) expect(got[k]!.toFloat32()).toBeAllClose(want[k], { rtol: RTOL[dtype] * 3 });
+}
+
 forEachBackend("GLU variants", (device) => {
   for (const dtype of DTYPE_LIST) {
     // 37x29x23: rows no kernel can load with TMA (the sm_80 kernels run); 136x72x264: 16-byte
@@ -149,12 +168,7 @@ forEachBackend("GLU variants", (device) => {
     for (const [name, act] of VARIANTS) for (const [M, K, N] of [[37, 29, 23], [136, 72, 264]] as const) {
       test(`${dtype} ${name}: fused forward and both backward modes, ${M}x${K}x${N}`, () => {
         const dev = device();
-        // Pre-activations spread to about +-15 so the gpt-oss clamps at 7 are exercised.
-        const x = randn([M, K], dtype, dev, 6);
-        const w = randomWeights("packed", K, N, dtype, dev);
-        const bGate = randn([N], dtype, dev, 0.5);
-        const bUp = randn([N], dtype, dev, 0.5);
-        const dz = randn([M, N], dtype, dev);
+        const { x, w, bGate, bUp, dz } = fusedInputs(dtype, dev, M, K, N);
         const aSaved = Tensor.empty([M, N], dtype, { device: dev });
         const bSaved = Tensor.empty([M, N], dtype, { device: dev });
         const z = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, aOut: aSaved, bOut: bSaved, activation: act });
@@ -172,12 +186,7 @@ forEachBackend("GLU variants", (device) => {
           const g = stored
             ? fusedRef(act, f64(x), f64(w.gate), f64(w.up), null, null, f64(dz), M, K, N, { a: f64(aSaved), b: f64(bSaved) })
             : ref;
-          // dA/dB are rounded to the dtype before the GEMMs: allow three times the forward's bound.
-          expect(dx.toFloat32()).toBeAllClose(g.dx, { rtol: RTOL[dtype] * 3 });
-          expect(dwGate.toFloat32()).toBeAllClose(g.dwGate, { rtol: RTOL[dtype] * 3 });
-          expect(dwUp.toFloat32()).toBeAllClose(g.dwUp, { rtol: RTOL[dtype] * 3 });
-          expect(dbGate.toFloat32()).toBeAllClose(g.dbGate, { rtol: RTOL[dtype] * 3 });
-          expect(dbUp.toFloat32()).toBeAllClose(g.dbUp, { rtol: RTOL[dtype] * 3 });
+          expectGrads({ dx, dwGate, dwUp, dbGate, dbUp }, g, dtype);
           disposeAll(dx, dwGate, dwUp, dbGate, dbUp);
         }
         disposeAll(x, bGate, bUp, dz, aSaved, bSaved, z);
@@ -188,11 +197,7 @@ forEachBackend("GLU variants", (device) => {
       // one for the other kinds); 264 columns are two whole 128-column tiles and a partial one.
       test(`${dtype} ${name}: fp8 saves, forward and the backward from them, ${M}x${K}x${N}`, () => {
         const dev = device();
-        const x = randn([M, K], dtype, dev, 6);
-        const w = randomWeights("packed", K, N, dtype, dev);
-        const bGate = randn([N], dtype, dev, 0.5);
-        const bUp = randn([N], dtype, dev, 0.5);
-        const dz = randn([M, N], dtype, dev);
+        const { x, w, bGate, bUp, dz } = fusedInputs(dtype, dev, M, K, N);
         const ctx = new SwiGLUContext();
         try {
           const z = SwiGLUFunction.forward(ctx, x, w.gate, w.up, { bGate, bUp, activation: act, saveForBackward: "preactivations-fp8" });
@@ -219,11 +224,7 @@ forEachBackend("GLU variants", (device) => {
           }
           const grads = SwiGLUFunction.backward(ctx, dz);
           const g = fusedRef(act, xv, wgv, wuv, null, null, dzv, M, K, N, { a: saved[0]!, b: saved[1]! });
-          expect(grads.dx!.toFloat32()).toBeAllClose(g.dx, { rtol: RTOL[dtype] * 3 });
-          expect(grads.dwGate!.toFloat32()).toBeAllClose(g.dwGate, { rtol: RTOL[dtype] * 3 });
-          expect(grads.dwUp!.toFloat32()).toBeAllClose(g.dwUp, { rtol: RTOL[dtype] * 3 });
-          expect(grads.dbGate!.toFloat32()).toBeAllClose(g.dbGate, { rtol: RTOL[dtype] * 3 });
-          expect(grads.dbUp!.toFloat32()).toBeAllClose(g.dbUp, { rtol: RTOL[dtype] * 3 });
+          expectGrads(grads, g, dtype);
           disposeAll(z, grads.dx, grads.dwGate, grads.dwUp, grads.dbGate, grads.dbUp);
         } finally {
           ctx.dispose();
