@@ -41,7 +41,6 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
-#include <type_traits>
 
 #include "activation_math.h"
 #include "fp8_block.cuh"
@@ -403,46 +402,74 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               const int tile_cols = static_cast<int>(cols_left < kBN ? cols_left : kBN);
               const int t = lane & 3;
               const uint32_t stage = fp8_stage_base(buf);
-              // kWhole: both saves of a tile whose columns all exist, the common case, without a
-              // branch per block for the column count and the two saves.
-              auto quantize_tile = [&](auto whole) {
-                constexpr bool kWhole = decltype(whole)::value;
+              // Row half h's blocks q = 0..3 of one side: lane values 32q + 8k + 2t + e (Block8 layout).
+              auto blocks = [&](int h, int off, Block8 (&out)[4]) {
+#pragma unroll
+                for (int q = 0; q < 4; ++q)
+#pragma unroll
+                  for (int k = 0; k < 8; ++k) out[q].v[k] = d[(4 * q + k / 2) * 4 + h * 2 + k % 2 + off];
+              };
+              if (save_a && save_b && tile_cols == kBN) {
+                // The common case, both saves of a tile whose columns all exist: no branch per
+                // block, and each lane computes one block's scale per side (fp8_row4_scales).
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
+                  Block8 g[4], u[4];
+                  blocks(h, 0, g);
+                  blocks(h, 64, u);
+                  float inv_a[4], inv_b[4];
+                  const int scale_a = fp8_row4_scales(g, inv_a), scale_b = fp8_row4_scales(u, inv_b);
+#pragma unroll
+                  for (int q = 0; q < 4; ++q) {
+                    uint16_t pa[4], pb[4];
+                    fp8_block_codes(g[q], inv_a[q], pa);
+                    fp8_block_codes(u[q], inv_b[q], pb);
+#pragma unroll
+                    for (int k = 0; k < 4; ++k) {
+                      stage_fp8_pair(fp8_pair_addr(stage, q, k, h), pa[k]);
+                      stage_fp8_pair(fp8_pair_addr(stage, q, k, h) + 8192, pb[k]);
+                    }
+                  }
+                  // Lane t holds block t's scale bytes: the quad writes its row's 4 side by side.
+                  const int64_t row = row0 + 8 * h;
+                  if (row < p.m) {
+                    const int64_t block = static_cast<int64_t>(tn) * (kBN / kFp8Block) + t;
+                    p.a8.scale[row * p.a8.scale_rs + block] = static_cast<uint8_t>(scale_a);
+                    p.b8.scale[row * p.b8.scale_rs + block] = static_cast<uint8_t>(scale_b);
+                  }
+                }
+              } else {
+                // Edge tiles and single saves: block by block, with the column count per block.
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                  Block8 g[4], u[4];
+                  blocks(h, 0, g);
+                  blocks(h, 64, u);
                   uint8_t scale_a = 0, scale_b = 0;  // lane t keeps block t's scale bytes (the quad shares them)
 #pragma unroll
                   for (int q = 0; q < 4; ++q) {
-                    Block8 g, u;
-#pragma unroll
-                    for (int k = 0; k < 8; ++k) {
-                      const int i = (4 * q + k / 2) * 4 + h * 2 + k % 2;
-                      g.v[k] = d[i], u.v[k] = d[i + 64];
-                    }
-                    const int cols = kWhole ? kFp8Block : tile_cols - 32 * q;
-                    if (kWhole || save_a) {
-                      const Fp8Codes qa = fp8_block_quantize(cols, g, 0xffffffffu);
+                    const int cols = tile_cols - 32 * q;
+                    if (save_a) {
+                      const Fp8Codes qa = fp8_block_quantize(cols, g[q], 0xffffffffu);
 #pragma unroll
                       for (int k = 0; k < 4; ++k) stage_fp8_pair(fp8_pair_addr(stage, q, k, h), qa.pair[k]);
                       if (t == q) scale_a = qa.scale;
                     }
-                    if (kWhole || save_b) {
-                      const Fp8Codes qb = fp8_block_quantize(cols, u, 0xffffffffu);
+                    if (save_b) {
+                      const Fp8Codes qb = fp8_block_quantize(cols, u[q], 0xffffffffu);
 #pragma unroll
                       for (int k = 0; k < 4; ++k) stage_fp8_pair(fp8_pair_addr(stage, q, k, h) + 8192, qb.pair[k]);
                       if (t == q) scale_b = qb.scale;
                     }
                   }
-                  // One byte per lane: the quad writes its row's 4 block scales side by side.
                   const int64_t row = row0 + 8 * h;
                   const int64_t block = static_cast<int64_t>(tn) * (kBN / kFp8Block) + t;
-                  if (row < p.m && (kWhole || 32 * t < tile_cols)) {
-                    if (kWhole || save_a) p.a8.scale[row * p.a8.scale_rs + block] = scale_a;
-                    if (kWhole || save_b) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
+                  if (row < p.m && 32 * t < tile_cols) {
+                    if (save_a) p.a8.scale[row * p.a8.scale_rs + block] = scale_a;
+                    if (save_b) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
                   }
                 }
-              };
-              if (save_a && save_b && tile_cols == kBN) quantize_tile(std::true_type{});
-              else quantize_tile(std::false_type{});
+              }
               slab_publish(1 + c);
               if (tid == 0) {
                 if (p.m > r0 && p.n > c0) {
