@@ -41,7 +41,7 @@ constexpr uint8_t kFp8ScaleNaN = 0xFF;
 // The scale byte of a block whose largest magnitude is amax (>= 0, or NaN/Inf): the smallest s
 // with amax <= 448 * 2^s. For amax = m * 2^e (m in [1, 2)): 448 * 2^(e-8) = 1.75 * 2^e covers
 // m <= 1.75, else s = e - 7.
-// Without branches (the sm_90a epilogue runs it per lane and block): s + 127 is the biased
+// Without branches (the GPU epilogues run it for every block they save): s + 127 is the biased
 // exponent minus 8, plus 1 when the mantissa exceeds 0.75 (m > 1.75), which is exactly when adding
 // 0x1fffff carries into the exponent; a subnormal amax clamps to 0 (s = -127). The 8 is taken off
 // before an arithmetic shift, in the same add (for a finite amax the sum stays below 2^31).
