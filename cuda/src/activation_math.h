@@ -198,17 +198,28 @@ FSG_HD float clamp_up(const fsg_glu_params& p, float u) {
 // with x = clamp(gate_scale g). Unfolded, the sm_90a epilogue spent 11 instructions per output on
 // the parameters (bench/NOTES.md, "GLU variants", steps 5, 6 and 8).
 struct SiluGlu {
-  float gate_scale, limit, exp2_slope, out_scale, out_offset;
+  float gate_scale, gate_limit, limit, exp2_slope, out_scale, out_offset;  // gate_limit: the gate's clamp
 };
 FSG_HD SiluGlu fold_silu_glu(const fsg_glu_params& p) {
-  return SiluGlu{p.gate_scale, clamp_limit(p), -kLog2e * p.alpha, p.out_scale, p.up_offset * p.out_scale};
+  const float l = clamp_limit(p);
+  return SiluGlu{p.gate_scale, l, l, -kLog2e * p.alpha, p.out_scale, p.up_offset * p.out_scale};
 }
-FSG_HD float silu_glu(const SiluGlu& f, float g, float u) {
-  const float x = min_nan(f.gate_scale * g, f.limit);
+// The same with a positive gate scale folded too (p.gate_scale > 0): min(gs g, L) = gs min(g, L/gs),
+// and gs joins the slope and the up branch's factors, so silu_glu_unit_gate needs no multiply for
+// it (the sm_90a forward's SiLU-with-parameters instantiation).
+FSG_HD SiluGlu fold_silu_glu_unit_gate(const fsg_glu_params& p) {
+  const float l = clamp_limit(p), gs = p.gate_scale;
+  return SiluGlu{1.0f, l / gs, l, -kLog2e * p.alpha * gs, p.out_scale * gs, p.up_offset * p.out_scale * gs};
+}
+// x: the clamped, scaled gate.
+FSG_HD float silu_glu_at(const SiluGlu& f, float x, float u) {
   const float up = max_nan(min_nan(u, f.limit), -f.limit);
   // up * out_scale + out_offset: one FMA on the device (fmaf would be a library call on the host)
   return x * sigmoid_exp2(f.exp2_slope * x) * (up * f.out_scale + f.out_offset);
 }
+FSG_HD float silu_glu(const SiluGlu& f, float g, float u) { return silu_glu_at(f, min_nan(f.gate_scale * g, f.gate_limit), u); }
+// For a fold_silu_glu_unit_gate fold (its gate_scale is 1).
+FSG_HD float silu_glu_unit_gate(const SiluGlu& f, float g, float u) { return silu_glu_at(f, min_nan(g, f.gate_limit), u); }
 
 // out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale, inline: the sm_90a
 // epilogue calls it with p.activation fixed at compile time, so the switch folds to one kind.

@@ -103,6 +103,7 @@ struct Params {
   bool z_v2, a_v2, b_v2, dz_v2, da_v2, db_v2;
   bool tma_store;  // every output (but fp8 saves) stored with TMA (sm90_store.cuh)
   fsg_glu_params act;  // SwiGLU or a GLU variant (activation_math.h)
+  SiluGlu silu;        // kSiluParams, kSiluFp8: act folded on the host (fold_silu_glu_unit_gate)
 };
 
 }  // namespace
@@ -158,7 +159,7 @@ static __device__ __noinline__ Block8 glu_block(const fsg_glu_params& act, const
 // folded parameters, read by kSiluParams only.
 template <int kKind> __device__ __forceinline__ float kind_value(const SiluGlu& f, float g, float u) {
   if constexpr (kKind == FSG_ACT_SILU) return siluf(g) * u;
-  else if constexpr (kKind == kSiluParams) return silu_glu(f, g, u);
+  else if constexpr (kKind == kSiluParams) return silu_glu_unit_gate(f, g, u);
   else return glu_value_kind<kKind>(g, u);
 }
 
@@ -480,9 +481,9 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               }
             }
             if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
-              kind_in_place<FSG_ACT_SILU>(d, fold_silu_glu(p.act));
+              kind_in_place<FSG_ACT_SILU>(d, p.silu);
             } else if constexpr (!kGeneral) {
-              kind_in_place<kSiluParams>(d, fold_silu_glu(p.act));
+              kind_in_place<kSiluParams>(d, p.silu);
             } else switch (p.act.activation) {
               case FSG_ACT_GELU_TANH: glu_in_place<FSG_ACT_GELU_TANH>(d, p.act); break;
               case FSG_ACT_GELU_ERF: glu_in_place<FSG_ACT_GELU_ERF>(d, p.act); break;
@@ -491,7 +492,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               default: glu_in_place<FSG_ACT_SILU>(d, p.act); break;
             }
           } else {
-            kind_in_place<kKind>(d, fold_silu_glu(p.act));
+            kind_in_place<kKind>(d, p.silu);
           }
           slab(&tm_z, 0);
         } else {
@@ -572,8 +573,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             const float g0 = d[i] + bg0, g1 = d[i + 1] + bg1;
             const float u0 = d[i + 64] + bu0, u1 = d[i + 65] + bu1;
             if constexpr (EPI == DualGemmArgs::kForward) {
-              const SiluGlu f = fold_silu_glu(p.act);
-              store2<T>(p.z, p.z_v2, row, col, kind_value<kKind>(f, g0, u0), kind_value<kKind>(f, g1, u1), has1);
+              store2<T>(p.z, p.z_v2, row, col, kind_value<kKind>(p.silu, g0, u0), kind_value<kKind>(p.silu, g1, u1), has1);
               if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
               if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
             } else {
@@ -670,7 +670,8 @@ fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int
 // otherwise a lean one where no fp8 saves are made and the activation has default parameters (any
 // kind in the forward, SwiGLU in the backward); else the general one.
 int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
-  const bool silu_forward = act.activation == FSG_ACT_SILU && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS;
+  const bool silu_forward =
+      act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS;
   if (fp8_saves) return silu_forward ? kSiluFp8 : kGeneralEpi;
   if (!has_default_params(act)) return silu_forward ? kSiluParams : kGeneralEpi;
   if (act.activation == FSG_ACT_SILU) return FSG_ACT_SILU;
@@ -728,6 +729,7 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   if (p.a8.p) p.a_out.p = nullptr, p.a_v2 = false;
   if (p.b8.p) p.b_out.p = nullptr, p.b_v2 = false;
   p.act = a.act;
+  if (a.act.gate_scale > 0.0f) p.silu = fold_silu_glu_unit_gate(a.act);
 
   const int epi = a.epilogue;
   const int kind = epilogue_kind(a.act, epi, p.a8.p != nullptr || p.b8.p != nullptr);
