@@ -410,6 +410,16 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
 #pragma unroll
                   for (int k = 0; k < 8; ++k) out[q].v[k] = d[(4 * q + k / 2) * 4 + h * 2 + k % 2 + off];
               };
+              // Lane t holds block t's scale bytes of row half h: the quad writes its row's 4 side
+              // by side (block_exists: the block has columns in the matrix).
+              auto store_scales = [&](int h, uint8_t scale_a, uint8_t scale_b, bool block_exists) {
+                const int64_t row = row0 + 8 * h;
+                const int64_t block = static_cast<int64_t>(tn) * (kBN / kFp8Block) + t;
+                if (row < p.m && block_exists) {
+                  if (save_a) p.a8.scale[row * p.a8.scale_rs + block] = scale_a;
+                  if (save_b) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
+                }
+              };
               if (save_a && save_b && tile_cols == kBN) {
                 // The common case, both saves of a tile whose columns all exist: no branch per
                 // block, and each lane computes one block's scale per side (fp8_row4_scales).
@@ -431,13 +441,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                       stage_fp8_pair(fp8_pair_addr(stage, q, k, h) + 8192, pb[k]);
                     }
                   }
-                  // Lane t holds block t's scale bytes: the quad writes its row's 4 side by side.
-                  const int64_t row = row0 + 8 * h;
-                  if (row < p.m) {
-                    const int64_t block = static_cast<int64_t>(tn) * (kBN / kFp8Block) + t;
-                    p.a8.scale[row * p.a8.scale_rs + block] = static_cast<uint8_t>(scale_a);
-                    p.b8.scale[row * p.b8.scale_rs + block] = static_cast<uint8_t>(scale_b);
-                  }
+                  store_scales(h, static_cast<uint8_t>(scale_a), static_cast<uint8_t>(scale_b), true);
                 }
               } else {
                 // Edge tiles and single saves: block by block, with the column count per block.
@@ -463,12 +467,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                       if (t == q) scale_b = qb.scale;
                     }
                   }
-                  const int64_t row = row0 + 8 * h;
-                  const int64_t block = static_cast<int64_t>(tn) * (kBN / kFp8Block) + t;
-                  if (row < p.m && 32 * t < tile_cols) {
-                    if (save_a) p.a8.scale[row * p.a8.scale_rs + block] = scale_a;
-                    if (save_b) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
-                  }
+                  store_scales(h, scale_a, scale_b, 32 * t < tile_cols);
                 }
               }
               slab_publish(1 + c);
