@@ -1,0 +1,60 @@
+// lib-ab.ts: one side of an A/B between two builds of the library (a kernel change against the
+// build before it). Each process times, with the library at $FUSED_SWIGLU_LIB, the fused forward
+// (plain, gpt-oss, bf16 saves, fp8 saves) and the recompute backward at 8192x4096x14336 bf16 (CUDA
+// events, 3 x 20 launches after 3 warm-ups each, the median), and prints one JSON line. Alternate
+// the two libraries in separate processes, several times, so clock drift hits both:
+//
+//   for r in 1 2 3 4; do
+//     FUSED_SWIGLU_LIB=/tmp/base/libfusedswiglu.so bun bench/lib-ab.ts base >> ab.jsonl
+//     FUSED_SWIGLU_LIB=$PWD/build/libfusedswiglu.so bun bench/lib-ab.ts new >> ab.jsonl
+//   done
+//
+// Process to process, a forward's median moved by up to 3% (GLU variants step 12): read a change
+// below that only where every pair agrees.
+import {
+  Device, GPT_OSS, Storage, Tensor, backwardWorkspaceSize, disposeFp8, emptyFp8, fusedSwiglu, fusedSwigluBackward,
+} from "../src/index.ts";
+import { randomRaw, upload } from "./data.ts";
+import { EventTimer } from "./timing.ts";
+
+const [M, K, N] = [8192, 4096, 14336];
+const dtype = "bfloat16" as const;
+const device = Device.open({ backend: "cuda" });
+const x = upload(randomRaw(dtype, M * K, 1, 1), [M, K], dtype, device);
+const wg = upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), 2), [K, N], dtype, device);
+const wu = upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), 3), [K, N], dtype, device);
+const dz = upload(randomRaw(dtype, M * N, 1, 4), [M, N], dtype, device);
+const z = Tensor.empty([M, N], dtype, { device });
+const a16 = Tensor.empty([M, N], dtype, { device });
+const b16 = Tensor.empty([M, N], dtype, { device });
+const a8 = emptyFp8([M, N], device);
+const b8 = emptyFp8([M, N], device);
+const dx = Tensor.empty([M, K], dtype, { device });
+const dwGate = Tensor.empty([K, N], dtype, { device });
+const dwUp = Tensor.empty([K, N], dtype, { device });
+const workspace = new Storage(device, backwardWorkspaceSize(x, N));
+workspace.retain();
+const timer = new EventTimer(device);
+
+const runs: Record<string, () => void> = {
+  fwd: () => void fusedSwiglu(x, wg, wu, { out: z }),
+  gptoss: () => void fusedSwiglu(x, wg, wu, { out: z, activation: GPT_OSS }),
+  save16: () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a16, bOut: b16 }),
+  save8: () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a8.data, bOut: b8.data, aScale: a8.scale, bScale: b8.scale }),
+  bwd: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace }),
+};
+const medians: Record<string, number> = {};
+for (const [name, run] of Object.entries(runs)) {
+  const samples: number[] = [];
+  for (let r = 0; r < 3; ++r) samples.push(...timer.time(run, { warmup: 3, iters: 20 }).samples);
+  samples.sort((a, b) => a - b);
+  medians[name] = samples[samples.length >> 1]!;
+}
+console.log(JSON.stringify({ label: process.argv[2] ?? "", ...medians }));
+
+for (const t of [x, wg, wu, dz, z, a16, b16, dx, dwGate, dwUp]) t.dispose();
+disposeFp8(a8);
+disposeFp8(b8);
+workspace.release();
+timer.dispose();
+device.dispose();
