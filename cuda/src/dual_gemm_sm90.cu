@@ -168,6 +168,13 @@ template <int kKind> __device__ __forceinline__ void kind_in_place(float (&d)[12
 #pragma unroll
   for (int i = 0; i < 64; ++i) d[i] = kind_value<kKind>(f, d[i], d[i + 64]);
 }
+// The same for row half h's values only (rows row0 + 8h: accumulator pairs with bit 1 of i = h);
+// called in unrolled loops, where the test folds away.
+template <int kKind> __device__ __forceinline__ void kind_in_place_half(float (&d)[128], const SiluGlu& f, int h) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i)
+    if (((i >> 1) & 1) == h) d[i] = kind_value<kKind>(f, d[i], d[i + 64]);
+}
 
 // z = the GLU of kind kAct with its parameters into the gate half of the accumulators.
 template <int kAct>
@@ -393,6 +400,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             // buffer's first 8 KB, b in the second), scale bytes stored directly. Then the variant
             // inline with its kind fixed at compile time (out-of-line calls with the accumulators
             // live cost +30-65% here; bench/NOTES.md, "GLU variants", step 3).
+            bool activated = false;  // z already computed (the whole-tile path of kSiluFp8)
             if (p.a8.p || p.b8.p) {
               slab_acquire(1 + c);
               // Every lane runs every row, also rows past m (TMA clips them; their scale bytes are
@@ -420,9 +428,11 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                   if (save_b) p.b8.scale[row * p.b8.scale_rs + block] = scale_b;
                 }
               };
-              if (save_a && save_b && tile_cols == kBN) {
-                // The common case, both saves of a tile whose columns all exist: no branch per
-                // block, and each lane computes one block's scale per side (fp8_row4_scales).
+              // The common case, both saves of a tile whose columns all exist: no branch per block,
+              // and each lane computes one block's scale per side (fp8_row4_scales). activate(h)
+              // then computes z of row half h in the same straight-line code, so the SiLU's MUFU
+              // work can interleave with the quantize's ALU work (GLU variants step 13).
+              auto whole_tile = [&](auto activate) {
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                   Block8 g[4], u[4];
@@ -441,7 +451,17 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                       stage_fp8_pair(fp8_pair_addr(stage, q, k, h) + 8192, pb[k]);
                     }
                   }
+                  activate(h);  // before the scale stores' branch, in the staging's basic block
                   store_scales(h, static_cast<uint8_t>(scale_a), static_cast<uint8_t>(scale_b), true);
+                }
+              };
+              if (save_a && save_b && tile_cols == kBN) {
+                if constexpr (kGeneral) {
+                  whole_tile([](int) {});
+                } else {
+                  if (is_plain_swiglu(p.act)) whole_tile([&](int h) { kind_in_place_half<FSG_ACT_SILU>(d, p.silu, h); });
+                  else whole_tile([&](int h) { kind_in_place_half<kSiluParams>(d, p.silu, h); });
+                  activated = true;
                 }
               } else {
                 // Edge tiles and single saves: block by block, with the column count per block.
@@ -479,7 +499,8 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                 bulk_commit();
               }
             }
-            if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
+            if (activated) {
+            } else if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
               kind_in_place<FSG_ACT_SILU>(d, p.silu);
             } else if constexpr (!kGeneral) {
               kind_in_place<kSiluParams>(d, p.silu);
