@@ -499,17 +499,18 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                 bulk_commit();
               }
             }
-            if (activated) {
-            } else if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
-              kind_in_place<FSG_ACT_SILU>(d, p.silu);
-            } else if constexpr (!kGeneral) {
-              kind_in_place<kSiluParams>(d, p.silu);
-            } else switch (p.act.activation) {
-              case FSG_ACT_GELU_TANH: glu_in_place<FSG_ACT_GELU_TANH>(d, p.act); break;
-              case FSG_ACT_GELU_ERF: glu_in_place<FSG_ACT_GELU_ERF>(d, p.act); break;
-              case FSG_ACT_RELU: glu_in_place<FSG_ACT_RELU>(d, p.act); break;
-              case FSG_ACT_IDENTITY: glu_in_place<FSG_ACT_IDENTITY>(d, p.act); break;
-              default: glu_in_place<FSG_ACT_SILU>(d, p.act); break;
+            if (!activated) {
+              if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
+                kind_in_place<FSG_ACT_SILU>(d, p.silu);
+              } else if constexpr (!kGeneral) {
+                kind_in_place<kSiluParams>(d, p.silu);
+              } else switch (p.act.activation) {
+                case FSG_ACT_GELU_TANH: glu_in_place<FSG_ACT_GELU_TANH>(d, p.act); break;
+                case FSG_ACT_GELU_ERF: glu_in_place<FSG_ACT_GELU_ERF>(d, p.act); break;
+                case FSG_ACT_RELU: glu_in_place<FSG_ACT_RELU>(d, p.act); break;
+                case FSG_ACT_IDENTITY: glu_in_place<FSG_ACT_IDENTITY>(d, p.act); break;
+                default: glu_in_place<FSG_ACT_SILU>(d, p.act); break;
+              }
             }
           } else {
             kind_in_place<kKind>(d, p.silu);
