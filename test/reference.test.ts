@@ -1,6 +1,8 @@
-// The float64 oracle's backward checked by central finite differences of L = sum(dout ⊙ out).
+// The float64 oracle's backward checked by central finite differences of L = sum(dout ⊙ out); and
+// the memo (helpers.ts) through which the kernel paths of a large case share one reference.
 import { describe, expect, test } from "bun:test";
 import { mulberry32 } from "../src/tensor.ts";
+import { cachedReference, caseSeeds, nextSeed } from "./helpers.ts";
 import {
   gemmRef, gluBackwardRef, gluForwardRef, silu, swigluBackwardRef, swigluForwardRef,
   type FusedInputs, type GluInputs,
@@ -85,4 +87,45 @@ describe("reference", () => {
       if (p.weights) expect(g.dweights).toBeAllClose(numericGrad(p.weights, loss), { rtol: 1e-6 });
     });
   }
+});
+
+// The memo that lets every kernel path of a large case share one float64 reference (helpers.ts).
+describe("cachedReference and caseSeeds", () => {
+  test("a hit needs the same key and equal inputs; null keys and changed inputs recompute", () => {
+    let calls = 0;
+    const compute = () => ++calls;
+    const a = randArray(64, 1), b = randArray(8, 2);
+    expect(cachedReference("memo test", [a, null, b], compute)).toBe(1);
+    expect(cachedReference("memo test", [a.slice(), null, b.slice()], compute)).toBe(1); // equal copies: a hit
+    const changed = a.slice();
+    changed[63] = changed[63]! + 2 ** -40;
+    expect(cachedReference("memo test", [changed, null, b], compute)).toBe(2); // one element differs
+    expect(cachedReference("memo test", [changed, null, b], compute)).toBe(2);
+    expect(cachedReference("memo test", [changed], compute)).toBe(3); // fewer inputs
+    expect(cachedReference(null, [a], compute)).toBe(4);
+    expect(cachedReference(null, [a], compute)).toBe(5);
+    expect(cachedReference("memo test, another key", [changed], compute)).toBe(6);
+  });
+
+  test("holds the last four keys", () => {
+    let calls = 0;
+    const compute = () => ++calls;
+    const a = randArray(16, 3);
+    for (const k of [1, 2, 3, 4, 5]) cachedReference(`evict ${k}`, [a], compute);
+    expect(calls).toBe(5);
+    cachedReference("evict 5", [a], compute);
+    cachedReference("evict 2", [a], compute);
+    expect(calls).toBe(5);
+    cachedReference("evict 1", [a], compute); // the oldest went
+    expect(calls).toBe(6);
+  });
+
+  test("a case's seeds repeat wherever it runs, and differ between cases and from nextSeed", () => {
+    const one = caseSeeds(7), again = caseSeeds(7), other = caseSeeds(8);
+    const s = [one(), one(), one()];
+    expect([again(), again(), again()]).toEqual(s);
+    expect(s[1]).toBe(s[0]! + 1);
+    expect(other()).not.toBe(s[0]);
+    expect(s).not.toContain(nextSeed());
+  });
 });
