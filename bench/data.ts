@@ -46,6 +46,20 @@ export function upload(raw: Raw, shape: number[], dtype: FloatDType, device: Dev
   return Tensor.fromRaw(raw, shape, dtype, { device });
 }
 
+/**
+ * A layer's inputs with separate [K, N] gate and up weights: x [M, K] in +-1, weights scaled by
+ * 1/sqrt(K), drawn with seeds seed, seed + 1, seed + 2.
+ */
+export function separateLayer(
+  M: number, K: number, N: number, dtype: FloatDType, device: Device, seed = 1,
+): { x: Tensor; wg: Tensor; wu: Tensor } {
+  return {
+    x: upload(randomRaw(dtype, M * K, 1, seed), [M, K], dtype, device),
+    wg: upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), seed + 1), [K, N], dtype, device),
+    wu: upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), seed + 2), [K, N], dtype, device),
+  };
+}
+
 /** Poisons a contiguous tensor with NaN (all bytes 0xFF: NaN in f32, f16 and bf16), async. */
 export function poison(t: Tensor): void {
   if (!t.isContiguous()) return void t.fill(NaN);

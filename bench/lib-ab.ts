@@ -14,15 +14,13 @@
 import {
   Device, GPT_OSS, Storage, Tensor, backwardWorkspaceSize, disposeFp8, emptyFp8, fusedSwiglu, fusedSwigluBackward,
 } from "../src/index.ts";
-import { randomRaw, upload } from "./data.ts";
+import { randomRaw, separateLayer, upload } from "./data.ts";
 import { EventTimer } from "./timing.ts";
 
 const [M, K, N] = [8192, 4096, 14336];
 const dtype = "bfloat16" as const;
 const device = Device.open({ backend: "cuda" });
-const x = upload(randomRaw(dtype, M * K, 1, 1), [M, K], dtype, device);
-const wg = upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), 2), [K, N], dtype, device);
-const wu = upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), 3), [K, N], dtype, device);
+const { x, wg, wu } = separateLayer(M, K, N, dtype, device);
 const dz = upload(randomRaw(dtype, M * N, 1, 4), [M, N], dtype, device);
 const z = Tensor.empty([M, N], dtype, { device });
 const a16 = Tensor.empty([M, N], dtype, { device });

@@ -22,7 +22,7 @@ import {
 } from "../src/index.ts";
 import { parseOptionBenchArgs, type OptionBenchArgs } from "./args.ts";
 import { parseShape, shapeKey, type Shape } from "./cases.ts";
-import { randomRaw, upload } from "./data.ts";
+import { randomRaw, separateLayer, upload } from "./data.ts";
 import { relErr } from "./reference.ts";
 import { deviceSlug, sysInfo } from "./sysinfo.ts";
 import { EventTimer, pairedOverhead, timeInRounds } from "./timing.ts";
@@ -65,9 +65,7 @@ interface TimedOption {
 
 function benchShape(device: Device, timer: EventTimer, s: Shape, dtype: FloatDType, a: Args): TimedOption[] {
   const { M, K, N } = s;
-  const x = upload(randomRaw(dtype, M * K, 1, 1), [M, K], dtype, device);
-  const wg = upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), 2), [K, N], dtype, device);
-  const wu = upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), 3), [K, N], dtype, device);
+  const { x, wg, wu } = separateLayer(M, K, N, dtype, device);
   const z = Tensor.empty([M, N], dtype, { device });
   const a16 = Tensor.empty([M, N], dtype, { device });
   const b16 = Tensor.empty([M, N], dtype, { device });
@@ -104,12 +102,8 @@ interface GradError {
 /** Gradient error of the bf16 and fp8 stores against an fp32 run of the same (rounded) inputs. */
 function gradientError(device: Device, s: Shape, dtype: FloatDType): GradError[] {
   const { M, K, N } = s;
-  const inputs = [
-    upload(randomRaw(dtype, M * K, 1, 11), [M, K], dtype, device),
-    upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), 12), [K, N], dtype, device),
-    upload(randomRaw(dtype, K * N, 1 / Math.sqrt(K), 13), [K, N], dtype, device),
-    upload(randomRaw(dtype, M * N, 1, 14), [M, N], dtype, device),
-  ];
+  const layer = separateLayer(M, K, N, dtype, device, 11);
+  const inputs = [layer.x, layer.wg, layer.wu, upload(randomRaw(dtype, M * N, 1, 14), [M, N], dtype, device)];
   const run = (ts: Tensor[], save: "preactivations" | "preactivations-fp8") => {
     const [x, wg, wu, dz] = ts as [Tensor, Tensor, Tensor, Tensor];
     const ctx = new SwiGLUContext();
