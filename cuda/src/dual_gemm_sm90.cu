@@ -41,6 +41,7 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <type_traits>
 
 #include "activation_math.h"
 #include "fp8_block.cuh"
@@ -164,16 +165,21 @@ template <int kKind> __device__ __forceinline__ float kind_value(const SiluGlu& 
 }
 
 // z = the lean kind's value into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
-template <int kKind> __device__ __forceinline__ void kind_in_place(float (&d)[128], const SiluGlu& f) {
-#pragma unroll
-  for (int i = 0; i < 64; ++i) d[i] = kind_value<kKind>(f, d[i], d[i + 64]);
-}
-// The same for row half h's values only (rows row0 + 8h: accumulator pairs with bit 1 of i = h);
-// called in unrolled loops, where the test folds away.
-template <int kKind> __device__ __forceinline__ void kind_in_place_half(float (&d)[128], const SiluGlu& f, int h) {
+// h = 0 or 1: row half h's values only (rows row0 + 8h: accumulator pairs with bit 1 of i = h), for
+// unrolled loops, where the test folds away.
+constexpr int kBothHalves = -1;
+template <int kKind>
+__device__ __forceinline__ void kind_in_place(float (&d)[128], const SiluGlu& f, int h = kBothHalves) {
 #pragma unroll
   for (int i = 0; i < 64; ++i)
-    if (((i >> 1) & 1) == h) d[i] = kind_value<kKind>(f, d[i], d[i + 64]);
+    if (h == kBothHalves || ((i >> 1) & 1) == h) d[i] = kind_value<kKind>(f, d[i], d[i + 64]);
+}
+
+// Calls f with the lean SiLU kind for act: FSG_ACT_SILU for plain SwiGLU, kSiluParams otherwise, as
+// a std::integral_constant, so each case instantiates its own code and nothing branches inside it.
+template <class F> __device__ __forceinline__ void with_silu_kind(const fsg_glu_params& act, F&& f) {
+  if (is_plain_swiglu(act)) f(std::integral_constant<int, FSG_ACT_SILU>{});
+  else f(std::integral_constant<int, kSiluParams>{});
 }
 
 // z = the GLU of kind kAct with its parameters into the gate half of the accumulators.
@@ -459,8 +465,9 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                 if constexpr (kGeneral) {
                   whole_tile([](int) {});
                 } else {
-                  if (is_plain_swiglu(p.act)) whole_tile([&](int h) { kind_in_place_half<FSG_ACT_SILU>(d, p.silu, h); });
-                  else whole_tile([&](int h) { kind_in_place_half<kSiluParams>(d, p.silu, h); });
+                  with_silu_kind(p.act, [&](auto kind) {
+                    whole_tile([&](int h) { kind_in_place<decltype(kind)::value>(d, p.silu, h); });
+                  });
                   activated = true;
                 }
               } else {
@@ -500,10 +507,10 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               }
             }
             if (!activated) {
-              if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
+              if constexpr (!kGeneral) {
+                with_silu_kind(p.act, [&](auto kind) { kind_in_place<decltype(kind)::value>(d, p.silu); });
+              } else if (is_plain_swiglu(p.act)) {  // fp8 saves of plain SwiGLU: no parameters to apply
                 kind_in_place<FSG_ACT_SILU>(d, p.silu);
-              } else if constexpr (!kGeneral) {
-                kind_in_place<kSiluParams>(d, p.silu);
               } else switch (p.act.activation) {
                 case FSG_ACT_GELU_TANH: glu_in_place<FSG_ACT_GELU_TANH>(d, p.act); break;
                 case FSG_ACT_GELU_ERF: glu_in_place<FSG_ACT_GELU_ERF>(d, p.act); break;
