@@ -1,8 +1,9 @@
 // lib-ab.ts: one side of an A/B between two builds of the library (a kernel change against the
 // build before it). Each process times, with the library at $FUSED_SWIGLU_LIB, the fused forward
-// (plain, gpt-oss, bf16 saves, fp8 saves) and the recompute backward at 8192x4096x14336 bf16 (CUDA
-// events, 3 x 20 launches after 3 warm-ups each, the median), and prints one JSON line. Alternate
-// the two libraries in separate processes, several times, so clock drift hits both:
+// (plain, gpt-oss, bf16 saves, fp8 saves) and the recompute backward (SwiGLU, GEGLU with erf,
+// gpt-oss) at 8192x4096x14336 bf16 (CUDA events, 3 x 20 launches after 3 warm-ups each, the
+// median), and prints one JSON line. Alternate the two libraries in separate processes, several
+// times, so clock drift hits both:
 //
 //   for r in 1 2 3 4; do
 //     FUSED_SWIGLU_LIB=/tmp/base/libfusedswiglu.so bun bench/lib-ab.ts base >> ab.jsonl
@@ -12,7 +13,7 @@
 // Process to process, a forward's median moved by up to 3% (GLU variants step 12): read a change
 // below that only where every pair agrees.
 import {
-  Device, GPT_OSS, Storage, Tensor, backwardWorkspaceSize, disposeFp8, emptyFp8, fusedSwiglu, fusedSwigluBackward,
+  Device, GEGLU, GPT_OSS, Storage, Tensor, backwardWorkspaceSize, disposeFp8, emptyFp8, fusedSwiglu, fusedSwigluBackward,
 } from "../src/index.ts";
 import { randomRaw, separateLayer, upload } from "./data.ts";
 import { EventTimer } from "./timing.ts";
@@ -40,6 +41,8 @@ const runs: Record<string, () => void> = {
   save16: () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a16, bOut: b16 }),
   save8: () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a8.data, bOut: b8.data, aScale: a8.scale, bScale: b8.scale }),
   bwd: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace }),
+  bwdGeglu: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace, activation: GEGLU }),
+  bwdGptoss: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace, activation: GPT_OSS }),
 };
 const medians: Record<string, number> = {};
 for (const [name, run] of Object.entries(runs)) {

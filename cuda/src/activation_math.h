@@ -129,7 +129,14 @@ FSG_HD void activation_and_grad(const fsg_glu_params& p, float x, float* act, fl
     case FSG_ACT_GELU_ERF: {
       const float cdf = gelu_cdf(x);
       *act = x * cdf;
-      *grad = cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);
+#if defined(__CUDA_ARCH__)
+      // exp(-x^2 / 2) by the hardware's 2^x, as in gelu_cdf: CUDA's accurate expf adds a range
+      // reduction and a fix-up of ~8 instructions per element to the backward's epilogue.
+      const float density = exp2_approx(x * x * (-0.5f * kLog2e));
+#else
+      const float density = std::exp(-0.5f * x * x);
+#endif
+      *grad = cdf + x * 0.3989422804014327f * density;
       return;
     }
     case FSG_ACT_RELU:
