@@ -164,7 +164,7 @@ forEachBackend("GLU variants", (device) => {
   for (const dtype of DTYPE_LIST) {
     // 37x29x23: rows no kernel can load with TMA (the sm_80 kernels run); 136x72x264: 16-byte
     // aligned rows, so the sm_90a dual GEMM takes it where chosen or forced (its general epilogue,
-    // and the lean per-kind forward instantiations of GEGLU, ReGLU and bilinear).
+    // and the lean per-kind instantiations of GEGLU, ReGLU and bilinear, forward and backward).
     for (const [name, act] of VARIANTS) for (const [M, K, N] of [[37, 29, 23], [136, 72, 264]] as const) {
       test(`${dtype} ${name}: fused forward and both backward modes, ${M}x${K}x${N}`, () => {
         const dev = device();
@@ -190,6 +190,27 @@ forEachBackend("GLU variants", (device) => {
           disposeAll(dx, dwGate, dwUp, dbGate, dbUp);
         }
         disposeAll(x, bGate, bUp, dz, aSaved, bSaved, z);
+        disposeWeights(w);
+      });
+
+      // dz as a view with rows of N + 1 elements: no TMA map can address it, so the sm_90a
+      // recompute backward computes dA and dB in registers and stores them pair by pair (with an
+      // aligned dz, the test above, they go through shared memory): both paths of every lean kind.
+      if (M === 136) test(`${dtype} ${name}: recompute backward with a dz TMA cannot read, ${M}x${K}x${N}`, () => {
+        const dev = device();
+        const { x, w, bGate, bUp } = fusedInputs(dtype, dev, M, K, N);
+        const dzRows = randn([M, N + 1], dtype, dev);
+        const dz = dzRows.slice(1, 1, N);
+        const dx = poison(Tensor.empty([M, K], dtype, { device: dev }));
+        const { dwGate, dwUp } = weightGradsLike(w.gate, w.up);
+        const dbGate = poison(Tensor.empty([N], dtype, { device: dev }));
+        const dbUp = poison(Tensor.empty([N], dtype, { device: dev }));
+        fusedSwigluBackward(dz, x, w.gate, w.up, {
+          bGate, bUp, dx, dwGate: poison(dwGate), dwUp: poison(dwUp), dbGate, dbUp, activation: act,
+        });
+        const ref = fusedRef(act, f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz), M, K, N);
+        expectGrads({ dx, dwGate, dwUp, dbGate, dbUp }, ref, dtype);
+        disposeAll(x, bGate, bUp, dzRows, dx, dwGate, dwUp, dbGate, dbUp);
         disposeWeights(w);
       });
 

@@ -238,13 +238,18 @@ FSG_HD float glu_value_general(const fsg_glu_params& p, float g, float u) {
 }
 FSG_HD_OUTLINE float glu_value_variant(const fsg_glu_params& p, float g, float u) { return glu_value_general(p, g, u); }
 
-// act(g) * u for activation kind kAct with default parameters (has_default_params), the kind fixed
-// at compile time: the sm_90a forward's lean instantiations of GEGLU, ReGLU and the bilinear GLU.
-// Equal to glu_value_general up to the sign of a zero u.
-template <int kAct> FSG_HD float glu_value_kind(float g, float u) {
+// act(g) and act'(g) for activation kind kAct with default parameters (has_default_params), the
+// kind fixed at compile time: the sm_90a lean instantiations of GEGLU, ReGLU and the bilinear GLU.
+template <int kAct> FSG_HD void activation_and_grad_kind(float g, float* act, float* grad) {
   const fsg_glu_params p{kAct, 1.0f, 0.0f, 0.0f, 1.0f, 1.0f};
+  activation_and_grad(p, g, act, grad);
+}
+
+// act(g) * u for kind kAct with default parameters. Equal to glu_value_general up to the sign of a
+// zero u.
+template <int kAct> FSG_HD float glu_value_kind(float g, float u) {
   float act, grad;
-  activation_and_grad(p, g, &act, &grad);
+  activation_and_grad_kind<kAct>(g, &act, &grad);
   return act * u;
 }
 

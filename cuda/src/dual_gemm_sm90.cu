@@ -164,6 +164,12 @@ template <int kKind> __device__ __forceinline__ float kind_value(const SiluGlu& 
   else return glu_value_kind<kKind>(g, u);
 }
 
+// act(g) and act'(g) of a lean activation kind (FSG_ACT_*, default parameters): the backward's.
+template <int kKind> __device__ __forceinline__ void kind_act_grad(float g, float* act, float* grad) {
+  if constexpr (kKind == FSG_ACT_SILU) *act = siluf(g), *grad = dsiluf(g);
+  else activation_and_grad_kind<kKind>(g, act, grad);
+}
+
 // z = the lean kind's value into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
 // h = 0 or 1: row half h's values only (rows row0 + 8h: accumulator pairs with bit 1 of i = h), for
 // unrolled loops, where the test folds away.
@@ -213,8 +219,9 @@ using namespace sm90_detail;
 #endif
 
 // kKind: the epilogue's instantiation. kGeneralEpi: the GLU variants with their parameters, and
-// fp8 saves. An FSG_ACT_* kind: that activation with default parameters and 16-bit outputs only
-// (FSG_ACT_SILU: plain SwiGLU, forward and backward; the others forward only). kSiluParams: SiLU
+// fp8 saves. An FSG_ACT_* kind: that activation with default parameters and 16-bit outputs only,
+// forward and backward (FSG_ACT_SILU: plain SwiGLU; the general backward's out-of-line call per
+// element made GEGLU's recompute backward +14% over SwiGLU's: "GLU variants", step 15). kSiluParams: SiLU
 // with its parameters folded, 16-bit outputs, forward only (the general instantiation spills 24
 // bytes and read gpt-oss +3.1% at 2048 rows: "GLU variants", step 8). kSiluFp8: SiLU, plain or
 // with parameters, with fp8 saves (forward only; the general one carries every kind's loop beside
@@ -233,8 +240,8 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
   using T = typename Elem<D>::T;
   constexpr bool kGeneral = kKind == kGeneralEpi;
   constexpr bool kFp8Saves = kGeneral || kKind == kSiluFp8;  // the instantiations that write fp8 saves
-  static_assert(kKind == kGeneralEpi || kKind == FSG_ACT_SILU || EPI == DualGemmArgs::kForward,
-                "the backward has the plain and general instantiations only");
+  static_assert(kKind == kGeneralEpi || kKind >= 0 || EPI == DualGemmArgs::kForward,
+                "the backward has the general instantiation and one per activation kind");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
   __shared__ __align__(8) uint64_t dz_full[2];  // backward: a consumer's dz slab has landed
@@ -526,15 +533,17 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
         } else {
           // dA = dz * u * act'(g) (gate side), dB = dz * act(g) (up side), with dz staged by TMA in
           // the buffer (zeros past the matrix's edges) and read pair by pair while dA is staged:
-          // each thread reads its own dz pair just before overwriting it with dA. Plain SwiGLU
-          // computes the dz-free factors first (reading all of dz into registers ahead of the
-          // math spilled 176 bytes); the variants make one out-of-line call per element (inlined,
-          // they spilled ~1 KB).
+          // each thread reads its own dz pair just before overwriting it with dA. The lean kinds
+          // compute the dz-free factors u * act'(g) and act(g) first (reading all of dz into
+          // registers ahead of the math spilled 176 bytes); the general epilogue makes one
+          // out-of-line call per element (inlined, it spilled ~1 KB).
           if constexpr (!kGeneral) {
 #pragma unroll
             for (int i = 0; i < 64; ++i) {
               const float g = d[i], u = d[i + 64];
-              d[i] = u * dsiluf(g), d[i + 64] = siluf(g);
+              float act, grad;
+              kind_act_grad<kKind>(g, &act, &grad);
+              d[i] = u * grad, d[i + 64] = act;
             }
           }
           mbar_wait(&dz_full[c], static_cast<uint32_t>((t - cluster_id) / clusters) & 1);  // this CTA's tile count
@@ -613,8 +622,11 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                 store2<T>(p.da, p.da_v2, row, col, da0, da1, has1);
                 store2<T>(p.db, p.db_v2, row, col, db0, db1, has1);
               } else {
-                store2<T>(p.da, p.da_v2, row, col, dz.x * u0 * dsiluf(g0), dz.y * u1 * dsiluf(g1), has1);
-                store2<T>(p.db, p.db_v2, row, col, dz.x * siluf(g0), dz.y * siluf(g1), has1);
+                float act0, grad0, act1, grad1;
+                kind_act_grad<kKind>(g0, &act0, &grad0);
+                kind_act_grad<kKind>(g1, &act1, &grad1);
+                store2<T>(p.da, p.da_v2, row, col, dz.x * u0 * grad0, dz.y * u1 * grad1, has1);
+                store2<T>(p.db, p.db_v2, row, col, dz.x * act0, dz.y * act1, has1);
               }
             }
           }
@@ -677,17 +689,16 @@ fsg_status pick_epilogue(const CUtensorMap (&maps)[6], const Params& p, int epi,
                                        : launch<D, kTransB, DualGemmArgs::kBackward, kKind>(maps, p, s);
 }
 
-// kind: kGeneralEpi, FSG_ACT_SILU, or (forward only) kSiluParams, kSiluFp8 or another FSG_ACT_*
-// kind (epilogue_kind).
+// kind: kGeneralEpi, an FSG_ACT_* kind, or (forward only) kSiluParams or kSiluFp8 (epilogue_kind).
 template <DType D, int kTransB>
 fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int kind, cudaStream_t s) {
   constexpr int kFwd = DualGemmArgs::kForward;
   switch (kind) {
     case FSG_ACT_SILU: return pick_epilogue<D, kTransB, FSG_ACT_SILU>(maps, p, epi, s);
-    case FSG_ACT_GELU_TANH: return launch<D, kTransB, kFwd, FSG_ACT_GELU_TANH>(maps, p, s);
-    case FSG_ACT_GELU_ERF: return launch<D, kTransB, kFwd, FSG_ACT_GELU_ERF>(maps, p, s);
-    case FSG_ACT_RELU: return launch<D, kTransB, kFwd, FSG_ACT_RELU>(maps, p, s);
-    case FSG_ACT_IDENTITY: return launch<D, kTransB, kFwd, FSG_ACT_IDENTITY>(maps, p, s);
+    case FSG_ACT_GELU_TANH: return pick_epilogue<D, kTransB, FSG_ACT_GELU_TANH>(maps, p, epi, s);
+    case FSG_ACT_GELU_ERF: return pick_epilogue<D, kTransB, FSG_ACT_GELU_ERF>(maps, p, epi, s);
+    case FSG_ACT_RELU: return pick_epilogue<D, kTransB, FSG_ACT_RELU>(maps, p, epi, s);
+    case FSG_ACT_IDENTITY: return pick_epilogue<D, kTransB, FSG_ACT_IDENTITY>(maps, p, epi, s);
     case kSiluParams: return launch<D, kTransB, kFwd, kSiluParams>(maps, p, s);
     case kSiluFp8: return launch<D, kTransB, kFwd, kSiluFp8>(maps, p, s);
     default: return pick_epilogue<D, kTransB, kGeneralEpi>(maps, p, epi, s);
@@ -695,8 +706,8 @@ fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int
 }
 
 // The instantiation for a call: in the forward, SiLU with fp8 saves or with parameters has its own;
-// otherwise a lean one where no fp8 saves are made and the activation has default parameters (any
-// kind in the forward, SwiGLU in the backward); else the general one.
+// otherwise, forward or backward, a lean one per activation kind where no fp8 saves are made and
+// the activation has default parameters; else the general one.
 int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
   const bool silu_forward =
       act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS;
@@ -705,7 +716,7 @@ int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
   if (act.activation == FSG_ACT_SILU) return FSG_ACT_SILU;
   if (!FSG_SM90_LEAN_KINDS) return kGeneralEpi;
   const bool known = act.activation >= FSG_ACT_GELU_TANH && act.activation <= FSG_ACT_IDENTITY;
-  return epi == DualGemmArgs::kForward && known ? act.activation : kGeneralEpi;
+  return known ? act.activation : kGeneralEpi;
 }
 
 }  // namespace
