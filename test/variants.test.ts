@@ -96,6 +96,8 @@ const VARIANTS: [string, GluActivation][] = [
   ["bilinear", BILINEAR],
   ["gpt-oss clamped SwiGLU", GPT_OSS],
   ["Falcon-H1 scales, swish-beta", { kind: "silu", alpha: 0.5, gateScale: 1.7, outScale: 0.6 }],
+  // A gate scale <= 0 cannot be folded into the clamp (min(gs g, L) flips): the sm_90a general epilogue.
+  ["SiLU, negative gate scale and clamps", { kind: "silu", alpha: 1.3, gateScale: -0.8, limit: 5, upOffset: 0.5 }],
 ];
 
 describe("GLU variant reference", () => {
@@ -143,15 +145,51 @@ function fusedRef(act: GluActivation, x: Float64Array, wg: Float64Array, wu: Flo
   return { z, dx, dwGate: gemmRef(xt, da, K, M, N), dwUp: gemmRef(xt, db, K, M, N), dbGate: columnSum(da, M, N), dbUp: columnSum(db, M, N) };
 }
 
-/** A fused case's inputs; pre-activations spread to about +-15 so the gpt-oss clamps at 7 are exercised. */
-function fusedInputs(dtype: FloatDType, dev: Device, M: number, K: number, N: number) {
+/**
+ * A fused case's inputs; pre-activations spread to about +-15 so the gpt-oss clamps at 7 are
+ * exercised. The biases keep every pre-activation at least 1e-3 from the points where act's
+ * gradient jumps (kinkFreeBias): otherwise a recomputed pre-activation one fp32 rounding away from
+ * the float64 reference's can fall on the other side of a clamp, and one gradient element flips.
+ */
+function fusedInputs(act: GluActivation, dtype: FloatDType, dev: Device, M: number, K: number, N: number) {
+  const a = resolveActivation(act);
+  const x = randn([M, K], dtype, dev, 6);
+  const w = randomWeights("packed", K, N, dtype, dev);
+  const gateKinks = [...(a.limit > 0 ? [a.limit / a.gateScale] : []), ...(a.kind === "relu" ? [0] : [])];
+  const upKinks = a.limit > 0 ? [a.limit, -a.limit] : [];
   return {
-    x: randn([M, K], dtype, dev, 6),
-    w: randomWeights("packed", K, N, dtype, dev),
-    bGate: randn([N], dtype, dev, 0.5),
-    bUp: randn([N], dtype, dev, 0.5),
+    x,
+    w,
+    bGate: kinkFreeBias(gemmRef(f64(x), f64(w.gate), M, K, N), gateKinks, dtype, dev, M, N),
+    bUp: kinkFreeBias(gemmRef(f64(x), f64(w.up), M, K, N), upKinks, dtype, dev, M, N),
     dz: randn([M, N], dtype, dev),
   };
+}
+
+/**
+ * A random bias [N] (scale 0.5) for pre-activations xw [M, N], each column's moved by the first of
+ * 0, +-0.01, +-0.02, ... (rounded to dtype) that puts every xw + bias at least 1e-3 from each kink.
+ */
+function kinkFreeBias(xw: Float64Array, kinks: number[], dtype: FloatDType, dev: Device, M: number, N: number): Tensor {
+  const base = randn([N], dtype, dev, 0.5);
+  if (kinks.length === 0) return base;
+  const steps = [0, ...Array.from({ length: 40 }, (_, i) => (i % 2 ? -1 : 1) * 0.01 * (1 + (i >> 1)))];
+  const b = f64(base);
+  const raw = Float32Array.from({ length: N * steps.length }, (_, i) => b[i % N]! + steps[Math.floor(i / N)]!);
+  const rounded = Tensor.fromFloat32(raw, [raw.length], dtype, { device: dev });
+  const candidates = rounded.toFloat32();
+  disposeAll(base, rounded);
+  const chosen = new Float32Array(N);
+  for (let j = 0; j < N; j++) {
+    const clear = (c: number) => {
+      for (let i = 0; i < M; i++) for (const k of kinks) if (Math.abs(xw[i * N + j]! + c - k) < 1e-3) return false;
+      return true;
+    };
+    const t = steps.findIndex((_, t) => clear(candidates[t * N + j]!));
+    if (t < 0) throw new Error(`kinkFreeBias: no bias clears column ${j}`);
+    chosen[j] = candidates[t * N + j]!;
+  }
+  return Tensor.fromFloat32(chosen, [N], dtype, { device: dev });
 }
 
 /** dA/dB are rounded to the dtype before the GEMMs: three times the forward's bound. */
@@ -168,7 +206,7 @@ forEachBackend("GLU variants", (device) => {
     for (const [name, act] of VARIANTS) for (const [M, K, N] of [[37, 29, 23], [136, 72, 264]] as const) {
       test(`${dtype} ${name}: fused forward and both backward modes, ${M}x${K}x${N}`, () => {
         const dev = device();
-        const { x, w, bGate, bUp, dz } = fusedInputs(dtype, dev, M, K, N);
+        const { x, w, bGate, bUp, dz } = fusedInputs(act, dtype, dev, M, K, N);
         const aSaved = Tensor.empty([M, N], dtype, { device: dev });
         const bSaved = Tensor.empty([M, N], dtype, { device: dev });
         const z = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, aOut: aSaved, bOut: bSaved, activation: act });
@@ -198,7 +236,7 @@ forEachBackend("GLU variants", (device) => {
       // aligned dz, the test above, they go through shared memory): both paths of every lean kind.
       if (M === 136) test(`${dtype} ${name}: recompute backward with a dz TMA cannot read, ${M}x${K}x${N}`, () => {
         const dev = device();
-        const { x, w, bGate, bUp } = fusedInputs(dtype, dev, M, K, N);
+        const { x, w, bGate, bUp } = fusedInputs(act, dtype, dev, M, K, N);
         const dzRows = randn([M, N + 1], dtype, dev);
         const dz = dzRows.slice(1, 1, N);
         const dx = poison(Tensor.empty([M, K], dtype, { device: dev }));
@@ -218,7 +256,7 @@ forEachBackend("GLU variants", (device) => {
       // one for the other kinds); 264 columns are two whole 128-column tiles and a partial one.
       test(`${dtype} ${name}: fp8 saves, forward and the backward from them, ${M}x${K}x${N}`, () => {
         const dev = device();
-        const { x, w, bGate, bUp, dz } = fusedInputs(dtype, dev, M, K, N);
+        const { x, w, bGate, bUp, dz } = fusedInputs(act, dtype, dev, M, K, N);
         const ctx = new SwiGLUContext();
         try {
           const z = SwiGLUFunction.forward(ctx, x, w.gate, w.up, { bGate, bUp, activation: act, saveForBackward: "preactivations-fp8" });

@@ -227,6 +227,24 @@ FSG_HD float silu_glu_at(const SiluGlu& f, float x, float u) {
 FSG_HD float silu_glu(const SiluGlu& f, float g, float u) { return silu_glu_at(f, min_nan(f.gate_scale * g, f.gate_limit), u); }
 // For a fold_silu_glu_unit_gate fold (its gate_scale is 1).
 FSG_HD float silu_glu_unit_gate(const SiluGlu& f, float g, float u) { return silu_glu_at(f, min_nan(g, f.gate_limit), u); }
+// Its gradients per unit upstream gradient, with respect to the raw g and u (0 where a clamp cuts,
+// as in glu_grads_variant), as d/dg = up * grad and d/du = act. With x = min(g, L/gs) and
+// s = sigmoid(alpha gs x), the output is x s (clamp(u) out gs + offset out gs): act = x s out gs
+// (0 where u is clamped), up = the up branch's factor (0 where the gate is clamped, so a NaN u
+// gives 0 there, as on the general path), grad = s (1 + alpha gs x (1 - s)); alpha gs comes back
+// from the folded slope (-log2(e) alpha gs).
+struct GluGradFactors {
+  float up, grad, act;
+};
+FSG_HD GluGradFactors silu_glu_unit_gate_factors(const SiluGlu& f, float g, float u) {
+  const float x = min_nan(g, f.gate_limit);
+  const float s = sigmoid_exp2(f.exp2_slope * x);
+  const float up = max_nan(min_nan(u, f.limit), -f.limit);
+  const float alpha_gs = f.exp2_slope * (-1.0f / kLog2e);
+  const bool gate_free = !(g > f.gate_limit), up_free = !(u > f.limit || u < -f.limit);
+  return GluGradFactors{gate_free ? up * f.out_scale + f.out_offset : 0.0f, s * (1.0f + alpha_gs * x * (1.0f - s)),
+                        up_free ? x * s * f.out_scale : 0.0f};
+}
 
 // out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale, inline: the sm_90a
 // epilogue calls it with p.activation fixed at compile time, so the switch folds to one kind.

@@ -83,7 +83,7 @@ constexpr int kCluster = FSG_SM90_CLUSTER;  // CTAs of a cluster: row tiles shar
 [[maybe_unused]] constexpr bool kMulticast = kCluster > 1;  // weight tiles multicast to both CTAs of a cluster
 constexpr int kThreads = 384;
 constexpr int kGeneralEpi = -1;  // the kernel's general epilogue instantiation (kKind)
-constexpr int kSiluParams = -2;  // forward: SiLU with its parameters folded (gpt-oss, Falcon-H1), no fp8 saves
+constexpr int kSiluParams = -2;  // SiLU with its parameters folded (gpt-oss, Falcon-H1), no fp8 saves
 constexpr int kSiluFp8 = -3;     // forward: SiLU (plain or with parameters) with fp8 saves
 constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
 constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
@@ -164,10 +164,15 @@ template <int kKind> __device__ __forceinline__ float kind_value(const SiluGlu& 
   else return glu_value_kind<kKind>(g, u);
 }
 
-// act(g) and act'(g) of a lean activation kind (FSG_ACT_*, default parameters): the backward's.
-template <int kKind> __device__ __forceinline__ void kind_act_grad(float g, float* act, float* grad) {
-  if constexpr (kKind == FSG_ACT_SILU) *act = siluf(g), *grad = dsiluf(g);
-  else activation_and_grad_kind<kKind>(g, act, grad);
+// The backward's factors of a lean kind at (g, u): per unit dz, d/dg = up * grad and d/du = act (an
+// FSG_ACT_* kind with default parameters: u, act'(g) and act(g)); f: the folded parameters, read by
+// kSiluParams only.
+template <int kKind> __device__ __forceinline__ GluGradFactors kind_grad_factors(const SiluGlu& f, float g, float u) {
+  if constexpr (kKind == kSiluParams) return silu_glu_unit_gate_factors(f, g, u);
+  float act, grad;
+  if constexpr (kKind == FSG_ACT_SILU) act = siluf(g), grad = dsiluf(g);
+  else activation_and_grad_kind<kKind>(g, &act, &grad);
+  return GluGradFactors{u, grad, act};
 }
 
 // z = the lean kind's value into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
@@ -219,16 +224,16 @@ using namespace sm90_detail;
 #endif
 
 // kKind: the epilogue's instantiation. kGeneralEpi: the GLU variants with their parameters, and
-// fp8 saves. An FSG_ACT_* kind: that activation with default parameters and 16-bit outputs only,
-// forward and backward (FSG_ACT_SILU: plain SwiGLU; the general backward's out-of-line call per
-// element made GEGLU's recompute backward +14% over SwiGLU's: "GLU variants", step 15). kSiluParams: SiLU
-// with its parameters folded, 16-bit outputs, forward only (the general instantiation spills 24
-// bytes and read gpt-oss +3.1% at 2048 rows: "GLU variants", step 8). kSiluFp8: SiLU, plain or
-// with parameters, with fp8 saves (forward only; the general one carries every kind's loop beside
-// the quantizer). These lean
-// instantiations leave the general code out: every instruction added to the unrolled epilogue
-// slows it (bench/NOTES.md, "GLU variants in every kernel family": inlined, the variants took the
-// plain forward from 3.9 to 5.9-7.1 ms; the general one cost ReGLU +3% for no math).
+// fp8 saves. An FSG_ACT_* kind: that activation with default parameters and 16-bit outputs only
+// (FSG_ACT_SILU: plain SwiGLU). kSiluParams: SiLU with its parameters folded, 16-bit outputs (the
+// general instantiation spills 24 bytes and read gpt-oss +3.1% at 2048 rows: "GLU variants", step
+// 8). Both serve the forward and the recompute backward (the general backward's out-of-line call
+// per element made GEGLU's and gpt-oss's recompute backward +11-14% over SwiGLU's: steps 15-16).
+// kSiluFp8: SiLU, plain or with parameters, with fp8 saves (forward only; the general one carries
+// every kind's loop beside the quantizer). These lean instantiations leave the general code out:
+// every instruction added to the unrolled epilogue slows it (bench/NOTES.md, "GLU variants in
+// every kernel family": inlined, the variants took the plain forward from 3.9 to 5.9-7.1 ms; the
+// general one cost ReGLU +3% for no math).
 template <DType D, int kTransB, int EPI, int kKind>
 __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
     dual_gemm_sm90_kernel(const __grid_constant__ CUtensorMap tm_x, const __grid_constant__ CUtensorMap tm_g,
@@ -240,8 +245,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
   using T = typename Elem<D>::T;
   constexpr bool kGeneral = kKind == kGeneralEpi;
   constexpr bool kFp8Saves = kGeneral || kKind == kSiluFp8;  // the instantiations that write fp8 saves
-  static_assert(kKind == kGeneralEpi || kKind >= 0 || EPI == DualGemmArgs::kForward,
-                "the backward has the general instantiation and one per activation kind");
+  static_assert(kKind != kSiluFp8 || EPI == DualGemmArgs::kForward, "fp8 saves are made by the forward only");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
   __shared__ __align__(8) uint64_t dz_full[2];  // backward: a consumer's dz slab has landed
@@ -534,16 +538,14 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
           // dA = dz * u * act'(g) (gate side), dB = dz * act(g) (up side), with dz staged by TMA in
           // the buffer (zeros past the matrix's edges) and read pair by pair while dA is staged:
           // each thread reads its own dz pair just before overwriting it with dA. The lean kinds
-          // compute the dz-free factors u * act'(g) and act(g) first (reading all of dz into
+          // compute the gradients per unit dz first (kind_grad_factors; reading all of dz into
           // registers ahead of the math spilled 176 bytes); the general epilogue makes one
           // out-of-line call per element (inlined, it spilled ~1 KB).
           if constexpr (!kGeneral) {
 #pragma unroll
             for (int i = 0; i < 64; ++i) {
-              const float g = d[i], u = d[i + 64];
-              float act, grad;
-              kind_act_grad<kKind>(g, &act, &grad);
-              d[i] = u * grad, d[i + 64] = act;
+              const GluGradFactors f = kind_grad_factors<kKind>(p.silu, d[i], d[i + 64]);
+              d[i] = f.up * f.grad, d[i + 64] = f.act;
             }
           }
           mbar_wait(&dz_full[c], static_cast<uint32_t>((t - cluster_id) / clusters) & 1);  // this CTA's tile count
@@ -622,11 +624,10 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                 store2<T>(p.da, p.da_v2, row, col, da0, da1, has1);
                 store2<T>(p.db, p.db_v2, row, col, db0, db1, has1);
               } else {
-                float act0, grad0, act1, grad1;
-                kind_act_grad<kKind>(g0, &act0, &grad0);
-                kind_act_grad<kKind>(g1, &act1, &grad1);
-                store2<T>(p.da, p.da_v2, row, col, dz.x * u0 * grad0, dz.y * u1 * grad1, has1);
-                store2<T>(p.db, p.db_v2, row, col, dz.x * act0, dz.y * act1, has1);
+                const GluGradFactors f0 = kind_grad_factors<kKind>(p.silu, g0, u0);
+                const GluGradFactors f1 = kind_grad_factors<kKind>(p.silu, g1, u1);
+                store2<T>(p.da, p.da_v2, row, col, dz.x * f0.up * f0.grad, dz.y * f1.up * f1.grad, has1);
+                store2<T>(p.db, p.db_v2, row, col, dz.x * f0.act, dz.y * f1.act, has1);
               }
             }
           }
@@ -689,7 +690,7 @@ fsg_status pick_epilogue(const CUtensorMap (&maps)[6], const Params& p, int epi,
                                        : launch<D, kTransB, DualGemmArgs::kBackward, kKind>(maps, p, s);
 }
 
-// kind: kGeneralEpi, an FSG_ACT_* kind, or (forward only) kSiluParams or kSiluFp8 (epilogue_kind).
+// kind: kGeneralEpi, an FSG_ACT_* kind, kSiluParams, or (forward only) kSiluFp8 (epilogue_kind).
 template <DType D, int kTransB>
 fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int kind, cudaStream_t s) {
   constexpr int kFwd = DualGemmArgs::kForward;
@@ -699,20 +700,19 @@ fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int
     case FSG_ACT_GELU_ERF: return pick_epilogue<D, kTransB, FSG_ACT_GELU_ERF>(maps, p, epi, s);
     case FSG_ACT_RELU: return pick_epilogue<D, kTransB, FSG_ACT_RELU>(maps, p, epi, s);
     case FSG_ACT_IDENTITY: return pick_epilogue<D, kTransB, FSG_ACT_IDENTITY>(maps, p, epi, s);
-    case kSiluParams: return launch<D, kTransB, kFwd, kSiluParams>(maps, p, s);
+    case kSiluParams: return pick_epilogue<D, kTransB, kSiluParams>(maps, p, epi, s);
     case kSiluFp8: return launch<D, kTransB, kFwd, kSiluFp8>(maps, p, s);
     default: return pick_epilogue<D, kTransB, kGeneralEpi>(maps, p, epi, s);
   }
 }
 
-// The instantiation for a call: in the forward, SiLU with fp8 saves or with parameters has its own;
-// otherwise, forward or backward, a lean one per activation kind where no fp8 saves are made and
-// the activation has default parameters; else the general one.
+// The instantiation for a call: SiLU with a positive gate scale has its own with parameters (and, in
+// the forward, with fp8 saves); otherwise, forward or backward, a lean one per activation kind
+// where no fp8 saves are made and the activation has default parameters; else the general one.
 int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
-  const bool silu_forward =
-      act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS;
-  if (fp8_saves) return silu_forward ? kSiluFp8 : kGeneralEpi;
-  if (!has_default_params(act)) return silu_forward ? kSiluParams : kGeneralEpi;
+  const bool silu_folded = act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f && FSG_SM90_LEAN_KINDS;
+  if (fp8_saves) return silu_folded && epi == DualGemmArgs::kForward ? kSiluFp8 : kGeneralEpi;
+  if (!has_default_params(act)) return silu_folded ? kSiluParams : kGeneralEpi;
   if (act.activation == FSG_ACT_SILU) return FSG_ACT_SILU;
   if (!FSG_SM90_LEAN_KINDS) return kGeneralEpi;
   const bool known = act.activation >= FSG_ACT_GELU_TANH && act.activation <= FSG_ACT_IDENTITY;
