@@ -1,9 +1,11 @@
 // lib-ab.ts: one side of an A/B between two builds of the library (a kernel change against the
 // build before it). Each process times, with the library at $FUSED_SWIGLU_LIB, the fused forward
-// (plain, gpt-oss, bf16 saves, fp8 saves) and the recompute backward (SwiGLU, GEGLU with erf,
-// gpt-oss) at 8192x4096x14336 bf16 (CUDA events, 3 x 20 launches after 3 warm-ups each, the
-// median), and prints one JSON line. Alternate the two libraries in separate processes, several
-// times, so clock drift hits both:
+// (plain, gpt-oss, bf16 saves, fp8 saves), the recompute backward (SwiGLU, GEGLU with erf,
+// gpt-oss), and the activation op and its backward on y [M, 2N] (the backward is the stored-mode
+// backward's elementwise pass; SwiGLU, GEGLU, gpt-oss), at 8192x4096x14336 bf16 (CUDA events,
+// 3 x 20 launches after 3 warm-ups each, the median), and prints one JSON line. A second argument,
+// a comma-separated list of the names below, times only those. Alternate the two libraries in
+// separate processes, several times, so clock drift hits both:
 //
 //   for r in 1 2 3 4; do
 //     FUSED_SWIGLU_LIB=/tmp/base/libfusedswiglu.so bun bench/lib-ab.ts base >> ab.jsonl
@@ -14,6 +16,7 @@
 // below that only where every pair agrees.
 import {
   Device, GEGLU, GPT_OSS, Storage, Tensor, backwardWorkspaceSize, disposeFp8, emptyFp8, fusedSwiglu, fusedSwigluBackward,
+  glu, swigluBackward,
 } from "../src/index.ts";
 import { randomRaw, separateLayer, upload } from "./data.ts";
 import { EventTimer } from "./timing.ts";
@@ -28,6 +31,8 @@ const a16 = Tensor.empty([M, N], dtype, { device });
 const b16 = Tensor.empty([M, N], dtype, { device });
 const a8 = emptyFp8([M, N], device);
 const b8 = emptyFp8([M, N], device);
+const y = upload(randomRaw(dtype, M * 2 * N, 1, 5), [M, 2 * N], dtype, device);
+const dy = Tensor.empty([M, 2 * N], dtype, { device });
 const dx = Tensor.empty([M, K], dtype, { device });
 const dwGate = Tensor.empty([K, N], dtype, { device });
 const dwUp = Tensor.empty([K, N], dtype, { device });
@@ -43,9 +48,17 @@ const runs: Record<string, () => void> = {
   bwd: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace }),
   bwdGeglu: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace, activation: GEGLU }),
   bwdGptoss: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace, activation: GPT_OSS }),
+  glu: () => void glu(y, { out: z }),
+  gluGeglu: () => void glu(y, { out: z, activation: GEGLU }),
+  gluGptoss: () => void glu(y, { out: z, activation: GPT_OSS }),
+  gluBwd: () => void swigluBackward(dz, y, { dy }),
+  gluBwdGeglu: () => void swigluBackward(dz, y, { dy, activation: GEGLU }),
+  gluBwdGptoss: () => void swigluBackward(dz, y, { dy, activation: GPT_OSS }),
 };
+const only = process.argv[3]?.split(",");
 const medians: Record<string, number> = {};
 for (const [name, run] of Object.entries(runs)) {
+  if (only && !only.includes(name)) continue;
   const samples: number[] = [];
   for (let r = 0; r < 3; ++r) samples.push(...timer.time(run, { warmup: 3, iters: 20 }).samples);
   samples.sort((a, b) => a - b);
@@ -53,7 +66,7 @@ for (const [name, run] of Object.entries(runs)) {
 }
 console.log(JSON.stringify({ label: process.argv[2] ?? "", ...medians }));
 
-for (const t of [x, wg, wu, dz, z, a16, b16, dx, dwGate, dwUp]) t.dispose();
+for (const t of [x, wg, wu, dz, y, dy, z, a16, b16, dx, dwGate, dwUp]) t.dispose();
 disposeFp8(a8);
 disposeFp8(b8);
 workspace.release();

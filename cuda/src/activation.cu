@@ -79,15 +79,16 @@ bool rows16_ok(const Mat& m, int64_t elem_bytes) {
          (m.cols * elem_bytes) % 16 == 0;
 }
 
-// The glu value with plain SwiGLU inlined (kPlain: decided once on the host).
+// The glu value and gradients inlined: plain SwiGLU's (kPlain, decided once on the host), or the
+// variants' general code, whose switch on the kind goes the same way for the whole grid.
 template <bool kPlain> __device__ __forceinline__ float glu_value_of(const fsg_glu_params& act, float g, float u) {
   if constexpr (kPlain) return siluf(g) * u;
-  return glu_value_variant(act, g, u);
+  return glu_value_general(act, g, u);
 }
 template <bool kPlain>
 __device__ __forceinline__ float glu_grads_of(const fsg_glu_params& act, float g, float u, float d, float* dg, float* du) {
   if constexpr (kPlain) return swiglu_grads(g, u, d, dg, du);
-  return glu_grads_variant(act, g, u, d, dg, du);
+  return glu_grads_general(act, g, u, d, dg, du);
 }
 
 // The forward, 16 bytes per matrix per step (same math as glu_forward_kernel).

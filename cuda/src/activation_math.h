@@ -278,8 +278,9 @@ FSG_HD float glu_value(const fsg_glu_params& p, float g, float u) {
 }
 
 // Gradients for an upstream gradient d of the output: *dg, *du with respect to the raw g and u
-// (clamped elements get 0, as torch.clamp gives). Returns glu_value(p, g, u).
-FSG_HD_OUTLINE float glu_grads_variant(const fsg_glu_params& p, float g, float u, float d, float* dg, float* du) {
+// (clamped elements get 0, as torch.clamp gives). Returns glu_value(p, g, u). Inline; the kernels
+// that keep many accumulators live call it out of line, as glu_grads_variant.
+FSG_HD float glu_grads_general(const fsg_glu_params& p, float g, float u, float d, float* dg, float* du) {
   const float gs = p.gate_scale * g;
   float act, grad;
   activation_and_grad(p, clamp_gate(p, gs), &act, &grad);
@@ -291,6 +292,9 @@ FSG_HD_OUTLINE float glu_grads_variant(const fsg_glu_params& p, float g, float u
   *dg = gate_free ? ds * up * grad * p.gate_scale : 0.0f;
   *du = up_free ? ds * act : 0.0f;
   return act * up * p.out_scale;
+}
+FSG_HD_OUTLINE float glu_grads_variant(const fsg_glu_params& p, float g, float u, float d, float* dg, float* du) {
+  return glu_grads_general(p, g, u, d, dg, du);
 }
 
 // Plain SwiGLU's case of glu_grads (kernels that decide plain-or-variant once call it directly).
