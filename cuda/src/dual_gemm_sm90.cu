@@ -168,11 +168,14 @@ template <int kKind> __device__ __forceinline__ float kind_value(const SiluGlu& 
 // FSG_ACT_* kind with default parameters: u, act'(g) and act(g)); f: the folded parameters, read by
 // kSiluParams only.
 template <int kKind> __device__ __forceinline__ GluGradFactors kind_grad_factors(const SiluGlu& f, float g, float u) {
-  if constexpr (kKind == kSiluParams) return silu_glu_unit_gate_factors(f, g, u);
-  float act, grad;
-  if constexpr (kKind == FSG_ACT_SILU) act = siluf(g), grad = dsiluf(g);
-  else activation_and_grad_kind<kKind>(g, &act, &grad);
-  return GluGradFactors{u, grad, act};
+  if constexpr (kKind == kSiluParams) {
+    return silu_glu_unit_gate_factors(f, g, u);
+  } else {
+    float act, grad;
+    if constexpr (kKind == FSG_ACT_SILU) act = siluf(g), grad = dsiluf(g);
+    else activation_and_grad_kind<kKind>(g, &act, &grad);
+    return GluGradFactors{u, grad, act};
+  }
 }
 
 // z = the lean kind's value into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
