@@ -203,123 +203,128 @@ forEachBackend("GLU variants", (device) => {
     // 37x29x23: rows no kernel can load with TMA (the sm_80 kernels run); 136x72x264: 16-byte
     // aligned rows, so the sm_90a dual GEMM takes it where chosen or forced (its general epilogue,
     // and the lean per-kind instantiations of GEGLU, ReGLU and bilinear, forward and backward).
-    for (const [name, act] of VARIANTS) for (const [M, K, N] of [[37, 29, 23], [136, 72, 264]] as const) {
-      test(`${dtype} ${name}: fused forward and both backward modes, ${M}x${K}x${N}`, () => {
-        const dev = device();
-        const { x, w, bGate, bUp, dz } = fusedInputs(act, dtype, dev, M, K, N);
-        const aSaved = Tensor.empty([M, N], dtype, { device: dev });
-        const bSaved = Tensor.empty([M, N], dtype, { device: dev });
-        const z = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, aOut: aSaved, bOut: bSaved, activation: act });
-        const ref = fusedRef(act, f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz), M, K, N);
-        expect(z.toFloat32()).toBeAllClose(ref.z, { rtol: RTOL[dtype] * 2 });
-        for (const stored of [true, false]) {
+    for (const [name, act] of VARIANTS) {
+      for (const [M, K, N] of [[37, 29, 23], [136, 72, 264]] as const) {
+        test(`${dtype} ${name}: fused forward and both backward modes, ${M}x${K}x${N}`, () => {
+          const dev = device();
+          const { x, w, bGate, bUp, dz } = fusedInputs(act, dtype, dev, M, K, N);
+          const aSaved = Tensor.empty([M, N], dtype, { device: dev });
+          const bSaved = Tensor.empty([M, N], dtype, { device: dev });
+          const z = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, aOut: aSaved, bOut: bSaved, activation: act });
+          const ref = fusedRef(act, f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz), M, K, N);
+          expect(z.toFloat32()).toBeAllClose(ref.z, { rtol: RTOL[dtype] * 2 });
+          for (const stored of [true, false]) {
+            const dx = poison(Tensor.empty([M, K], dtype, { device: dev }));
+            const { dwGate, dwUp } = weightGradsLike(w.gate, w.up);
+            const dbGate = poison(Tensor.empty([N], dtype, { device: dev }));
+            const dbUp = poison(Tensor.empty([N], dtype, { device: dev }));
+            fusedSwigluBackward(dz, x, w.gate, w.up, {
+              bGate, bUp, aSaved: stored ? aSaved : null, bSaved: stored ? bSaved : null,
+              dx, dwGate: poison(dwGate), dwUp: poison(dwUp), dbGate, dbUp, activation: act,
+            });
+            const g = stored
+              ? fusedRef(act, f64(x), f64(w.gate), f64(w.up), null, null, f64(dz), M, K, N, { a: f64(aSaved), b: f64(bSaved) })
+              : ref;
+            expectGrads({ dx, dwGate, dwUp, dbGate, dbUp }, g, dtype);
+            disposeAll(dx, dwGate, dwUp, dbGate, dbUp);
+          }
+          disposeAll(x, bGate, bUp, dz, aSaved, bSaved, z);
+          disposeWeights(w);
+        });
+
+        // dz as a view with rows of N + 1 elements: no TMA map can address it, so the sm_90a
+        // recompute backward computes dA and dB in registers and stores them pair by pair (with an
+        // aligned dz, the test above, they go through shared memory): both paths of every lean kind.
+        if (M === 136) test(`${dtype} ${name}: recompute backward with a dz TMA cannot read, ${M}x${K}x${N}`, () => {
+          const dev = device();
+          const { x, w, bGate, bUp } = fusedInputs(act, dtype, dev, M, K, N);
+          const dzRows = randn([M, N + 1], dtype, dev);
+          const dz = dzRows.slice(1, 1, N);
           const dx = poison(Tensor.empty([M, K], dtype, { device: dev }));
           const { dwGate, dwUp } = weightGradsLike(w.gate, w.up);
           const dbGate = poison(Tensor.empty([N], dtype, { device: dev }));
           const dbUp = poison(Tensor.empty([N], dtype, { device: dev }));
           fusedSwigluBackward(dz, x, w.gate, w.up, {
-            bGate, bUp, aSaved: stored ? aSaved : null, bSaved: stored ? bSaved : null,
-            dx, dwGate: poison(dwGate), dwUp: poison(dwUp), dbGate, dbUp, activation: act,
+            bGate, bUp, dx, dwGate: poison(dwGate), dwUp: poison(dwUp), dbGate, dbUp, activation: act,
           });
-          const g = stored
-            ? fusedRef(act, f64(x), f64(w.gate), f64(w.up), null, null, f64(dz), M, K, N, { a: f64(aSaved), b: f64(bSaved) })
-            : ref;
-          expectGrads({ dx, dwGate, dwUp, dbGate, dbUp }, g, dtype);
-          disposeAll(dx, dwGate, dwUp, dbGate, dbUp);
-        }
-        disposeAll(x, bGate, bUp, dz, aSaved, bSaved, z);
-        disposeWeights(w);
-      });
-
-      // dz as a view with rows of N + 1 elements: no TMA map can address it, so the sm_90a
-      // recompute backward computes dA and dB in registers and stores them pair by pair (with an
-      // aligned dz, the test above, they go through shared memory): both paths of every lean kind.
-      if (M === 136) test(`${dtype} ${name}: recompute backward with a dz TMA cannot read, ${M}x${K}x${N}`, () => {
-        const dev = device();
-        const { x, w, bGate, bUp } = fusedInputs(act, dtype, dev, M, K, N);
-        const dzRows = randn([M, N + 1], dtype, dev);
-        const dz = dzRows.slice(1, 1, N);
-        const dx = poison(Tensor.empty([M, K], dtype, { device: dev }));
-        const { dwGate, dwUp } = weightGradsLike(w.gate, w.up);
-        const dbGate = poison(Tensor.empty([N], dtype, { device: dev }));
-        const dbUp = poison(Tensor.empty([N], dtype, { device: dev }));
-        fusedSwigluBackward(dz, x, w.gate, w.up, {
-          bGate, bUp, dx, dwGate: poison(dwGate), dwUp: poison(dwUp), dbGate, dbUp, activation: act,
-        });
-        const ref = fusedRef(act, f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz), M, K, N);
-        expectGrads({ dx, dwGate, dwUp, dbGate, dbUp }, ref, dtype);
-        disposeAll(x, bGate, bUp, dzRows, dx, dwGate, dwUp, dbGate, dbUp);
-        disposeWeights(w);
-      });
-
-      // fp8 saves run their own sm_90a instantiations (SiLU with or without parameters; the general
-      // one for the other kinds); 264 columns are two whole 128-column tiles and a partial one.
-      test(`${dtype} ${name}: fp8 saves, forward and the backward from them, ${M}x${K}x${N}`, () => {
-        const dev = device();
-        const { x, w, bGate, bUp, dz } = fusedInputs(act, dtype, dev, M, K, N);
-        const ctx = new SwiGLUContext();
-        try {
-          const z = SwiGLUFunction.forward(ctx, x, w.gate, w.up, { bGate, bUp, activation: act, saveForBackward: "preactivations-fp8" });
-          const [xv, wgv, wuv, bgv, buv, dzv] = [f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz)];
-          expect(z.toFloat32()).toBeAllClose(fusedRef(act, xv, wgv, wuv, bgv, buv, dzv, M, K, N).z, { rtol: RTOL[dtype] * 2 });
-          const saved: Float64Array[] = [];
-          for (const [data, scale, bias, wv] of [[ctx.aSaved!, ctx.aScale!, bgv, wgv], [ctx.bSaved!, ctx.bScale!, buv, wuv]] as const) {
-            const deqTensor = dequantizeFp8({ data, scale }, { dtype: "float32" });
-            const deq = f64(deqTensor);
-            deqTensor.dispose();
-            saved.push(deq);
-            // Each element within e4m3's rounding (2^-4 relative) of the exact pre-activation, plus
-            // its block's subnormal step and the fp32 accumulation (1e-4 of the block's largest).
-            const want = gemmRef(xv, wv, M, K, N, bias);
-            for (let r = 0; r < M; r++)
-              for (let b0 = 0; b0 < N; b0 += 32) {
-                let amax = 0;
-                for (let j = b0; j < Math.min(N, b0 + 32); j++) amax = Math.max(amax, Math.abs(want[r * N + j]!));
-                for (let j = b0; j < Math.min(N, b0 + 32); j++) {
-                  const i = r * N + j;
-                  expect(Math.abs(deq[i]! - want[i]!)).toBeLessThanOrEqual(2 ** -4 * Math.abs(want[i]!) + 1e-4 * amax);
-                }
-              }
-          }
-          const grads = SwiGLUFunction.backward(ctx, dz);
-          const g = fusedRef(act, xv, wgv, wuv, null, null, dzv, M, K, N, { a: saved[0]!, b: saved[1]! });
-          expectGrads(grads, g, dtype);
-          disposeAll(z, grads.dx, grads.dwGate, grads.dwUp, grads.dbGate, grads.dbUp);
-        } finally {
-          ctx.dispose();
-          disposeAll(x, bGate, bUp, dz);
+          const ref = fusedRef(act, f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz), M, K, N);
+          expectGrads({ dx, dwGate, dwUp, dbGate, dbUp }, ref, dtype);
+          disposeAll(x, bGate, bUp, dzRows, dx, dwGate, dwUp, dbGate, dbUp);
           disposeWeights(w);
-        }
-      });
+        });
 
-      test(`${dtype} ${name}: activation op with bias and token weights, and its backward`, () => {
-        const dev = device();
-        const [M, N] = [41, 19];
-        const y = randn([M, 2 * N], dtype, dev, 4);
-        const bias = randn([2 * N], dtype, dev, 0.5);
-        const weights = randn([M, 1], "float32", dev);
-        const dout = randn([M, N], dtype, dev);
-        const out = glu(y, { bias, weights, activation: act });
-        const { dy, dbias, dweights } = swigluBackward(dout, y, { bias, weights, activation: act });
-        const [yv, bv, wv, dv] = [f64(y), f64(bias), f64(weights), f64(dout)];
-        const refOut = new Float64Array(M * N), refDy = new Float64Array(M * 2 * N), refDw = new Float64Array(M);
-        for (let i = 0; i < M; i++) {
-          for (let j = 0; j < N; j++) {
-            const g = yv[i * 2 * N + j]! + bv[j]!, u = yv[i * 2 * N + N + j]! + bv[N + j]!;
-            const value = gluRef(act, g, u);
-            const [dg, du] = gluGradRef(act, g, u);
-            refOut[i * N + j] = value * wv[i]!;
-            refDy[i * 2 * N + j] = dv[i * N + j]! * wv[i]! * dg;
-            refDy[i * 2 * N + N + j] = dv[i * N + j]! * wv[i]! * du;
-            refDw[i] += dv[i * N + j]! * value;
+        // fp8 saves run their own sm_90a instantiations (SiLU with or without parameters; the general
+        // one for the other kinds); 264 columns are two whole 128-column tiles and a partial one.
+        test(`${dtype} ${name}: fp8 saves, forward and the backward from them, ${M}x${K}x${N}`, () => {
+          const dev = device();
+          const { x, w, bGate, bUp, dz } = fusedInputs(act, dtype, dev, M, K, N);
+          const ctx = new SwiGLUContext();
+          try {
+            const z = SwiGLUFunction.forward(ctx, x, w.gate, w.up, { bGate, bUp, activation: act, saveForBackward: "preactivations-fp8" });
+            const [xv, wgv, wuv, bgv, buv, dzv] = [f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz)];
+            expect(z.toFloat32()).toBeAllClose(fusedRef(act, xv, wgv, wuv, bgv, buv, dzv, M, K, N).z, { rtol: RTOL[dtype] * 2 });
+            const saved: Float64Array[] = [];
+            for (const [data, scale, bias, wv] of [[ctx.aSaved!, ctx.aScale!, bgv, wgv], [ctx.bSaved!, ctx.bScale!, buv, wuv]] as const) {
+              const deqTensor = dequantizeFp8({ data, scale }, { dtype: "float32" });
+              const deq = f64(deqTensor);
+              deqTensor.dispose();
+              saved.push(deq);
+              // Each element within e4m3's rounding (2^-4 relative) of the exact pre-activation, plus
+              // its block's subnormal step and the fp32 accumulation (1e-4 of the block's largest).
+              const want = gemmRef(xv, wv, M, K, N, bias);
+              for (let r = 0; r < M; r++)
+                for (let b0 = 0; b0 < N; b0 += 32) {
+                  let amax = 0;
+                  for (let j = b0; j < Math.min(N, b0 + 32); j++) amax = Math.max(amax, Math.abs(want[r * N + j]!));
+                  for (let j = b0; j < Math.min(N, b0 + 32); j++) {
+                    const i = r * N + j;
+                    expect(Math.abs(deq[i]! - want[i]!)).toBeLessThanOrEqual(2 ** -4 * Math.abs(want[i]!) + 1e-4 * amax);
+                  }
+                }
+            }
+            const grads = SwiGLUFunction.backward(ctx, dz);
+            const g = fusedRef(act, xv, wgv, wuv, null, null, dzv, M, K, N, { a: saved[0]!, b: saved[1]! });
+            expectGrads(grads, g, dtype);
+            disposeAll(z, grads.dx, grads.dwGate, grads.dwUp, grads.dbGate, grads.dbUp);
+          } finally {
+            ctx.dispose();
+            disposeAll(x, bGate, bUp, dz);
+            disposeWeights(w);
           }
-        }
-        expect(out.toFloat32()).toBeAllClose(refOut, { rtol: RTOL[dtype] * 2 });
-        expect(dy.toFloat32()).toBeAllClose(refDy, { rtol: RTOL[dtype] * 2 });
-        expect(dweights!.toFloat32()).toBeAllClose(refDw, { rtol: RTOL[dtype] * 2 });
-        expect(dbias!.toFloat32()).toBeAllClose(columnSum(refDy, M, 2 * N), { rtol: RTOL[dtype] * 2 });
-        disposeAll(y, bias, weights, dout, out, dy, dbias, dweights);
-      });
+        });
+      }
+
+      // 41x19: rows the elementwise kernels read element by element; 23x72: 16-byte rows, read 16
+      // bytes per step by their per-kind instantiations.
+      for (const [M, N] of [[41, 19], [23, 72]] as const) {
+        test(`${dtype} ${name}: activation op with bias and token weights, and its backward, ${M}x${N}`, () => {
+          const dev = device();
+          const y = randn([M, 2 * N], dtype, dev, 4);
+          const bias = randn([2 * N], dtype, dev, 0.5);
+          const weights = randn([M, 1], "float32", dev);
+          const dout = randn([M, N], dtype, dev);
+          const out = glu(y, { bias, weights, activation: act });
+          const { dy, dbias, dweights } = swigluBackward(dout, y, { bias, weights, activation: act });
+          const [yv, bv, wv, dv] = [f64(y), f64(bias), f64(weights), f64(dout)];
+          const refOut = new Float64Array(M * N), refDy = new Float64Array(M * 2 * N), refDw = new Float64Array(M);
+          for (let i = 0; i < M; i++) {
+            for (let j = 0; j < N; j++) {
+              const g = yv[i * 2 * N + j]! + bv[j]!, u = yv[i * 2 * N + N + j]! + bv[N + j]!;
+              const value = gluRef(act, g, u);
+              const [dg, du] = gluGradRef(act, g, u);
+              refOut[i * N + j] = value * wv[i]!;
+              refDy[i * 2 * N + j] = dv[i * N + j]! * wv[i]! * dg;
+              refDy[i * 2 * N + N + j] = dv[i * N + j]! * wv[i]! * du;
+              refDw[i] += dv[i * N + j]! * value;
+            }
+          }
+          expect(out.toFloat32()).toBeAllClose(refOut, { rtol: RTOL[dtype] * 2 });
+          expect(dy.toFloat32()).toBeAllClose(refDy, { rtol: RTOL[dtype] * 2 });
+          expect(dweights!.toFloat32()).toBeAllClose(refDw, { rtol: RTOL[dtype] * 2 });
+          expect(dbias!.toFloat32()).toBeAllClose(columnSum(refDy, M, 2 * N), { rtol: RTOL[dtype] * 2 });
+          disposeAll(y, bias, weights, dout, out, dy, dbias, dweights);
+        });
+      }
     }
 
     // float16 is left out: outputs near 1e-19 underflow it.

@@ -17,6 +17,8 @@
 //                        form owns 32 x 16 bytes of columns per block.
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
 #include "activation_math.h"
 #include "backend.h"
 #include "fp8_math.h"
@@ -79,21 +81,49 @@ bool rows16_ok(const Mat& m, int64_t elem_bytes) {
          (m.cols * elem_bytes) % 16 == 0;
 }
 
-// The glu value and gradients inlined: plain SwiGLU's (kPlain, decided once on the host), or the
-// variants' general code, whose switch on the kind goes the same way for the whole grid.
-template <bool kPlain> __device__ __forceinline__ float glu_value_of(const fsg_glu_params& act, float g, float u) {
-  if constexpr (kPlain) return siluf(g) * u;
-  return glu_value_general(act, g, u);
+// The glu value and gradients inlined, for a lean kind (lean_glu_kind, decided once on the host;
+// f: the folded SiLU parameters) or the general code (kGluGeneral), whose switch on the activation
+// goes the same way for the whole grid.
+template <int kKind>
+__device__ __forceinline__ float glu_value_of(const fsg_glu_params& act, const SiluGlu& f, float g, float u) {
+  if constexpr (kKind == kGluGeneral) return glu_value_general(act, g, u);
+  else return lean_glu_value<kKind>(f, g, u);
 }
-template <bool kPlain>
-__device__ __forceinline__ float glu_grads_of(const fsg_glu_params& act, float g, float u, float d, float* dg, float* du) {
-  if constexpr (kPlain) return swiglu_grads(g, u, d, dg, du);
-  return glu_grads_general(act, g, u, d, dg, du);
+template <int kKind>
+__device__ __forceinline__ float glu_grads_of(const fsg_glu_params& act, const SiluGlu& f, float g, float u, float d,
+                                              float* dg, float* du) {
+  if constexpr (kKind == FSG_ACT_SILU) {
+    return swiglu_grads(g, u, d, dg, du);
+  } else if constexpr (kKind == kGluGeneral) {
+    return glu_grads_general(act, g, u, d, dg, du);
+  } else {
+    const GluGradFactors k = lean_glu_grad_factors<kKind>(f, g, u);
+    *dg = d * k.up * k.grad, *du = d * k.act;
+    return lean_glu_value<kKind>(f, g, u);
+  }
+}
+
+// Calls launch with the lean kind for act as a std::integral_constant: one kernel instantiation per kind.
+template <class F> void with_lean_kind(const fsg_glu_params& act, F&& launch) {
+  switch (lean_glu_kind(act)) {
+    case FSG_ACT_SILU: return launch(std::integral_constant<int, FSG_ACT_SILU>{});
+    case FSG_ACT_GELU_TANH: return launch(std::integral_constant<int, FSG_ACT_GELU_TANH>{});
+    case FSG_ACT_GELU_ERF: return launch(std::integral_constant<int, FSG_ACT_GELU_ERF>{});
+    case FSG_ACT_RELU: return launch(std::integral_constant<int, FSG_ACT_RELU>{});
+    case FSG_ACT_IDENTITY: return launch(std::integral_constant<int, FSG_ACT_IDENTITY>{});
+    case kGluSiluParams: return launch(std::integral_constant<int, kGluSiluParams>{});
+    default: return launch(std::integral_constant<int, kGluGeneral>{});
+  }
+}
+
+// The folded SiLU parameters a kGluSiluParams kernel reads (unused by the other kinds).
+SiluGlu folded_silu(const fsg_glu_params& act) {
+  return act.gate_scale > 0.0f ? fold_silu_glu_unit_gate(act) : SiluGlu{};
 }
 
 // The forward, 16 bytes per matrix per step (same math as glu_forward_kernel).
-template <class T, bool kPlain>
-__global__ void glu_forward_rows16_kernel(fsg_glu_params act, MatRef gate, MatRef up, VecRef bg, VecRef bu, VecRef w,
+template <class T, int kKind>
+__global__ void glu_forward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatRef gate, MatRef up, VecRef bg, VecRef bu, VecRef w,
                                           MatRef out, int64_t m, int64_t n) {
   using R = Rows16<T>;
   for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
@@ -105,7 +135,7 @@ __global__ void glu_forward_rows16_kernel(fsg_glu_params act, MatRef gate, MatRe
       R::load(up, r, c, u);
 #pragma unroll
       for (int i = 0; i < R::kVec; ++i)
-        z[i] = glu_value_of<kPlain>(act, g[i] + bg.load_or(c + i, 0.f), u[i] + bu.load_or(c + i, 0.f)) * wr;
+        z[i] = glu_value_of<kKind>(act, silu, g[i] + bg.load_or(c + i, 0.f), u[i] + bu.load_or(c + i, 0.f)) * wr;
       R::store(out, r, c, z);
     }
   }
@@ -113,8 +143,8 @@ __global__ void glu_forward_rows16_kernel(fsg_glu_params act, MatRef gate, MatRe
 
 // The backward, 16 bytes per matrix per step (same math as glu_backward_kernel; the row sum for dw
 // has its own fixed order). With dw, gridDim.y is 1: a block owns whole rows for the row sum.
-template <class T, bool kPlain>
-__global__ void glu_backward_rows16_kernel(fsg_glu_params act, MatRef dout, MatRef gate, MatRef up, VecRef bg,
+template <class T, int kKind>
+__global__ void glu_backward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatRef dout, MatRef gate, MatRef up, VecRef bg,
                                            VecRef bu, VecRef w, MatRef dgate, MatRef dup, VecRef dw, int64_t m,
                                            int64_t n) {
   using R = Rows16<T>;
@@ -129,7 +159,7 @@ __global__ void glu_backward_rows16_kernel(fsg_glu_params act, MatRef dout, MatR
       R::load(dout, r, c, d);
 #pragma unroll
       for (int i = 0; i < R::kVec; ++i) {
-        const float value = glu_grads_of<kPlain>(act, g[i] + bg.load_or(c + i, 0.f), u[i] + bu.load_or(c + i, 0.f),
+        const float value = glu_grads_of<kKind>(act, silu, g[i] + bg.load_or(c + i, 0.f), u[i] + bu.load_or(c + i, 0.f),
                                                  d[i] * wr, &dg[i], &du[i]);
         part += d[i] * value;
       }
@@ -265,8 +295,10 @@ fsg_status glu_forward(const GluForwardArgs& a, cudaStream_t s) {
   const MatRef gate = mat_ref(a.gate), up = mat_ref(a.up), out = mat_ref(a.out);
   const VecRef bg = vec_ref(a.bias_gate), bu = vec_ref(a.bias_up), w = vec_ref(a.weights);
   if (rows16_ok(a.gate, sizeof(T)) && rows16_ok(a.up, sizeof(T)) && rows16_ok(a.out, sizeof(T))) {
-    auto* kernel = is_plain_swiglu(a.act) ? glu_forward_rows16_kernel<T, true> : glu_forward_rows16_kernel<T, false>;
-    kernel<<<elementwise_grid(m, n, Rows16<T>::kVec, false), kBlock, 0, s>>>(a.act, gate, up, bg, bu, w, out, m, n);
+    with_lean_kind(a.act, [&](auto kind) {
+      glu_forward_rows16_kernel<T, decltype(kind)::value><<<elementwise_grid(m, n, Rows16<T>::kVec, false), kBlock, 0, s>>>(
+          a.act, folded_silu(a.act), gate, up, bg, bu, w, out, m, n);
+    });
     return launch_status("glu_forward_rows16_kernel");
   }
   glu_forward_kernel<T><<<elementwise_grid(m, n, 1, false), kBlock, 0, s>>>(a.act, gate, up, bg, bu, w, out, m, n);
@@ -284,9 +316,10 @@ fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
     bool ok = true;
     for (const Mat* mat : all) ok = ok && rows16_ok(*mat, sizeof(T));
     if (ok) {
-      auto* kernel = is_plain_swiglu(a.act) ? glu_backward_rows16_kernel<T, true> : glu_backward_rows16_kernel<T, false>;
-      kernel<<<elementwise_grid(m, n, Rows16<T>::kVec, whole_rows), kBlock, 0, s>>>(
-          a.act, dout, mat_ref(a.gate), mat_ref(a.up), bg, bu, w, dgate, dup, dw, m, n);
+      with_lean_kind(a.act, [&](auto kind) {
+        glu_backward_rows16_kernel<T, decltype(kind)::value><<<elementwise_grid(m, n, Rows16<T>::kVec, whole_rows), kBlock, 0, s>>>(
+            a.act, folded_silu(a.act), dout, mat_ref(a.gate), mat_ref(a.up), bg, bu, w, dgate, dup, dw, m, n);
+      });
       return launch_status("glu_backward_rows16_kernel");
     }
   }

@@ -271,6 +271,34 @@ template <int kAct> FSG_HD float glu_value_kind(float g, float u) {
   return act * u;
 }
 
+// The lean instantiations of the sm_90a epilogue and the elementwise kernels: an FSG_ACT_* kind
+// with default parameters (FSG_ACT_SILU: plain SwiGLU), SiLU with its parameters folded on the host
+// (a positive gate scale: fold_silu_glu_unit_gate), or the general code for everything else.
+constexpr int kGluGeneral = -1;
+constexpr int kGluSiluParams = -2;
+FSG_HD int lean_glu_kind(const fsg_glu_params& act) {
+  if (!has_default_params(act)) return act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f ? kGluSiluParams : kGluGeneral;
+  return act.activation >= FSG_ACT_SILU && act.activation <= FSG_ACT_IDENTITY ? act.activation : kGluGeneral;
+}
+// A lean kind's value; f: the folded parameters, read by kGluSiluParams only.
+template <int kKind> FSG_HD float lean_glu_value(const SiluGlu& f, float g, float u) {
+  if constexpr (kKind == FSG_ACT_SILU) return siluf(g) * u;
+  else if constexpr (kKind == kGluSiluParams) return silu_glu_unit_gate(f, g, u);
+  else return glu_value_kind<kKind>(g, u);
+}
+// A lean kind's gradients per unit upstream gradient: d/dg = up * grad, d/du = act (an FSG_ACT_*
+// kind: u, act'(g) and act(g)).
+template <int kKind> FSG_HD GluGradFactors lean_glu_grad_factors(const SiluGlu& f, float g, float u) {
+  if constexpr (kKind == kGluSiluParams) {
+    return silu_glu_unit_gate_factors(f, g, u);
+  } else {
+    float act, grad;
+    if constexpr (kKind == FSG_ACT_SILU) act = siluf(g), grad = dsiluf(g);
+    else activation_and_grad_kind<kKind>(g, &act, &grad);
+    return GluGradFactors{u, grad, act};
+  }
+}
+
 // out = act(clamp(gate_scale * g)) * (clamp(u) + up_offset) * out_scale.
 FSG_HD float glu_value(const fsg_glu_params& p, float g, float u) {
   if (is_plain_swiglu(p)) return siluf(g) * u;

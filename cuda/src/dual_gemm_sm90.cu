@@ -82,8 +82,8 @@ constexpr int kGroupM = FSG_SM90_GROUP_M;
 constexpr int kCluster = FSG_SM90_CLUSTER;  // CTAs of a cluster: row tiles sharing weight tiles
 [[maybe_unused]] constexpr bool kMulticast = kCluster > 1;  // weight tiles multicast to both CTAs of a cluster
 constexpr int kThreads = 384;
-constexpr int kGeneralEpi = -1;  // the kernel's general epilogue instantiation (kKind)
-constexpr int kSiluParams = -2;  // SiLU with its parameters folded (gpt-oss, Falcon-H1), no fp8 saves
+constexpr int kGeneralEpi = kGluGeneral;     // the kernel's general epilogue instantiation (kKind)
+constexpr int kSiluParams = kGluSiluParams;  // SiLU with its parameters folded (gpt-oss, Falcon-H1), no fp8 saves
 constexpr int kSiluFp8 = -3;     // forward: SiLU (plain or with parameters) with fp8 saves
 constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
 constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
@@ -156,28 +156,6 @@ static __device__ __noinline__ Block8 glu_block(const fsg_glu_params& act, const
 }
 #endif
 
-// The gated value of a lean instantiation (dual_gemm_sm90_kernel's kKind != kGeneralEpi); f: the
-// folded parameters, read by kSiluParams only.
-template <int kKind> __device__ __forceinline__ float kind_value(const SiluGlu& f, float g, float u) {
-  if constexpr (kKind == FSG_ACT_SILU) return siluf(g) * u;
-  else if constexpr (kKind == kSiluParams) return silu_glu_unit_gate(f, g, u);
-  else return glu_value_kind<kKind>(g, u);
-}
-
-// The backward's factors of a lean kind at (g, u): per unit dz, d/dg = up * grad and d/du = act (an
-// FSG_ACT_* kind with default parameters: u, act'(g) and act(g)); f: the folded parameters, read by
-// kSiluParams only.
-template <int kKind> __device__ __forceinline__ GluGradFactors kind_grad_factors(const SiluGlu& f, float g, float u) {
-  if constexpr (kKind == kSiluParams) {
-    return silu_glu_unit_gate_factors(f, g, u);
-  } else {
-    float act, grad;
-    if constexpr (kKind == FSG_ACT_SILU) act = siluf(g), grad = dsiluf(g);
-    else activation_and_grad_kind<kKind>(g, &act, &grad);
-    return GluGradFactors{u, grad, act};
-  }
-}
-
 // z = the lean kind's value into the gate half of the accumulators (g in d[0..63], u in d[64..127]).
 // h = 0 or 1: row half h's values only (rows row0 + 8h: accumulator pairs with bit 1 of i = h), for
 // unrolled loops, where the test folds away.
@@ -186,7 +164,7 @@ template <int kKind>
 __device__ __forceinline__ void kind_in_place(float (&d)[128], const SiluGlu& f, int h = kBothHalves) {
 #pragma unroll
   for (int i = 0; i < 64; ++i)
-    if (h == kBothHalves || ((i >> 1) & 1) == h) d[i] = kind_value<kKind>(f, d[i], d[i + 64]);
+    if (h == kBothHalves || ((i >> 1) & 1) == h) d[i] = lean_glu_value<kKind>(f, d[i], d[i + 64]);
 }
 
 // Calls f with the lean SiLU kind for act: FSG_ACT_SILU for plain SwiGLU, kSiluParams otherwise, as
@@ -541,13 +519,13 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
           // dA = dz * u * act'(g) (gate side), dB = dz * act(g) (up side), with dz staged by TMA in
           // the buffer (zeros past the matrix's edges) and read pair by pair while dA is staged:
           // each thread reads its own dz pair just before overwriting it with dA. The lean kinds
-          // compute the gradients per unit dz first (kind_grad_factors; reading all of dz into
+          // compute the gradients per unit dz first (lean_glu_grad_factors; reading all of dz into
           // registers ahead of the math spilled 176 bytes); the general epilogue makes one
           // out-of-line call per element (inlined, it spilled ~1 KB).
           if constexpr (!kGeneral) {
 #pragma unroll
             for (int i = 0; i < 64; ++i) {
-              const GluGradFactors f = kind_grad_factors<kKind>(p.silu, d[i], d[i + 64]);
+              const GluGradFactors f = lean_glu_grad_factors<kKind>(p.silu, d[i], d[i + 64]);
               d[i] = f.up * f.grad, d[i + 64] = f.act;
             }
           }
@@ -615,7 +593,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
             const float g0 = d[i] + bg0, g1 = d[i + 1] + bg1;
             const float u0 = d[i + 64] + bu0, u1 = d[i + 65] + bu1;
             if constexpr (EPI == DualGemmArgs::kForward) {
-              store2<T>(p.z, p.z_v2, row, col, kind_value<kKind>(p.silu, g0, u0), kind_value<kKind>(p.silu, g1, u1), has1);
+              store2<T>(p.z, p.z_v2, row, col, lean_glu_value<kKind>(p.silu, g0, u0), lean_glu_value<kKind>(p.silu, g1, u1), has1);
               if (p.a_out.p) store2<T>(p.a_out, p.a_v2, row, col, g0, g1, has1);
               if (p.b_out.p) store2<T>(p.b_out, p.b_v2, row, col, u0, u1, has1);
             } else {
@@ -627,8 +605,8 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                 store2<T>(p.da, p.da_v2, row, col, da0, da1, has1);
                 store2<T>(p.db, p.db_v2, row, col, db0, db1, has1);
               } else {
-                const GluGradFactors f0 = kind_grad_factors<kKind>(p.silu, g0, u0);
-                const GluGradFactors f1 = kind_grad_factors<kKind>(p.silu, g1, u1);
+                const GluGradFactors f0 = lean_glu_grad_factors<kKind>(p.silu, g0, u0);
+                const GluGradFactors f1 = lean_glu_grad_factors<kKind>(p.silu, g1, u1);
                 store2<T>(p.da, p.da_v2, row, col, dz.x * f0.up * f0.grad, dz.y * f1.up * f1.grad, has1);
                 store2<T>(p.db, p.db_v2, row, col, dz.x * f0.act, dz.y * f1.act, has1);
               }
@@ -713,13 +691,10 @@ fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int
 // the forward, with fp8 saves); otherwise, forward or backward, a lean one per activation kind
 // where no fp8 saves are made and the activation has default parameters; else the general one.
 int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
-  const bool silu_folded = act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f && FSG_SM90_LEAN_KINDS;
-  if (fp8_saves) return silu_folded && epi == DualGemmArgs::kForward ? kSiluFp8 : kGeneralEpi;
-  if (!has_default_params(act)) return silu_folded ? kSiluParams : kGeneralEpi;
-  if (act.activation == FSG_ACT_SILU) return FSG_ACT_SILU;
-  if (!FSG_SM90_LEAN_KINDS) return kGeneralEpi;
-  const bool known = act.activation >= FSG_ACT_GELU_TANH && act.activation <= FSG_ACT_IDENTITY;
-  return known ? act.activation : kGeneralEpi;
+  const int kind = FSG_SM90_LEAN_KINDS ? lean_glu_kind(act) : is_plain_swiglu(act) ? FSG_ACT_SILU : kGeneralEpi;
+  if (!fp8_saves) return kind;
+  const bool silu = kind == FSG_ACT_SILU || kind == kSiluParams;
+  return silu && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS ? kSiluFp8 : kGeneralEpi;
 }
 
 }  // namespace
