@@ -8,6 +8,8 @@
 //   Both come in two forms: one element per thread step through strided views (any layout), and
 //   16 bytes per matrix per step where every matrix allows it (Rows16 below). The scalar form moved
 //   2-byte elements at ~1.2 TB/s, less than half the copy rate (bench/NOTES.md, "elementwise").
+//   The 16-byte form has one instantiation per lean GLU kind (activation_math.h): through the
+//   general code, a GLU variant ran 11-33% above the copy rate ("GLU variants", steps 17-18).
 //   fp8_quantize_kernel  one warp per 32-column block of a row: amax by shuffles, then e4m3 bytes
 //   fp8_dequantize_kernel  elementwise, grid-stride like glu_forward_kernel
 //   column_sum_kernel    dst[c] (+)= sum_r src(r, c): a block owns 32 columns (one warp wide, so
@@ -103,7 +105,8 @@ __device__ __forceinline__ float glu_grads_of(const fsg_glu_params& act, const S
   }
 }
 
-// Calls launch with the lean kind for act as a std::integral_constant: one kernel instantiation per kind.
+// Calls launch with the lean kind for act as a std::integral_constant: one kernel instantiation
+// per kind.
 template <class F> void with_lean_kind(const fsg_glu_params& act, F&& launch) {
   switch (lean_glu_kind(act)) {
     case FSG_ACT_SILU: return launch(std::integral_constant<int, FSG_ACT_SILU>{});
@@ -123,8 +126,8 @@ SiluGlu folded_silu(const fsg_glu_params& act) {
 
 // The forward, 16 bytes per matrix per step (same math as glu_forward_kernel).
 template <class T, int kKind>
-__global__ void glu_forward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatRef gate, MatRef up, VecRef bg, VecRef bu, VecRef w,
-                                          MatRef out, int64_t m, int64_t n) {
+__global__ void glu_forward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatRef gate, MatRef up, VecRef bg,
+                                          VecRef bu, VecRef w, MatRef out, int64_t m, int64_t n) {
   using R = Rows16<T>;
   for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
     const float wr = w.load_or(r, 1.f);
@@ -144,9 +147,9 @@ __global__ void glu_forward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatR
 // The backward, 16 bytes per matrix per step (same math as glu_backward_kernel; the row sum for dw
 // has its own fixed order). With dw, gridDim.y is 1: a block owns whole rows for the row sum.
 template <class T, int kKind>
-__global__ void glu_backward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatRef dout, MatRef gate, MatRef up, VecRef bg,
-                                           VecRef bu, VecRef w, MatRef dgate, MatRef dup, VecRef dw, int64_t m,
-                                           int64_t n) {
+__global__ void glu_backward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatRef dout, MatRef gate, MatRef up,
+                                           VecRef bg, VecRef bu, VecRef w, MatRef dgate, MatRef dup, VecRef dw,
+                                           int64_t m, int64_t n) {
   using R = Rows16<T>;
   for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
     const float wr = w.load_or(r, 1.f);
@@ -159,8 +162,8 @@ __global__ void glu_backward_rows16_kernel(fsg_glu_params act, SiluGlu silu, Mat
       R::load(dout, r, c, d);
 #pragma unroll
       for (int i = 0; i < R::kVec; ++i) {
-        const float value = glu_grads_of<kKind>(act, silu, g[i] + bg.load_or(c + i, 0.f), u[i] + bu.load_or(c + i, 0.f),
-                                                 d[i] * wr, &dg[i], &du[i]);
+        const float value = glu_grads_of<kKind>(act, silu, g[i] + bg.load_or(c + i, 0.f),
+                                                u[i] + bu.load_or(c + i, 0.f), d[i] * wr, &dg[i], &du[i]);
         part += d[i] * value;
       }
       R::store(dgate, r, c, dg);
@@ -296,7 +299,8 @@ fsg_status glu_forward(const GluForwardArgs& a, cudaStream_t s) {
   const VecRef bg = vec_ref(a.bias_gate), bu = vec_ref(a.bias_up), w = vec_ref(a.weights);
   if (rows16_ok(a.gate, sizeof(T)) && rows16_ok(a.up, sizeof(T)) && rows16_ok(a.out, sizeof(T))) {
     with_lean_kind(a.act, [&](auto kind) {
-      glu_forward_rows16_kernel<T, decltype(kind)::value><<<elementwise_grid(m, n, Rows16<T>::kVec, false), kBlock, 0, s>>>(
+      constexpr int kKind = decltype(kind)::value;
+      glu_forward_rows16_kernel<T, kKind><<<elementwise_grid(m, n, Rows16<T>::kVec, false), kBlock, 0, s>>>(
           a.act, folded_silu(a.act), gate, up, bg, bu, w, out, m, n);
     });
     return launch_status("glu_forward_rows16_kernel");
@@ -317,7 +321,8 @@ fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
     for (const Mat* mat : all) ok = ok && rows16_ok(*mat, sizeof(T));
     if (ok) {
       with_lean_kind(a.act, [&](auto kind) {
-        glu_backward_rows16_kernel<T, decltype(kind)::value><<<elementwise_grid(m, n, Rows16<T>::kVec, whole_rows), kBlock, 0, s>>>(
+        constexpr int kKind = decltype(kind)::value;
+        glu_backward_rows16_kernel<T, kKind><<<elementwise_grid(m, n, Rows16<T>::kVec, whole_rows), kBlock, 0, s>>>(
             a.act, folded_silu(a.act), dout, mat_ref(a.gate), mat_ref(a.up), bg, bu, w, dgate, dup, dw, m, n);
       });
       return launch_status("glu_backward_rows16_kernel");

@@ -277,8 +277,9 @@ template <int kAct> FSG_HD float glu_value_kind(float g, float u) {
 constexpr int kGluGeneral = -1;
 constexpr int kGluSiluParams = -2;
 FSG_HD int lean_glu_kind(const fsg_glu_params& act) {
-  if (!has_default_params(act)) return act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f ? kGluSiluParams : kGluGeneral;
-  return act.activation >= FSG_ACT_SILU && act.activation <= FSG_ACT_IDENTITY ? act.activation : kGluGeneral;
+  if (has_default_params(act))
+    return act.activation >= FSG_ACT_SILU && act.activation <= FSG_ACT_IDENTITY ? act.activation : kGluGeneral;
+  return act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f ? kGluSiluParams : kGluGeneral;
 }
 // A lean kind's value; f: the folded parameters, read by kGluSiluParams only.
 template <int kKind> FSG_HD float lean_glu_value(const SiluGlu& f, float g, float u) {
