@@ -18,12 +18,15 @@ import {
   Device, GEGLU, GPT_OSS, Storage, Tensor, backwardWorkspaceSize, disposeFp8, emptyFp8, fusedSwiglu, fusedSwigluBackward,
   glu, swigluBackward,
 } from "../src/index.ts";
+import type { KernelPath } from "../src/device.ts";
 import { randomRaw, separateLayer, upload } from "./data.ts";
 import { EventTimer } from "./timing.ts";
 
 const [M, K, N] = [8192, 4096, 14336];
 const dtype = "bfloat16" as const;
 const device = Device.open({ backend: "cuda" });
+// $FSG_KERNEL_PATH (0 auto, 1 small-M, 80, 90): time one kernel family (Device.setKernelPath).
+if (process.env.FSG_KERNEL_PATH) device.setKernelPath(Number(process.env.FSG_KERNEL_PATH) as KernelPath);
 const { x, wg, wu } = separateLayer(M, K, N, dtype, device);
 const dz = upload(randomRaw(dtype, M * N, 1, 4), [M, N], dtype, device);
 const z = Tensor.empty([M, N], dtype, { device });
