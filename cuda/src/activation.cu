@@ -119,11 +119,6 @@ template <class F> void with_lean_kind(const fsg_glu_params& act, F&& launch) {
   }
 }
 
-// The folded SiLU parameters a kGluSiluParams kernel reads (unused by the other kinds).
-SiluGlu folded_silu(const fsg_glu_params& act) {
-  return act.gate_scale > 0.0f ? fold_silu_glu_unit_gate(act) : SiluGlu{};
-}
-
 // The forward, 16 bytes per matrix per step (same math as glu_forward_kernel).
 template <class T, int kKind>
 __global__ void glu_forward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatRef gate, MatRef up, VecRef bg,
@@ -301,7 +296,7 @@ fsg_status glu_forward(const GluForwardArgs& a, cudaStream_t s) {
     with_lean_kind(a.act, [&](auto kind) {
       constexpr int kKind = decltype(kind)::value;
       glu_forward_rows16_kernel<T, kKind><<<elementwise_grid(m, n, Rows16<T>::kVec, false), kBlock, 0, s>>>(
-          a.act, folded_silu(a.act), gate, up, bg, bu, w, out, m, n);
+          a.act, lean_silu_fold(a.act), gate, up, bg, bu, w, out, m, n);
     });
     return launch_status("glu_forward_rows16_kernel");
   }
@@ -323,7 +318,7 @@ fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
       with_lean_kind(a.act, [&](auto kind) {
         constexpr int kKind = decltype(kind)::value;
         glu_backward_rows16_kernel<T, kKind><<<elementwise_grid(m, n, Rows16<T>::kVec, whole_rows), kBlock, 0, s>>>(
-            a.act, folded_silu(a.act), dout, mat_ref(a.gate), mat_ref(a.up), bg, bu, w, dgate, dup, dw, m, n);
+            a.act, lean_silu_fold(a.act), dout, mat_ref(a.gate), mat_ref(a.up), bg, bu, w, dgate, dup, dw, m, n);
       });
       return launch_status("glu_backward_rows16_kernel");
     }

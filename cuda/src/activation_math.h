@@ -281,6 +281,10 @@ FSG_HD int lean_glu_kind(const fsg_glu_params& act) {
     return act.activation >= FSG_ACT_SILU && act.activation <= FSG_ACT_IDENTITY ? act.activation : kGluGeneral;
   return act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f ? kGluSiluParams : kGluGeneral;
 }
+// The folded parameters a kGluSiluParams instantiation reads (zeros for the other kinds).
+FSG_HD SiluGlu lean_silu_fold(const fsg_glu_params& act) {
+  return act.gate_scale > 0.0f ? fold_silu_glu_unit_gate(act) : SiluGlu{};
+}
 // A lean kind's value; f: the folded parameters, read by kGluSiluParams only.
 template <int kKind> FSG_HD float lean_glu_value(const SiluGlu& f, float g, float u) {
   if constexpr (kKind == FSG_ACT_SILU) return siluf(g) * u;

@@ -746,7 +746,7 @@ fsg_status cuda_dual_gemm_sm90(const DualGemmArgs& a, Stream s, bool forced, boo
   if (p.a8.p) p.a_out.p = nullptr, p.a_v2 = false;
   if (p.b8.p) p.b_out.p = nullptr, p.b_v2 = false;
   p.act = a.act;
-  if (a.act.gate_scale > 0.0f) p.silu = fold_silu_glu_unit_gate(a.act);
+  p.silu = lean_silu_fold(a.act);
 
   const int epi = a.epilogue;
   const int kind = epilogue_kind(a.act, epi, p.a8.p != nullptr || p.b8.p != nullptr);
