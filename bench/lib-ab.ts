@@ -1,11 +1,11 @@
 // lib-ab.ts: one side of an A/B between two builds of the library (a kernel change against the
 // build before it). Each process times, with the library at $FUSED_SWIGLU_LIB, the fused forward
-// (plain, gpt-oss, bf16 saves, fp8 saves), the recompute backward (SwiGLU, GEGLU with erf,
-// gpt-oss), and the activation op and its backward on y [M, 2N] (the backward is the stored-mode
-// backward's elementwise pass; SwiGLU, GEGLU, gpt-oss), at 8192x4096x14336 bf16 (CUDA events,
-// 3 x 20 launches after 3 warm-ups each, the median), and prints one JSON line. A second argument,
-// a comma-separated list of the names below, times only those. Alternate the two libraries in
-// separate processes, several times, so clock drift hits both:
+// (plain, gpt-oss, GEGLU with erf, bf16 saves, fp8 saves), the recompute backward (SwiGLU, GEGLU
+// with erf, gpt-oss), and the activation op and its backward on y [M, 2N] (the backward is the
+// stored-mode backward's elementwise pass; SwiGLU, GEGLU, gpt-oss), at 8192x4096x14336 bf16 (CUDA
+// events, 3 x 20 launches after 3 warm-ups each, the median), and prints one JSON line. A second
+// argument, a comma-separated list of the names below, times only those. Alternate the two
+// libraries in separate processes, several times, so clock drift hits both:
 //
 //   for r in 1 2 3 4; do
 //     FUSED_SWIGLU_LIB=/tmp/base/libfusedswiglu.so bun bench/lib-ab.ts base >> ab.jsonl
@@ -34,8 +34,11 @@ const a16 = Tensor.empty([M, N], dtype, { device });
 const b16 = Tensor.empty([M, N], dtype, { device });
 const a8 = emptyFp8([M, N], device);
 const b8 = emptyFp8([M, N], device);
-const y = upload(randomRaw(dtype, M * 2 * N, 1, 5), [M, 2 * N], dtype, device);
-const dy = Tensor.empty([M, 2 * N], dtype, { device });
+const only = process.argv[3]?.split(",");
+// The activation ops' y and dy [M, 2N] (0.9 GB): allocated only when one of them is timed.
+const timesGlu = !only || only.some((name) => name.startsWith("glu"));
+const y = timesGlu ? upload(randomRaw(dtype, M * 2 * N, 1, 5), [M, 2 * N], dtype, device) : null;
+const dy = timesGlu ? Tensor.empty([M, 2 * N], dtype, { device }) : null;
 const dx = Tensor.empty([M, K], dtype, { device });
 const dwGate = Tensor.empty([K, N], dtype, { device });
 const dwUp = Tensor.empty([K, N], dtype, { device });
@@ -46,19 +49,19 @@ const timer = new EventTimer(device);
 const runs: Record<string, () => void> = {
   fwd: () => void fusedSwiglu(x, wg, wu, { out: z }),
   gptoss: () => void fusedSwiglu(x, wg, wu, { out: z, activation: GPT_OSS }),
+  geglu: () => void fusedSwiglu(x, wg, wu, { out: z, activation: GEGLU }),
   save16: () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a16, bOut: b16 }),
   save8: () => void fusedSwiglu(x, wg, wu, { out: z, aOut: a8.data, bOut: b8.data, aScale: a8.scale, bScale: b8.scale }),
   bwd: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace }),
   bwdGeglu: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace, activation: GEGLU }),
   bwdGptoss: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace, activation: GPT_OSS }),
-  glu: () => void glu(y, { out: z }),
-  gluGeglu: () => void glu(y, { out: z, activation: GEGLU }),
-  gluGptoss: () => void glu(y, { out: z, activation: GPT_OSS }),
-  gluBwd: () => void swigluBackward(dz, y, { dy }),
-  gluBwdGeglu: () => void swigluBackward(dz, y, { dy, activation: GEGLU }),
-  gluBwdGptoss: () => void swigluBackward(dz, y, { dy, activation: GPT_OSS }),
+  glu: () => void glu(y!, { out: z }),
+  gluGeglu: () => void glu(y!, { out: z, activation: GEGLU }),
+  gluGptoss: () => void glu(y!, { out: z, activation: GPT_OSS }),
+  gluBwd: () => void swigluBackward(dz, y!, { dy: dy! }),
+  gluBwdGeglu: () => void swigluBackward(dz, y!, { dy: dy!, activation: GEGLU }),
+  gluBwdGptoss: () => void swigluBackward(dz, y!, { dy: dy!, activation: GPT_OSS }),
 };
-const only = process.argv[3]?.split(",");
 const medians: Record<string, number> = {};
 for (const [name, run] of Object.entries(runs)) {
   if (only && !only.includes(name)) continue;
@@ -69,7 +72,9 @@ for (const [name, run] of Object.entries(runs)) {
 }
 console.log(JSON.stringify({ label: process.argv[2] ?? "", ...medians }));
 
-for (const t of [x, wg, wu, dz, y, dy, z, a16, b16, dx, dwGate, dwUp]) t.dispose();
+for (const t of [x, wg, wu, dz, z, a16, b16, dx, dwGate, dwUp]) t.dispose();
+y?.dispose();
+dy?.dispose();
 disposeFp8(a8);
 disposeFp8(b8);
 workspace.release();

@@ -19,8 +19,6 @@
 //                        form owns 32 x 16 bytes of columns per block.
 #include <cuda_runtime.h>
 
-#include <type_traits>
-
 #include "activation_math.h"
 #include "backend.h"
 #include "fp8_math.h"
@@ -81,42 +79,6 @@ template <class T> struct Rows16 {
 bool rows16_ok(const Mat& m, int64_t elem_bytes) {
   return (m.cs == 1 || m.cols <= 1) && reinterpret_cast<uintptr_t>(m.data) % 16 == 0 && (m.rs * elem_bytes) % 16 == 0 &&
          (m.cols * elem_bytes) % 16 == 0;
-}
-
-// The glu value and gradients inlined, for a lean kind (lean_glu_kind, decided once on the host;
-// f: the folded SiLU parameters) or the general code (kGluGeneral), whose switch on the activation
-// goes the same way for the whole grid.
-template <int kKind>
-__device__ __forceinline__ float glu_value_of(const fsg_glu_params& act, const SiluGlu& f, float g, float u) {
-  if constexpr (kKind == kGluGeneral) return glu_value_general(act, g, u);
-  else return lean_glu_value<kKind>(f, g, u);
-}
-template <int kKind>
-__device__ __forceinline__ float glu_grads_of(const fsg_glu_params& act, const SiluGlu& f, float g, float u, float d,
-                                              float* dg, float* du) {
-  if constexpr (kKind == FSG_ACT_SILU) {
-    return swiglu_grads(g, u, d, dg, du);
-  } else if constexpr (kKind == kGluGeneral) {
-    return glu_grads_general(act, g, u, d, dg, du);
-  } else {
-    const GluGradFactors k = lean_glu_grad_factors<kKind>(f, g, u);
-    *dg = d * k.up * k.grad, *du = d * k.act;
-    return lean_glu_value<kKind>(f, g, u);
-  }
-}
-
-// Calls launch with the lean kind for act as a std::integral_constant: one kernel instantiation
-// per kind.
-template <class F> void with_lean_kind(const fsg_glu_params& act, F&& launch) {
-  switch (lean_glu_kind(act)) {
-    case FSG_ACT_SILU: return launch(std::integral_constant<int, FSG_ACT_SILU>{});
-    case FSG_ACT_GELU_TANH: return launch(std::integral_constant<int, FSG_ACT_GELU_TANH>{});
-    case FSG_ACT_GELU_ERF: return launch(std::integral_constant<int, FSG_ACT_GELU_ERF>{});
-    case FSG_ACT_RELU: return launch(std::integral_constant<int, FSG_ACT_RELU>{});
-    case FSG_ACT_IDENTITY: return launch(std::integral_constant<int, FSG_ACT_IDENTITY>{});
-    case kGluSiluParams: return launch(std::integral_constant<int, kGluSiluParams>{});
-    default: return launch(std::integral_constant<int, kGluGeneral>{});
-  }
 }
 
 // The forward, 16 bytes per matrix per step (same math as glu_forward_kernel).
@@ -293,7 +255,7 @@ fsg_status glu_forward(const GluForwardArgs& a, cudaStream_t s) {
   const MatRef gate = mat_ref(a.gate), up = mat_ref(a.up), out = mat_ref(a.out);
   const VecRef bg = vec_ref(a.bias_gate), bu = vec_ref(a.bias_up), w = vec_ref(a.weights);
   if (rows16_ok(a.gate, sizeof(T)) && rows16_ok(a.up, sizeof(T)) && rows16_ok(a.out, sizeof(T))) {
-    with_lean_kind(a.act, [&](auto kind) {
+    with_lean_kind(lean_glu_kind(a.act), [&](auto kind) {
       constexpr int kKind = decltype(kind)::value;
       glu_forward_rows16_kernel<T, kKind><<<elementwise_grid(m, n, Rows16<T>::kVec, false), kBlock, 0, s>>>(
           a.act, lean_silu_fold(a.act), gate, up, bg, bu, w, out, m, n);
@@ -315,7 +277,7 @@ fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
     bool ok = true;
     for (const Mat* mat : all) ok = ok && rows16_ok(*mat, sizeof(T));
     if (ok) {
-      with_lean_kind(a.act, [&](auto kind) {
+      with_lean_kind(lean_glu_kind(a.act), [&](auto kind) {
         constexpr int kKind = decltype(kind)::value;
         glu_backward_rows16_kernel<T, kKind><<<elementwise_grid(m, n, Rows16<T>::kVec, whole_rows), kBlock, 0, s>>>(
             a.act, lean_silu_fold(a.act), dout, mat_ref(a.gate), mat_ref(a.up), bg, bu, w, dgate, dup, dw, m, n);

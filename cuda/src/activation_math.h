@@ -2,6 +2,7 @@
 // CUDA kernels and the CPU backend, so both backends round and saturate identically. Always fp32.
 #pragma once
 #include <cmath>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define FSG_HD __host__ __device__ __forceinline__
@@ -281,6 +282,23 @@ FSG_HD int lean_glu_kind(const fsg_glu_params& act) {
     return act.activation >= FSG_ACT_SILU && act.activation <= FSG_ACT_IDENTITY ? act.activation : kGluGeneral;
   return act.activation == FSG_ACT_SILU && act.gate_scale > 0.0f ? kGluSiluParams : kGluGeneral;
 }
+// Calls f(std::integral_constant<int, kind>{}) for a lean kind (lean_glu_kind) and returns its
+// result, so a launch picks an instantiation, or a kernel its inlined math, once per call instead
+// of per element. Host launches pass host lambdas, hence the exec check is off.
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+template <class F> FSG_HD decltype(auto) with_lean_kind(int kind, F&& f) {
+  switch (kind) {
+    case FSG_ACT_SILU: return f(std::integral_constant<int, FSG_ACT_SILU>{});
+    case FSG_ACT_GELU_TANH: return f(std::integral_constant<int, FSG_ACT_GELU_TANH>{});
+    case FSG_ACT_GELU_ERF: return f(std::integral_constant<int, FSG_ACT_GELU_ERF>{});
+    case FSG_ACT_RELU: return f(std::integral_constant<int, FSG_ACT_RELU>{});
+    case FSG_ACT_IDENTITY: return f(std::integral_constant<int, FSG_ACT_IDENTITY>{});
+    case kGluSiluParams: return f(std::integral_constant<int, kGluSiluParams>{});
+    default: return f(std::integral_constant<int, kGluGeneral>{});
+  }
+}
 // The folded parameters a kGluSiluParams instantiation reads (zeros for the other kinds).
 FSG_HD SiluGlu lean_silu_fold(const fsg_glu_params& act) {
   return act.gate_scale > 0.0f ? fold_silu_glu_unit_gate(act) : SiluGlu{};
@@ -341,6 +359,28 @@ FSG_HD float swiglu_grads(float g, float u, float d, float* dg, float* du) {
 FSG_HD float glu_grads(const fsg_glu_params& p, float g, float u, float d, float* dg, float* du) {
   if (is_plain_swiglu(p)) return swiglu_grads(g, u, d, dg, du);
   return glu_grads_variant(p, g, u, d, dg, du);
+}
+
+// The glu value and gradients inlined, for a lean kind (lean_glu_kind, decided once on the host;
+// f: the folded SiLU parameters) or the general code (kGluGeneral), whose switch on the activation
+// goes the same way for the whole grid.
+template <int kKind>
+FSG_HD float glu_value_of(const fsg_glu_params& act, const SiluGlu& f, float g, float u) {
+  if constexpr (kKind == kGluGeneral) return glu_value_general(act, g, u);
+  else return lean_glu_value<kKind>(f, g, u);
+}
+template <int kKind>
+FSG_HD float glu_grads_of(const fsg_glu_params& act, const SiluGlu& f, float g, float u, float d, float* dg,
+                          float* du) {
+  if constexpr (kKind == FSG_ACT_SILU) {
+    return swiglu_grads(g, u, d, dg, du);
+  } else if constexpr (kKind == kGluGeneral) {
+    return glu_grads_general(act, g, u, d, dg, du);
+  } else {
+    const GluGradFactors k = lean_glu_grad_factors<kKind>(f, g, u);
+    *dg = d * k.up * k.grad, *du = d * k.act;
+    return lean_glu_value<kKind>(f, g, u);
+  }
 }
 
 }  // namespace fsg

@@ -8,7 +8,7 @@
 //   kBackward: da = dz * B * silu'(A), db = dz * silu(A) (recompute-mode backward).
 // Instantiations: dtype x smem layout of x x smem layout of the weights x epilogue (x, for f16,
 // fp32 or f16 accumulation). The layouts and the cp.async/generic loaders are chosen at launch
-// from strides and alignment.
+// from strides and alignment; each kernel holds one inlined epilogue per lean GLU kind.
 #include <cuda_runtime.h>
 
 #include "activation_math.h"
@@ -31,21 +31,19 @@ struct DualParams {
   Fp8Ref a8, b8;           // kForward fp8 saves (p == nullptr unless fp8)
   MatRef dz, da, db;       // kBackward
   fsg_glu_params act;
+  int kind;                // lean_glu_kind(act): the epilogue's math, inlined per kind
+  SiluGlu silu;            // lean_silu_fold(act)
 };
 
 // 2 blocks per SM (at 8 warps per block 3xTF32 needs more registers: 1).
 template <DType D> constexpr int min_blocks() { return D == DType::F32 && kThreads > 128 ? 1 : 2; }
 
-template <DType D, Layout LA, Layout LB, int EPI, bool kF16Acc>
-__global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(const __grid_constant__ DualParams p) {
+// The epilogue on the accumulators of the tile at (m0, n0), for lean kind kKind (the general one,
+// kGluGeneral, calls its per-element math out of line): one copy per kind, so the element loop
+// has no branch or call for the kinds that users run (bench/NOTES.md, "GLU variants", step 19).
+template <DType D, int EPI, int kKind>
+__device__ __forceinline__ void epilogue(const DualParams& p, const Acc& acc, int64_t m0, int64_t n0) {
   using T = typename Elem<D>::T;
-  extern __shared__ __align__(16) char smem[];
-  int64_t tm, tn;
-  tile_coords(p.m_tiles, p.n_tiles, tm, tn);
-  const int64_t m0 = tm * kTileR, n0 = tn * kCols;
-  Acc acc;
-  mainloop<D, LA, LB, 2, kF16Acc>(p.prod, p.prod, 1, m0, n0, smem, acc);
-
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wm = warp >> 1, wn = warp & 1, g = lane >> 2, t = lane & 3;
   // Biases of this thread's 8 columns (n8 tile ni, element e).
@@ -80,13 +78,16 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
           if (col >= p.n) continue;
           const float a = av.v[2 * ni + e], b = bv.v[2 * ni + e];
           if constexpr (EPI == DualGemmArgs::kForward) {
-            p.z.store<T>(row, col, glu_value(p.act, a, b));
+            const float z =
+                kKind == kGluGeneral ? glu_value_variant(p.act, a, b) : glu_value_of<kKind>(p.act, p.silu, a, b);
+            p.z.store<T>(row, col, z);
             if (p.a_out.p) p.a_out.store<T>(row, col, a);
             if (p.b_out.p) p.b_out.store<T>(row, col, b);
           } else {
             const float d = p.dz.load<T>(row, col);
             float da, db;
-            glu_grads(p.act, a, b, d, &da, &db);
+            if constexpr (kKind == kGluGeneral) glu_grads_variant(p.act, a, b, d, &da, &db);
+            else glu_grads_of<kKind>(p.act, p.silu, a, b, d, &da, &db);
             p.da.store<T>(row, col, da);
             p.db.store<T>(row, col, db);
           }
@@ -97,6 +98,17 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
         if (p.b8.p) store_fp8_block(p.b8, row, n0 + wn * 32, p.n, bv);
       }
     }
+}
+
+template <DType D, Layout LA, Layout LB, int EPI, bool kF16Acc>
+__global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(const __grid_constant__ DualParams p) {
+  extern __shared__ __align__(16) char smem[];
+  int64_t tm, tn;
+  tile_coords(p.m_tiles, p.n_tiles, tm, tn);
+  const int64_t m0 = tm * kTileR, n0 = tn * kCols;
+  Acc acc;
+  mainloop<D, LA, LB, 2, kF16Acc>(p.prod, p.prod, 1, m0, n0, smem, acc);
+  with_lean_kind(p.kind, [&](auto kind) { epilogue<D, EPI, decltype(kind)::value>(p, acc, m0, n0); });
 }
 
 template <DType D, Layout LA, Layout LB, int EPI, bool kF16Acc>
@@ -155,6 +167,8 @@ fsg_status run(const DualGemmArgs& a, cudaStream_t s) {
   if (p.b8.p) p.b_out.p = nullptr;
   p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
   p.act = a.act;
+  p.kind = lean_glu_kind(a.act);
+  p.silu = lean_silu_fold(a.act);
   if constexpr (D == DType::F16)
     if (a.fp16_accumulate) return pick_layouts<D, true>(p, la, lb, a.epilogue, s);
   return pick_layouts<D, false>(p, la, lb, a.epilogue, s);

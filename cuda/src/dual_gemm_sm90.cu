@@ -674,17 +674,8 @@ fsg_status pick_epilogue(const CUtensorMap (&maps)[6], const Params& p, int epi,
 // kind: kGeneralEpi, an FSG_ACT_* kind, kSiluParams, or (forward only) kSiluFp8 (epilogue_kind).
 template <DType D, int kTransB>
 fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int kind, cudaStream_t s) {
-  constexpr int kFwd = DualGemmArgs::kForward;
-  switch (kind) {
-    case FSG_ACT_SILU: return pick_epilogue<D, kTransB, FSG_ACT_SILU>(maps, p, epi, s);
-    case FSG_ACT_GELU_TANH: return pick_epilogue<D, kTransB, FSG_ACT_GELU_TANH>(maps, p, epi, s);
-    case FSG_ACT_GELU_ERF: return pick_epilogue<D, kTransB, FSG_ACT_GELU_ERF>(maps, p, epi, s);
-    case FSG_ACT_RELU: return pick_epilogue<D, kTransB, FSG_ACT_RELU>(maps, p, epi, s);
-    case FSG_ACT_IDENTITY: return pick_epilogue<D, kTransB, FSG_ACT_IDENTITY>(maps, p, epi, s);
-    case kSiluParams: return pick_epilogue<D, kTransB, kSiluParams>(maps, p, epi, s);
-    case kSiluFp8: return launch<D, kTransB, kFwd, kSiluFp8>(maps, p, s);
-    default: return pick_epilogue<D, kTransB, kGeneralEpi>(maps, p, epi, s);
-  }
+  if (kind == kSiluFp8) return launch<D, kTransB, DualGemmArgs::kForward, kSiluFp8>(maps, p, s);
+  return with_lean_kind(kind, [&](auto k) { return pick_epilogue<D, kTransB, decltype(k)::value>(maps, p, epi, s); });
 }
 
 // The instantiation for a call: SiLU with a positive gate scale has its own with parameters (and, in
