@@ -22,6 +22,9 @@ namespace fsg {
 namespace {
 
 constexpr int kCols = kTileR / 2;  // output columns per block (64 gate + 64 up)
+// The forward's epilogue with fp8 saves, beside the lean GLU kinds (lean_glu_kind): the block
+// quantization inline and the GLU value as glu_value gives it (plain SwiGLU inline).
+constexpr int kFp8Saves = -3;
 
 struct DualParams {
   Product prod;
@@ -31,7 +34,7 @@ struct DualParams {
   Fp8Ref a8, b8;           // kForward fp8 saves (p == nullptr unless fp8)
   MatRef dz, da, db;       // kBackward
   fsg_glu_params act;
-  int kind;                // lean_glu_kind(act): the epilogue's math, inlined per kind
+  int kind;                // the epilogue: lean_glu_kind(act), or kFp8Saves
   SiluGlu silu;            // lean_silu_fold(act)
 };
 
@@ -39,8 +42,9 @@ struct DualParams {
 template <DType D> constexpr int min_blocks() { return D == DType::F32 && kThreads > 128 ? 1 : 2; }
 
 // The epilogue on the accumulators of the tile at (m0, n0), for lean kind kKind (the general one,
-// kGluGeneral, calls its per-element math out of line): one copy per kind, so the element loop
-// has no branch or call for the kinds that users run (bench/NOTES.md, "GLU variants", step 19).
+// kGluGeneral, calls its per-element math out of line) or kFp8Saves: one copy per kind, so the
+// element loop has no branch or call for the kinds that users run (bench/NOTES.md, "GLU
+// variants", steps 19-20).
 template <DType D, int EPI, int kKind>
 __device__ __forceinline__ void epilogue(const DualParams& p, const Acc& acc, int64_t m0, int64_t n0) {
   using T = typename Elem<D>::T;
@@ -78,8 +82,10 @@ __device__ __forceinline__ void epilogue(const DualParams& p, const Acc& acc, in
           if (col >= p.n) continue;
           const float a = av.v[2 * ni + e], b = bv.v[2 * ni + e];
           if constexpr (EPI == DualGemmArgs::kForward) {
-            const float z =
-                kKind == kGluGeneral ? glu_value_variant(p.act, a, b) : glu_value_of<kKind>(p.act, p.silu, a, b);
+            float z;
+            if constexpr (kKind == kGluGeneral) z = glu_value_variant(p.act, a, b);
+            else if constexpr (kKind == kFp8Saves) z = glu_value(p.act, a, b);
+            else z = glu_value_of<kKind>(p.act, p.silu, a, b);
             p.z.store<T>(row, col, z);
             if (p.a_out.p) p.a_out.store<T>(row, col, a);
             if (p.b_out.p) p.b_out.store<T>(row, col, b);
@@ -92,10 +98,10 @@ __device__ __forceinline__ void epilogue(const DualParams& p, const Acc& acc, in
             p.db.store<T>(row, col, db);
           }
         }
-      if constexpr (EPI == DualGemmArgs::kForward) {
-        // fp8 saves: this warp's 32 columns are one block (n0 is a multiple of 64).
-        if (p.a8.p) store_fp8_block(p.a8, row, n0 + wn * 32, p.n, av);
-        if (p.b8.p) store_fp8_block(p.b8, row, n0 + wn * 32, p.n, bv);
+      if constexpr (kKind == kFp8Saves) {
+        // This warp's 32 columns are one block (n0 is a multiple of 64).
+        if (p.a8.p) fp8_block_store(p.a8, row, n0 + wn * 32, p.n, av);
+        if (p.b8.p) fp8_block_store(p.b8, row, n0 + wn * 32, p.n, bv);
       }
     }
 }
@@ -108,6 +114,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
   const int64_t m0 = tm * kTileR, n0 = tn * kCols;
   Acc acc;
   mainloop<D, LA, LB, 2, kF16Acc>(p.prod, p.prod, 1, m0, n0, smem, acc);
+  if constexpr (EPI == DualGemmArgs::kForward)
+    if (p.kind == kFp8Saves) return epilogue<D, EPI, kFp8Saves>(p, acc, m0, n0);
   with_lean_kind(p.kind, [&](auto kind) { epilogue<D, EPI, decltype(kind)::value>(p, acc, m0, n0); });
 }
 
@@ -167,7 +175,7 @@ fsg_status run(const DualGemmArgs& a, cudaStream_t s) {
   if (p.b8.p) p.b_out.p = nullptr;
   p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
   p.act = a.act;
-  p.kind = lean_glu_kind(a.act);
+  p.kind = p.a8.p || p.b8.p ? kFp8Saves : lean_glu_kind(a.act);
   p.silu = lean_silu_fold(a.act);
   if constexpr (D == DType::F16)
     if (a.fp16_accumulate) return pick_layouts<D, true>(p, la, lb, a.epilogue, s);

@@ -149,8 +149,8 @@ __device__ __forceinline__ void fp8_block_store(const Fp8Ref& o, int64_t row, in
   if (t == 0 && c0 < n) o.scale[row * o.scale_rs + c0 / kFp8Block] = q.scale;
 }
 
-// The same out of line: the sm_80 and small-M epilogues call it 8 to 16 times, and inlined copies
-// would bloat those kernels' code for every call (fp8 or not).
+// The same out of line, for the sm_90a general epilogue's per-block unit (glu_block), where an
+// inlined copy per call site would bloat the kernel's code whether it saves fp8 or not.
 static __device__ __noinline__ void store_fp8_block(const Fp8Ref& o, int64_t row, int64_t c0, int64_t n, Block8 b) {
   fp8_block_store(o, row, c0, n, b);
 }
