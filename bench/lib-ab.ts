@@ -2,8 +2,8 @@
 // build before it). Each process times, with the library at $FUSED_SWIGLU_LIB, the fused forward
 // (plain, gpt-oss, GEGLU with erf, bf16 saves, fp8 saves), the recompute backward (SwiGLU, GEGLU
 // with erf, gpt-oss), and the activation op and its backward on y [M, 2N] (the backward is the
-// stored-mode backward's elementwise pass; SwiGLU, GEGLU, gpt-oss), at 8192x4096x14336 bf16 (CUDA
-// events, 3 x 20 launches after 3 warm-ups each, the median), and prints one JSON line. A second
+// stored-mode backward's elementwise pass; SwiGLU, GEGLU, gpt-oss), at Mx4096x14336 bf16 (M from
+// $FSG_AB_M, default 8192; CUDA events, 3 x 20 launches after 3 warm-ups each, the median), and prints one JSON line. A second
 // argument, a comma-separated list of the names below, times only those. Alternate the two
 // libraries in separate processes, several times, so clock drift hits both:
 //
@@ -22,7 +22,8 @@ import type { KernelPath } from "../src/device.ts";
 import { randomRaw, separateLayer, upload } from "./data.ts";
 import { EventTimer } from "./timing.ts";
 
-const [M, K, N] = [8192, 4096, 14336];
+// $FSG_AB_M: the rows of x (default 8192), e.g. decode-sized calls that take the small-M kernels.
+const [M, K, N] = [Number(process.env.FSG_AB_M ?? 8192), 4096, 14336];
 const dtype = "bfloat16" as const;
 const device = Device.open({ backend: "cuda" });
 // $FSG_KERNEL_PATH (0 auto, 1 small-M, 80, 90): time one kernel family (Device.setKernelPath).

@@ -18,8 +18,8 @@
 //     flight (wait_group 1), and split either the x rows (two warpgroups) or K (two warpgroups on
 //     alternate stages, partial sums added in a fixed order through shared memory);
 //   - gate and up of one (row, column) land in the same thread: the epilogue applies the GLU from
-//     registers (plain SwiGLU inline; variants, saved pre-activations and the backward epilogue
-//     through glu_value / glu_grads out of line).
+//     registers (the forward without saves inline, one copy per lean GLU kind; general parameters,
+//     saved pre-activations and the backward epilogue through glu_value / glu_grads out of line).
 // Weights: N-contiguous ([K, N], packed [K, 2N] halves) are MN-major A (wgmma transposed A);
 // K-contiguous (nn.Linear [N, K] seen transposed) are K-major A. Anything TMA cannot address
 // (f32, non-unit inner strides, unaligned bases or strides) is declined (small_m.cu takes it).
@@ -61,6 +61,8 @@ struct SwapParams {
   MatRef z, a_out, b_out;  // kForward
   MatRef dz, da, db;       // kBackward
   fsg_glu_params act;
+  int kind;           // lean_glu_kind(act)
+  SiluGlu silu;       // lean_silu_fold(act)
   int epilogue;       // DualGemmArgs::Epilogue
   int weight_hint;    // TMA loads of weights with an L2 evict-first policy
   int stage_tx;       // bytes one stage receives: both weight tiles and the x box (its rows may be
@@ -274,28 +276,32 @@ __global__ void __launch_bounds__(Cfg<kRows, kRowWG, kKSplit, kStages, kInline>:
     // ---- epilogue from registers: accumulator i <-> output column n0 + 16*wl + lane/4 +
     //      8*((i/2)&1), x row 8*(i/4) + 2*(lane&3) + (i&1) of this warpgroup's rows ----
     const int64_t row0 = rb * C::kXRows + r * kRows + 2 * (lane & 3);
-    // Plain SwiGLU forward without saved pre-activations (decode) inline; the rest out of line.
-    const bool plain = p.epilogue == DualGemmArgs::kForward && !p.a_out.p && !p.b_out.p && is_plain_swiglu(p.act);
+    // The forward without saved pre-activations (decode) runs inline, one copy of this loop per
+    // lean GLU kind; the general kind, the saves and the backward call store_output (a call per
+    // element made gpt-oss and GEGLU 1.5-1.6x slower than plain SwiGLU at 256 rows, and computing
+    // every z before the stores cost plain SwiGLU 1.5%: bench/NOTES.md, "GLU variants", step 21).
+    const bool decode = p.epilogue == DualGemmArgs::kForward && !p.a_out.p && !p.b_out.p;
+    with_lean_kind(decode ? p.kind : kGluGeneral, [&](auto kind) {
+      constexpr int kKind = decltype(kind)::value;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int col = n0 + 16 * wl + (lane >> 2) + 8 * h;
-      if (col >= p.n) continue;
-      const float bgv = p.bg.load_or(col, 0.f), buv = p.bu.load_or(col, 0.f);
+      for (int h = 0; h < 2; ++h) {
+        const int col = n0 + 16 * wl + (lane >> 2) + 8 * h;
+        if (col >= p.n) continue;
+        const float bgv = p.bg.load_or(col, 0.f), buv = p.bu.load_or(col, 0.f);
 #pragma unroll
-      for (int cc = 0; cc < kRows / 8; ++cc) {
+        for (int cc = 0; cc < kRows / 8; ++cc) {
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int i = cc * 4 + h * 2 + e;
-          const int64_t row = row0 + 8 * cc + e;
-          if (row >= p.m) continue;
-          const float a = g[i] + bgv, b = u[i] + buv;
-          if (plain)
-            p.z.store<T>(row, col, siluf(a) * b);
-          else
-            store_output<T>(p, row, col, a, b);
+          for (int e = 0; e < 2; ++e) {
+            const int i = cc * 4 + h * 2 + e;
+            const int64_t row = row0 + 8 * cc + e;
+            if (row >= p.m) continue;
+            const float a = g[i] + bgv, b = u[i] + buv;
+            if constexpr (kKind == kGluGeneral) store_output<T>(p, row, col, a, b);
+            else p.z.store<T>(row, col, glu_value_of<kKind>(p.act, p.silu, a, b));
+          }
         }
       }
-    }
+    });
   }
 #endif
 }
@@ -450,6 +456,8 @@ bool prepare(const DualGemmArgs& a, int variant, Maps* maps, SwapParams* p, int*
   p->z = mat_ref(a.z), p->a_out = mat_ref(a.a_out), p->b_out = mat_ref(a.b_out);
   p->dz = mat_ref(a.dz), p->da = mat_ref(a.da), p->db = mat_ref(a.db);
   p->act = a.act;
+  p->kind = lean_glu_kind(a.act);
+  p->silu = lean_silu_fold(a.act);
   p->epilogue = a.epilogue;
   p->weight_hint = ch->hint;
   p->stage_tx = 2 * kWBytes + box_rows * kBK * 2;
