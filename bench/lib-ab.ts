@@ -3,9 +3,10 @@
 // (plain, gpt-oss, GEGLU with erf, bf16 saves, fp8 saves), the recompute backward (SwiGLU, GEGLU
 // with erf, gpt-oss), and the activation op and its backward on y [M, 2N] (the backward is the
 // stored-mode backward's elementwise pass; SwiGLU, GEGLU, gpt-oss), at Mx4096x14336 bf16 (M from
-// $FSG_AB_M, default 8192; CUDA events, 3 x 20 launches after 3 warm-ups each, the median), and prints one JSON line. A second
-// argument, a comma-separated list of the names below, times only those. Alternate the two
-// libraries in separate processes, several times, so clock drift hits both:
+// $FSG_AB_M, default 8192; CUDA events, 3 x 20 launches after 3 warm-ups each, the median), and
+// prints one JSON line. A second argument, a comma-separated list of the names below, times only
+// those. Alternate the two libraries in separate processes, several times, so clock drift hits
+// both:
 //
 //   for r in 1 2 3 4; do
 //     FUSED_SWIGLU_LIB=/tmp/base/libfusedswiglu.so bun bench/lib-ab.ts base >> ab.jsonl
