@@ -236,6 +236,10 @@ forEachBackend("GLU variants", (device) => {
           const z = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, aOut: aSaved, bOut: bSaved, activation: act });
           const ref = fusedRef(act, f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz), M, K, N);
           expect(z.toFloat32()).toBeAllClose(ref.z, { rtol: RTOL[dtype] * 2 });
+          // Without saves (a decode step's call) the small-M kernels take an inline path per kind.
+          const zOnly = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, activation: act });
+          expect(zOnly.toFloat32()).toBeAllClose(ref.z, { rtol: RTOL[dtype] * 2 });
+          zOnly.dispose();
           // Stored mode, judged from the saved (rounded) pre-activations; then recompute mode.
           const fromSaved = fusedRef(act, f64(x), f64(w.gate), f64(w.up), null, null, f64(dz), M, K, N,
             { a: f64(aSaved), b: f64(bSaved) });
@@ -244,6 +248,22 @@ forEachBackend("GLU variants", (device) => {
           disposeAll(x, bGate, bUp, dz, aSaved, bSaved, z);
           disposeWeights(w);
         });
+
+        if (M === 136) {
+          // Decode-sized calls without saves (small_m.cu's tensor-core and generic kernels on
+          // every path but the forced sm_90a one), 16-byte aligned rows.
+          test(`${dtype} ${name}: decode-sized forward without saves, 1 and 16 rows`, () => {
+            const dev = device();
+            for (const rows of [1, 16]) {
+              const { x, w, bGate, bUp, dz } = fusedInputs(act, dtype, dev, rows, K, N);
+              const z = fusedSwiglu(x, w.gate, w.up, { bGate, bUp, activation: act });
+              const ref = fusedRef(act, f64(x), f64(w.gate), f64(w.up), f64(bGate), f64(bUp), f64(dz), rows, K, N);
+              expect(z.toFloat32()).toBeAllClose(ref.z, { rtol: RTOL[dtype] * 2 });
+              disposeAll(x, bGate, bUp, dz, z);
+              disposeWeights(w);
+            }
+          });
+        }
 
         // dz as a view with rows of N + 1 elements: no TMA map can address it, so the sm_90a
         // recompute backward computes dA and dB in registers and stores them pair by pair (with an

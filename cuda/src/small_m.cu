@@ -50,23 +50,32 @@ struct SmallMParams {
   MatRef dz, da, db;       // kBackward
   int64_t m, n, k;
   fsg_glu_params act;  // SwiGLU or a GLU variant (activation_math.h)
+  int kind;            // lean_glu_kind(act)
+  SiluGlu silu;        // lean_silu_fold(act)
   int epilogue;        // DualGemmArgs::Epilogue
   int x_vec;     // x rows can be read with 16-byte loads (cs = 1, aligned)
 };
 
-// Final value of one output element from the two fp32 sums (bias not yet added).
-template <class T>
+// Final value of one output element from the two fp32 sums (bias not yet added), for lean GLU
+// kind kKind (p.kind; the epilogue loops run one copy per kind): inline, but for the general
+// kind, whose math stays out of line (a call per element cost GEGLU +2.3% at 16 rows:
+// bench/NOTES.md, "GLU variants", step 22).
+template <class T, int kKind>
 __device__ __forceinline__ void store_output(const SmallMParams& p, int64_t row, int64_t col, float a, float b) {
   a += p.bg.load_or(col, 0.0f);
   b += p.bu.load_or(col, 0.0f);
   if (p.epilogue == DualGemmArgs::kForward) {
-    p.z.store<T>(row, col, glu_value(p.act, a, b));
+    float z;
+    if constexpr (kKind == kGluGeneral) z = glu_value_variant(p.act, a, b);
+    else z = glu_value_of<kKind>(p.act, p.silu, a, b);
+    p.z.store<T>(row, col, z);
     if (p.a_out.p) p.a_out.store<T>(row, col, a);
     if (p.b_out.p) p.b_out.store<T>(row, col, b);
   } else {
     const float d = p.dz.load<T>(row, col);
     float da, db;
-    glu_grads(p.act, a, b, d, &da, &db);
+    if constexpr (kKind == kGluGeneral) glu_grads_variant(p.act, a, b, d, &da, &db);
+    else glu_grads_of<kKind>(p.act, p.silu, a, b, d, &da, &db);
     p.da.store<T>(row, col, da);
     p.db.store<T>(row, col, db);
   }
@@ -405,15 +414,17 @@ __global__ void __launch_bounds__(KW* WN * 32, MINB) small_m_tc(const __grid_con
     }
     __syncthreads();
     // Epilogue over the CTA's kRows x kCtaCols outputs, consecutive threads on consecutive columns.
-    for (int idx = threadIdx.x; idx < kRows * kCtaCols; idx += kThreads) {
-      const int r = idx / kCtaCols, c = idx % kCtaCols;
-      const int64_t row = m_base + r, n = n_cta + c;
-      if (row >= p.m || n >= p.n) continue;
-      const int w = c / L::kCols, cw = c % L::kCols;
-      const float av = red[0][w][L::index_of(0, cw, r)];
-      const float bv = red[0][w][L::index_of(1, cw, r)];
-      store_output<T>(p, row, n, av, bv);
-    }
+    with_lean_kind(p.kind, [&](auto kind) {
+      for (int idx = threadIdx.x; idx < kRows * kCtaCols; idx += kThreads) {
+        const int r = idx / kCtaCols, c = idx % kCtaCols;
+        const int64_t row = m_base + r, n = n_cta + c;
+        if (row >= p.m || n >= p.n) continue;
+        const int w = c / L::kCols, cw = c % L::kCols;
+        const float av = red[0][w][L::index_of(0, cw, r)];
+        const float bv = red[0][w][L::index_of(1, cw, r)];
+        store_output<T, decltype(kind)::value>(p, row, n, av, bv);
+      }
+    });
     __syncthreads();
   }
 }
@@ -482,19 +493,21 @@ __global__ void __launch_bounds__(256) small_m_generic(const __grid_constant__ S
       red[warp][r][1][lane] = acc[r][1];
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < MR * 32; idx += 256) {
-      const int r = idx / 32, l = idx % 32;
-      const int64_t row = m_base + r, col = static_cast<int64_t>(blockIdx.x) * 32 + l;
-      if (row < p.m && col < p.n) {
-        float av = 0.0f, bv = 0.0f;
+    with_lean_kind(p.kind, [&](auto kind) {
+      for (int idx = threadIdx.x; idx < MR * 32; idx += 256) {
+        const int r = idx / 32, l = idx % 32;
+        const int64_t row = m_base + r, col = static_cast<int64_t>(blockIdx.x) * 32 + l;
+        if (row < p.m && col < p.n) {
+          float av = 0.0f, bv = 0.0f;
 #pragma unroll
-        for (int w = 0; w < KW; ++w) {
-          av += red[w][r][0][l];
-          bv += red[w][r][1][l];
+          for (int w = 0; w < KW; ++w) {
+            av += red[w][r][0][l];
+            bv += red[w][r][1][l];
+          }
+          store_output<T, decltype(kind)::value>(p, row, col, av, bv);
         }
-        store_output<T>(p, row, col, av, bv);
       }
-    }
+    });
     __syncthreads();
   }
 }
@@ -585,6 +598,8 @@ fsg_status cuda_dual_gemm_small_m(const DualGemmArgs& a, Stream s, bool forced, 
   p.n = a.wg.cols;
   p.epilogue = a.epilogue;
   p.act = a.act;
+  p.kind = lean_glu_kind(a.act);
+  p.silu = lean_silu_fold(a.act);
   const bool half = a.x.dtype != DType::F32;
   // 16-byte loads of x rows: unit column stride, aligned base and row stride (rows > 0 only).
   p.x_vec = a.x.cs == 1 && aligned16(a.x.data) && (p.m == 1 || a.x.rs % 8 == 0);
