@@ -2,11 +2,11 @@
 // build before it). Each process times, with the library at $FUSED_SWIGLU_LIB, the fused forward
 // (plain, gpt-oss, GEGLU with erf, bf16 saves, fp8 saves), the recompute backward (SwiGLU, GEGLU
 // with erf, gpt-oss), and the activation op and its backward on y [M, 2N] (the backward is the
-// stored-mode backward's elementwise pass; SwiGLU, GEGLU, gpt-oss), at Mx4096x14336 bf16 (M from
-// $FSG_AB_M, default 8192; CUDA events, 3 x 20 launches after 3 warm-ups each, the median), and
-// prints one JSON line. A second argument, a comma-separated list of the names below, times only
-// those. Alternate the two libraries in separate processes, several times, so clock drift hits
-// both:
+// stored-mode backward's elementwise pass; SwiGLU, GEGLU, gpt-oss; and from y's fp8 copy), at
+// Mx4096x14336 bf16 (M from $FSG_AB_M, default 8192; CUDA events, 3 x 20 launches after 3 warm-ups
+// each, the median), and prints one JSON line. A second argument, a comma-separated list of the
+// names below, times only those. Alternate the two libraries in separate processes, several times,
+// so clock drift hits both:
 //
 //   for r in 1 2 3 4; do
 //     FUSED_SWIGLU_LIB=/tmp/base/libfusedswiglu.so bun bench/lib-ab.ts base >> ab.jsonl
@@ -17,7 +17,7 @@
 // below that only where every pair agrees.
 import {
   Device, GEGLU, GPT_OSS, Storage, Tensor, backwardWorkspaceSize, disposeFp8, emptyFp8, fusedSwiglu, fusedSwigluBackward,
-  glu, swigluBackward,
+  glu, quantizeFp8, swigluBackward,
 } from "../src/index.ts";
 import type { KernelPath } from "../src/device.ts";
 import { randomRaw, separateLayer, upload } from "./data.ts";
@@ -41,6 +41,7 @@ const only = process.argv[3]?.split(",");
 const timesGlu = !only || only.some((name) => name.startsWith("glu"));
 const y = timesGlu ? upload(randomRaw(dtype, M * 2 * N, 1, 5), [M, 2 * N], dtype, device) : null;
 const dy = timesGlu ? Tensor.empty([M, 2 * N], dtype, { device }) : null;
+const y8 = y ? quantizeFp8(y) : null;  // the fp8 copy of y (gluBwd8*)
 const dx = Tensor.empty([M, K], dtype, { device });
 const dwGate = Tensor.empty([K, N], dtype, { device });
 const dwUp = Tensor.empty([K, N], dtype, { device });
@@ -63,6 +64,8 @@ const runs: Record<string, () => void> = {
   gluBwd: () => void swigluBackward(dz, y!, { dy: dy! }),
   gluBwdGeglu: () => void swigluBackward(dz, y!, { dy: dy!, activation: GEGLU }),
   gluBwdGptoss: () => void swigluBackward(dz, y!, { dy: dy!, activation: GPT_OSS }),
+  gluBwd8: () => void swigluBackward(dz, y8!.data, { yScale: y8!.scale, dy: dy! }),
+  gluBwd8Gptoss: () => void swigluBackward(dz, y8!.data, { yScale: y8!.scale, dy: dy!, activation: GPT_OSS }),
 };
 const medians: Record<string, number> = {};
 for (const [name, run] of Object.entries(runs)) {
@@ -76,7 +79,9 @@ console.log(JSON.stringify({ label: process.argv[2] ?? "", ...medians }));
 
 for (const t of [x, wg, wu, dz, z, a16, b16, dx, dwGate, dwUp]) t.dispose();
 y?.dispose();
+if (y8) disposeFp8(y8);
 dy?.dispose();
+if (y8) disposeFp8(y8);
 disposeFp8(a8);
 disposeFp8(b8);
 workspace.release();

@@ -10,6 +10,7 @@
 //   2-byte elements at ~1.2 TB/s, less than half the copy rate (bench/NOTES.md, "elementwise").
 //   The 16-byte form has one instantiation per lean GLU kind (activation_math.h): through the
 //   general code, a GLU variant ran 11-33% above the copy rate ("GLU variants", steps 17-18).
+//   Its backward also reads fp8 gate/up, 8 (or, for f32, 4) codes per load ("GLU variants", step 23).
 //   fp8_quantize_kernel  one warp per 32-column block of a row: amax by shuffles, then e4m3 bytes
 //   fp8_dequantize_kernel  elementwise, grid-stride like glu_forward_kernel
 //   column_sum_kernel    dst[c] (+)= sum_r src(r, c): a block owns 32 columns (one warp wide, so
@@ -101,38 +102,6 @@ __global__ void glu_forward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatR
   }
 }
 
-// The backward, 16 bytes per matrix per step (same math as glu_backward_kernel; the row sum for dw
-// has its own fixed order). With dw, gridDim.y is 1: a block owns whole rows for the row sum.
-template <class T, int kKind>
-__global__ void glu_backward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatRef dout, MatRef gate, MatRef up,
-                                           VecRef bg, VecRef bu, VecRef w, MatRef dgate, MatRef dup, VecRef dw,
-                                           int64_t m, int64_t n) {
-  using R = Rows16<T>;
-  for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
-    const float wr = w.load_or(r, 1.f);
-    float part = 0.f;
-    for (int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * R::kVec; c < n;
-         c += static_cast<int64_t>(gridDim.y) * blockDim.x * R::kVec) {
-      float g[R::kVec], u[R::kVec], d[R::kVec], dg[R::kVec], du[R::kVec];
-      R::load(gate, r, c, g);
-      R::load(up, r, c, u);
-      R::load(dout, r, c, d);
-#pragma unroll
-      for (int i = 0; i < R::kVec; ++i) {
-        const float value = glu_grads_of<kKind>(act, silu, g[i] + bg.load_or(c + i, 0.f),
-                                                u[i] + bu.load_or(c + i, 0.f), d[i] * wr, &dg[i], &du[i]);
-        part += d[i] * value;
-      }
-      R::store(dgate, r, c, dg);
-      R::store(dup, r, c, du);
-    }
-    if (dw.p) {  // uniform across the block
-      const float total = block_sum(part);
-      if (threadIdx.x == 0) dw.store(r, total);
-    }
-  }
-}
-
 // A saved pre-activation: in the call's dtype T, or (kFp8) e4m3 bytes with block scales.
 struct SavedRef {
   MatRef m;
@@ -150,6 +119,63 @@ struct SavedRef {
 
 SavedRef saved_ref(const Mat& v) {
   return SavedRef{mat_ref(v), static_cast<const uint8_t*>(v.scale), v.scale_rs, v.scale_c0};
+}
+
+// Rows16<T>::kVec saved pre-activations of row r from column c: 16 bytes of T, or (kFp8) as many
+// e4m3 codes in one 8- or 4-byte load, which share one block scale (fp8_rows_ok).
+template <class T, bool kFp8>
+__device__ __forceinline__ void load_saved(const SavedRef& s, int64_t r, int64_t c, float (&v)[Rows16<T>::kVec]) {
+  constexpr int kVec = Rows16<T>::kVec;
+  if constexpr (kFp8) {
+    using Word = std::conditional_t<kVec == 8, uint2, uint32_t>;
+    const Word raw = *reinterpret_cast<const Word*>(static_cast<const uint8_t*>(s.m.p) + r * s.m.rs + c);
+    const uint8_t* q = reinterpret_cast<const uint8_t*>(&raw);
+    const float scale = fp8_scale_value(s.scale[r * s.scale_rs + (s.scale_c0 + c) / kFp8Block]);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) v[i] = fp8_decode(q[i]) * scale;  // = fp8_dequantize
+  } else {
+    Rows16<T>::load(s.m, r, c, v);
+  }
+}
+
+// An fp8 saved matrix that load_saved can read kVec columns at a time: unit column stride, the
+// base and row stride aligned to kVec bytes, and kVec-column steps that stay in one 32-column block.
+bool fp8_rows_ok(const Mat& m, int64_t vec) {
+  return (m.cs == 1 || m.cols <= 1) && reinterpret_cast<uintptr_t>(m.data) % vec == 0 && m.rs % vec == 0 &&
+         m.cols % vec == 0 && m.scale_c0 % vec == 0;
+}
+
+// The backward, 16 bytes per matrix per step (same math as glu_backward_kernel; the row sum for dw
+// has its own fixed order). With dw, gridDim.y is 1: a block owns whole rows for the row sum. The
+// saved pre-activations are in T, or (kFp8) e4m3 codes read kVec bytes at a time.
+template <class T, int kKind, bool kFp8>
+__global__ void glu_backward_rows16_kernel(fsg_glu_params act, SiluGlu silu, MatRef dout, SavedRef gate, SavedRef up,
+                                           VecRef bg, VecRef bu, VecRef w, MatRef dgate, MatRef dup, VecRef dw,
+                                           int64_t m, int64_t n) {
+  using R = Rows16<T>;
+  for (int64_t r = blockIdx.x; r < m; r += gridDim.x) {
+    const float wr = w.load_or(r, 1.f);
+    float part = 0.f;
+    for (int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * R::kVec; c < n;
+         c += static_cast<int64_t>(gridDim.y) * blockDim.x * R::kVec) {
+      float g[R::kVec], u[R::kVec], d[R::kVec], dg[R::kVec], du[R::kVec];
+      load_saved<T, kFp8>(gate, r, c, g);
+      load_saved<T, kFp8>(up, r, c, u);
+      R::load(dout, r, c, d);
+#pragma unroll
+      for (int i = 0; i < R::kVec; ++i) {
+        const float value = glu_grads_of<kKind>(act, silu, g[i] + bg.load_or(c + i, 0.f),
+                                                u[i] + bu.load_or(c + i, 0.f), d[i] * wr, &dg[i], &du[i]);
+        part += d[i] * value;
+      }
+      R::store(dgate, r, c, dg);
+      R::store(dup, r, c, du);
+    }
+    if (dw.p) {  // uniform across the block
+      const float total = block_sum(part);
+      if (threadIdx.x == 0) dw.store(r, total);
+    }
+  }
 }
 
 template <class T, bool kFp8>
@@ -271,19 +297,20 @@ fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
   const int64_t m = a.gate.rows, n = a.gate.cols;
   const MatRef dout = mat_ref(a.dout), dgate = mat_ref(a.dgate), dup = mat_ref(a.dup);
   const VecRef bg = vec_ref(a.bias_gate), bu = vec_ref(a.bias_up), w = vec_ref(a.weights), dw = vec_ref(a.dweights);
-  const bool whole_rows = a.dweights.present();
-  if (!a.gate.fp8()) {
-    const Mat* all[] = {&a.dout, &a.gate, &a.up, &a.dgate, &a.dup};
-    bool ok = true;
-    for (const Mat* mat : all) ok = ok && rows16_ok(*mat, sizeof(T));
-    if (ok) {
-      with_lean_kind(lean_glu_kind(a.act), [&](auto kind) {
-        constexpr int kKind = decltype(kind)::value;
-        glu_backward_rows16_kernel<T, kKind><<<elementwise_grid(m, n, Rows16<T>::kVec, whole_rows), kBlock, 0, s>>>(
-            a.act, lean_silu_fold(a.act), dout, mat_ref(a.gate), mat_ref(a.up), bg, bu, w, dgate, dup, dw, m, n);
-      });
-      return launch_status("glu_backward_rows16_kernel");
-    }
+  const bool whole_rows = a.dweights.present(), fp8 = a.gate.fp8();
+  constexpr int64_t kVec = Rows16<T>::kVec;
+  bool ok = true;
+  for (const Mat* mat : {&a.dout, &a.dgate, &a.dup}) ok = ok && rows16_ok(*mat, sizeof(T));
+  for (const Mat* mat : {&a.gate, &a.up}) ok = ok && (fp8 ? fp8_rows_ok(*mat, kVec) : rows16_ok(*mat, sizeof(T)));
+  if (ok) {
+    with_lean_kind(lean_glu_kind(a.act), [&](auto kind) {
+      constexpr int kKind = decltype(kind)::value;
+      auto* kernel = fp8 ? glu_backward_rows16_kernel<T, kKind, true> : glu_backward_rows16_kernel<T, kKind, false>;
+      kernel<<<elementwise_grid(m, n, kVec, whole_rows), kBlock, 0, s>>>(a.act, lean_silu_fold(a.act), dout,
+                                                                          saved_ref(a.gate), saved_ref(a.up), bg, bu,
+                                                                          w, dgate, dup, dw, m, n);
+    });
+    return launch_status("glu_backward_rows16_kernel");
   }
   auto* kernel = a.gate.fp8() ? glu_backward_kernel<T, true> : glu_backward_kernel<T, false>;
   kernel<<<elementwise_grid(m, n, 1, whole_rows), kBlock, 0, s>>>(a.act, dout, saved_ref(a.gate), saved_ref(a.up), bg,
