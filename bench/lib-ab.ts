@@ -1,12 +1,12 @@
 // lib-ab.ts: one side of an A/B between two builds of the library (a kernel change against the
 // build before it). Each process times, with the library at $FUSED_SWIGLU_LIB, the fused forward
 // (plain, gpt-oss, GEGLU with erf, bf16 saves, fp8 saves), the recompute backward (SwiGLU, GEGLU
-// with erf, gpt-oss), and the activation op and its backward on y [M, 2N] (the backward is the
-// stored-mode backward's elementwise pass; SwiGLU, GEGLU, gpt-oss; and from y's fp8 copy), at
-// Mx4096x14336 bf16 (M from $FSG_AB_M, default 8192; CUDA events, 3 x 20 launches after 3 warm-ups
-// each, the median), and prints one JSON line. A second argument, a comma-separated list of the
-// names below, times only those. Alternate the two libraries in separate processes, several times,
-// so clock drift hits both:
+// with erf, gpt-oss), the stored-mode backward from bf16 and fp8 saves, and the activation op and
+// its backward on y [M, 2N] (the backward is the stored-mode backward's elementwise pass; SwiGLU,
+// GEGLU, gpt-oss; and from y's fp8 copy), at Mx4096x14336 bf16 (M from $FSG_AB_M, default 8192;
+// CUDA events, 3 x 20 launches after 3 warm-ups each, the median), and prints one JSON line. A
+// second argument, a comma-separated list of the names below, times only those. Alternate the two
+// libraries in separate processes, several times, so clock drift hits both:
 //
 //   for r in 1 2 3 4; do
 //     FUSED_SWIGLU_LIB=/tmp/base/libfusedswiglu.so bun bench/lib-ab.ts base >> ab.jsonl
@@ -58,6 +58,11 @@ const runs: Record<string, () => void> = {
   bwd: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace }),
   bwdGeglu: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace, activation: GEGLU }),
   bwdGptoss: () => fusedSwigluBackward(dz, x, wg, wu, { dx, dwGate, dwUp, workspace, activation: GPT_OSS }),
+  bwdSaved16: () => fusedSwigluBackward(dz, x, wg, wu, { aSaved: a16, bSaved: b16, dx, dwGate, dwUp, workspace }),
+  bwdSaved8: () =>
+    fusedSwigluBackward(dz, x, wg, wu, {
+      aSaved: a8.data, bSaved: b8.data, aScale: a8.scale, bScale: b8.scale, dx, dwGate, dwUp, workspace,
+    }),
   glu: () => void glu(y!, { out: z }),
   gluGeglu: () => void glu(y!, { out: z, activation: GEGLU }),
   gluGptoss: () => void glu(y!, { out: z, activation: GPT_OSS }),
@@ -67,6 +72,11 @@ const runs: Record<string, () => void> = {
   gluBwd8: () => void swigluBackward(dz, y8!.data, { yScale: y8!.scale, dy: dy! }),
   gluBwd8Gptoss: () => void swigluBackward(dz, y8!.data, { yScale: y8!.scale, dy: dy!, activation: GPT_OSS }),
 };
+// The stored-mode backward (bwdSaved*) reads what a forward saved: save once before timing it.
+if (!only || only.some((name) => name.startsWith("bwdSaved"))) {
+  runs.save16!();
+  runs.save8!();
+}
 const medians: Record<string, number> = {};
 for (const [name, run] of Object.entries(runs)) {
   if (only && !only.includes(name)) continue;
