@@ -383,4 +383,17 @@ FSG_HD float glu_grads_of(const fsg_glu_params& act, const SiluGlu& f, float g, 
   }
 }
 
+// The same for kernels that keep many accumulators live (the sm_80 and small-M epilogues): the
+// general kind's math out of line (glu_value_variant, glu_grads_variant), the lean kinds inline.
+template <int kKind> FSG_HD float glu_value_lean(const fsg_glu_params& act, const SiluGlu& f, float g, float u) {
+  if constexpr (kKind == kGluGeneral) return glu_value_variant(act, g, u);
+  else return glu_value_of<kKind>(act, f, g, u);
+}
+template <int kKind>
+FSG_HD float glu_grads_lean(const fsg_glu_params& act, const SiluGlu& f, float g, float u, float d, float* dg,
+                            float* du) {
+  if constexpr (kKind == kGluGeneral) return glu_grads_variant(act, g, u, d, dg, du);
+  else return glu_grads_of<kKind>(act, f, g, u, d, dg, du);
+}
+
 }  // namespace fsg

@@ -83,17 +83,15 @@ __device__ __forceinline__ void epilogue(const DualParams& p, const Acc& acc, in
           const float a = av.v[2 * ni + e], b = bv.v[2 * ni + e];
           if constexpr (EPI == DualGemmArgs::kForward) {
             float z;
-            if constexpr (kKind == kGluGeneral) z = glu_value_variant(p.act, a, b);
-            else if constexpr (kKind == kFp8Saves) z = glu_value(p.act, a, b);
-            else z = glu_value_of<kKind>(p.act, p.silu, a, b);
+            if constexpr (kKind == kFp8Saves) z = glu_value(p.act, a, b);
+            else z = glu_value_lean<kKind>(p.act, p.silu, a, b);
             p.z.store<T>(row, col, z);
             if (p.a_out.p) p.a_out.store<T>(row, col, a);
             if (p.b_out.p) p.b_out.store<T>(row, col, b);
           } else {
             const float d = p.dz.load<T>(row, col);
             float da, db;
-            if constexpr (kKind == kGluGeneral) glu_grads_variant(p.act, a, b, d, &da, &db);
-            else glu_grads_of<kKind>(p.act, p.silu, a, b, d, &da, &db);
+            glu_grads_lean<kKind>(p.act, p.silu, a, b, d, &da, &db);
             p.da.store<T>(row, col, da);
             p.db.store<T>(row, col, db);
           }

@@ -65,17 +65,13 @@ __device__ __forceinline__ void store_output(const SmallMParams& p, int64_t row,
   a += p.bg.load_or(col, 0.0f);
   b += p.bu.load_or(col, 0.0f);
   if (p.epilogue == DualGemmArgs::kForward) {
-    float z;
-    if constexpr (kKind == kGluGeneral) z = glu_value_variant(p.act, a, b);
-    else z = glu_value_of<kKind>(p.act, p.silu, a, b);
-    p.z.store<T>(row, col, z);
+    p.z.store<T>(row, col, glu_value_lean<kKind>(p.act, p.silu, a, b));
     if (p.a_out.p) p.a_out.store<T>(row, col, a);
     if (p.b_out.p) p.b_out.store<T>(row, col, b);
   } else {
     const float d = p.dz.load<T>(row, col);
     float da, db;
-    if constexpr (kKind == kGluGeneral) glu_grads_variant(p.act, a, b, d, &da, &db);
-    else glu_grads_of<kKind>(p.act, p.silu, a, b, d, &da, &db);
+    glu_grads_lean<kKind>(p.act, p.silu, a, b, d, &da, &db);
     p.da.store<T>(row, col, da);
     p.db.store<T>(row, col, db);
   }
