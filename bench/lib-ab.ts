@@ -15,8 +15,9 @@
 //
 // Process to process, a forward's median moved by up to 3% (GLU variants step 12): read a change
 // below that only where every pair agrees. Compare one op between libraries, not two ops of one
-// process: the ops run in a fixed order, and on an H100 the later ones run nearer the 700 W power
-// cap, at clocks down to 1350 MHz (GLU variants step 24).
+// process: on an H100 the later ops of a process run nearer the 700 W power cap, at clocks down to
+// 1350 MHz (GLU variants step 24). Ops run in the order of the list; to compare two ops, reverse
+// it in every other process.
 import {
   Device, GEGLU, GPT_OSS, Storage, Tensor, backwardWorkspaceSize, disposeFp8, emptyFp8, fusedSwiglu, fusedSwigluBackward,
   glu, quantizeFp8, swigluBackward,
@@ -79,9 +80,13 @@ if (!only || only.some((name) => name.startsWith("bwdSaved"))) {
   runs.save16!();
   runs.save8!();
 }
+// Ops run in the order listed (all of them, in the order above, without a list).
+const names = only ?? Object.keys(runs);
+const unknown = names.filter((name) => !(name in runs));
+if (unknown.length) throw new Error(`lib-ab: unknown op(s) ${unknown.join(", ")}; known: ${Object.keys(runs).join(", ")}`);
 const medians: Record<string, number> = {};
-for (const [name, run] of Object.entries(runs)) {
-  if (only && !only.includes(name)) continue;
+for (const name of names) {
+  const run = runs[name]!;
   const samples: number[] = [];
   for (let r = 0; r < 3; ++r) samples.push(...timer.time(run, { warmup: 3, iters: 20 }).samples);
   samples.sort((a, b) => a - b);
