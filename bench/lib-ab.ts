@@ -98,7 +98,6 @@ for (const t of [x, wg, wu, dz, z, a16, b16, dx, dwGate, dwUp]) t.dispose();
 y?.dispose();
 if (y8) disposeFp8(y8);
 dy?.dispose();
-if (y8) disposeFp8(y8);
 disposeFp8(a8);
 disposeFp8(b8);
 workspace.release();

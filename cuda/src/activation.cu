@@ -312,7 +312,7 @@ fsg_status glu_backward(const GluBackwardArgs& a, cudaStream_t s) {
     });
     return launch_status("glu_backward_rows16_kernel");
   }
-  auto* kernel = a.gate.fp8() ? glu_backward_kernel<T, true> : glu_backward_kernel<T, false>;
+  auto* kernel = fp8 ? glu_backward_kernel<T, true> : glu_backward_kernel<T, false>;
   kernel<<<elementwise_grid(m, n, 1, whole_rows), kBlock, 0, s>>>(a.act, dout, saved_ref(a.gate), saved_ref(a.up), bg,
                                                                    bu, w, dgate, dup, dw, m, n);
   return launch_status("glu_backward_kernel");

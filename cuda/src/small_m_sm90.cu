@@ -93,8 +93,9 @@ struct Cfg {
                 "the K-split reduction reuses the ring");
 };
 
-// Final value of one output element from the two fp32 sums (biases added). Out of line: the
-// GLU variants and the backward epilogue would otherwise be unrolled for every accumulator.
+// Final value of one output element from the two fp32 sums (biases added), for the calls the
+// kernel's per-kind decode loop does not take (general GLU parameters, saved pre-activations, the
+// backward). Out of line: they would otherwise be unrolled for every accumulator.
 template <class T>
 __device__ __noinline__ void store_output(const SwapParams& p, int64_t row, int col, float a, float b) {
   if (p.epilogue == DualGemmArgs::kForward) {
