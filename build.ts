@@ -5,6 +5,10 @@
 //   FSG_CUDA_ARCHS="80;90a" bun build.ts   fewer architectures (CI builds one)
 //   FUSED_SWIGLU_LIB=/path/to/lib.so  skip the build and use a prebuilt library
 //   FSG_SKIP_BUILD=1                  skip the build (e.g. when installing as a dependency)
+//
+// Without FSG_CUDA_ARCHS the list is CMakeLists.txt's default plus the architecture of each GPU
+// of this machine that none of its SASS runs on (a Blackwell GPU: 100, 120), when nvcc can
+// compile for it. Such a GPU could JIT the PTX instead, but that takes minutes on first use.
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
@@ -29,35 +33,88 @@ function run(cmd: string[]): void {
   if (proc.exitCode !== 0) fail(`command failed (exit ${proc.exitCode}): ${cmd.join(" ")}`);
 }
 
-if (process.env.FUSED_SWIGLU_LIB) {
-  if (!existsSync(process.env.FUSED_SWIGLU_LIB)) fail(`FUSED_SWIGLU_LIB=${process.env.FUSED_SWIGLU_LIB} does not exist`);
-  console.log(`fused-swiglu build: using prebuilt ${process.env.FUSED_SWIGLU_LIB}`);
-  process.exit(0);
-}
-if (process.env.FSG_SKIP_BUILD === "1") process.exit(0);
-
-const cmake = which("cmake");
-const nvcc = which("nvcc");
-const missing = [
-  cmake ? null : "cmake (>= 3.24; apt install cmake, or pip install cmake)",
-  nvcc ? null : "nvcc (the CUDA toolkit 12.x/13.x; set CUDA_HOME if it is not in /usr/local/cuda)",
-].filter((m): m is string => m !== null);
-if (missing.length > 0) {
-  fail(`cannot build libfusedswiglu.so, missing: ${missing.join("; ")}.\n` +
-    "Install them, or point FUSED_SWIGLU_LIB at a prebuilt libfusedswiglu.so.");
+/** The SASS of `arch` ("86", "90a") runs on compute capability `cc` (major*10 + minor): the same
+ * major and no newer minor, or exactly cc for an arch-specific ("a"/"f") target. */
+export function sassRunsOn(arch: string, cc: number): boolean {
+  const m = /^(\d+)([a-z]?)$/.exec(arch);
+  if (!m) return false;
+  const n = Number(m[1]);
+  if (m[2]) return n === cc;
+  return Math.floor(n / 10) === Math.floor(cc / 10) && n <= cc;
 }
 
-mkdirSync(buildDir, { recursive: true });
-const archs = process.env.FSG_CUDA_ARCHS;
-const cachePath = join(buildDir, "CMakeCache.txt");
-const cachedArchs = existsSync(cachePath)
-  ? /FSG_CUDA_ARCHS:STRING=(.*)/.exec(readFileSync(cachePath, "utf8"))?.[1]
-  : undefined;
-if (!existsSync(cachePath) || (archs !== undefined && archs !== cachedArchs)) {
-  const configure = [cmake!, "-S", "cuda", "-B", "build", "-DCMAKE_BUILD_TYPE=Release", `-DCMAKE_CUDA_COMPILER=${nvcc}`];
-  if (archs !== undefined) configure.push(`-DFSG_CUDA_ARCHS=${archs}`);
-  run(configure);
+/** `list` plus the architecture of each GPU (compute capabilities `gpus`) that no entry's SASS
+ * runs on, where nvcc can compile for it (`nvccCodes`: `nvcc --list-gpu-code`, e.g. "sm_100");
+ * on 9.0 that is 90a. */
+export function withLocalGpus(list: string[], gpus: number[], nvccCodes: string[]): string[] {
+  const out = [...list];
+  for (const cc of gpus) {
+    // On 9.0 the Hopper kernels need sm_90a.
+    if (!out.some((arch) => sassRunsOn(arch, cc)) && nvccCodes.includes(`sm_${cc}`)) out.push(cc === 90 ? "90a" : String(cc));
+  }
+  return out;
 }
-const jobs = process.env.FSG_BUILD_JOBS ?? String(Math.max(1, cpus().length));
-run([cmake!, "--build", "build", "--parallel", jobs]);
-console.log(`fused-swiglu build: ${join(buildDir, "libfusedswiglu.so")}`);
+
+function capture(cmd: string[]): string {
+  try {
+    const p = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "ignore" });
+    return p.exitCode === 0 ? p.stdout.toString() : "";
+  } catch {
+    return ""; // not installed
+  }
+}
+
+/** CMakeLists.txt's default architectures, plus this machine's GPUs that need their own SASS. */
+function defaultArchs(nvcc: string): string {
+  const cmakeLists = readFileSync(join(root, "cuda", "CMakeLists.txt"), "utf8");
+  const list = /set\(FSG_CUDA_ARCHS "([^"]+)"/.exec(cmakeLists)?.[1]?.split(";");
+  if (!list) fail("cuda/CMakeLists.txt: no default FSG_CUDA_ARCHS");
+  const gpus = capture(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"])
+    .split("\n")
+    .map((line) => Math.round(Number(line.trim()) * 10))
+    .filter((cc) => Number.isFinite(cc) && cc > 0);
+  const codes = capture([nvcc, "--list-gpu-code"]).split(/\s+/);
+  const archs = withLocalGpus(list, gpus, codes);
+  if (archs.length > list.length) {
+    console.log(`fused-swiglu build: adding sm_${archs.slice(list.length).join(", sm_")} for this machine's GPU`);
+  }
+  return archs.join(";");
+}
+
+function main(): void {
+  if (process.env.FUSED_SWIGLU_LIB) {
+    if (!existsSync(process.env.FUSED_SWIGLU_LIB)) fail(`FUSED_SWIGLU_LIB=${process.env.FUSED_SWIGLU_LIB} does not exist`);
+    console.log(`fused-swiglu build: using prebuilt ${process.env.FUSED_SWIGLU_LIB}`);
+    return;
+  }
+  if (process.env.FSG_SKIP_BUILD === "1") return;
+
+  const cmake = which("cmake");
+  const nvcc = which("nvcc");
+  const missing = [
+    cmake ? null : "cmake (>= 3.24; apt install cmake, or pip install cmake)",
+    nvcc ? null : "nvcc (the CUDA toolkit 12.x/13.x; set CUDA_HOME if it is not in /usr/local/cuda)",
+  ].filter((m): m is string => m !== null);
+  if (!cmake || !nvcc) {
+    fail(`cannot build libfusedswiglu.so, missing: ${missing.join("; ")}.\n` +
+      "Install them, or point FUSED_SWIGLU_LIB at a prebuilt libfusedswiglu.so.");
+  }
+
+  mkdirSync(buildDir, { recursive: true });
+  // A configured build keeps its architectures unless FSG_CUDA_ARCHS names others.
+  const requested = process.env.FSG_CUDA_ARCHS;
+  const cachePath = join(buildDir, "CMakeCache.txt");
+  const cachedArchs = existsSync(cachePath)
+    ? /FSG_CUDA_ARCHS:STRING=(.*)/.exec(readFileSync(cachePath, "utf8"))?.[1]
+    : undefined;
+  if (!existsSync(cachePath) || (requested !== undefined && requested !== cachedArchs)) {
+    const archs = requested ?? defaultArchs(nvcc);
+    run([cmake, "-S", "cuda", "-B", "build", "-DCMAKE_BUILD_TYPE=Release", `-DCMAKE_CUDA_COMPILER=${nvcc}`,
+      `-DFSG_CUDA_ARCHS=${archs}`]);
+  }
+  const jobs = process.env.FSG_BUILD_JOBS ?? String(Math.max(1, cpus().length));
+  run([cmake, "--build", "build", "--parallel", jobs]);
+  console.log(`fused-swiglu build: ${join(buildDir, "libfusedswiglu.so")}`);
+}
+
+if (import.meta.main) main();

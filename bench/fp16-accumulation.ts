@@ -77,7 +77,7 @@ interface ShapeTiming {
 
 function benchShape(device: Device, timer: EventTimer, cublas: Cublas | null, s: Shape, a: Args): ShapeTiming {
   const { M, K, N } = s;
-  const sm80: KernelPath = device.computeCapability === 90 ? 80 : 0;
+  const sm80: KernelPath = device.hopperKernels ? 80 : 0;
   const inp = inputs(device, s, 1);
   const t = (shape: number[]) => Tensor.empty(shape, dtype, { device });
   const [z, aSaved, bSaved, dx] = [t([M, N]), t([M, N]), t([M, N]), t([M, K])];
@@ -146,7 +146,7 @@ function errors(device: Device, s: Shape): ErrorRow[] {
   const f32 = [inp.x, inp.wg, inp.wu, inp.dz].map((u) => Tensor.fromFloat32(u.toFloat32(), u.shape, "float32", { device }));
   try {
     const truth = run(f32[0]!, f32[1]!, f32[2]!, f32[3]!);
-    const sm80: KernelPath = device.computeCapability === 90 ? 80 : 0;
+    const sm80: KernelPath = device.hopperKernels ? 80 : 0;
     return (["fp32", "fp16"] as const).map((sums) => {
       const r = withSetting(device, sm80, sums === "fp16", () => run(inp.x, inp.wg, inp.wu, inp.dz));
       return { sums, z: relErr(r.z, truth.z), dx: relErr(r.dx, truth.dx), dwGate: relErr(r.dwGate, truth.dwGate), dwUp: relErr(r.dwUp, truth.dwUp) };
@@ -165,7 +165,7 @@ function main(): void {
   const opened = device.backend === "cuda" ? Cublas.open() : "CPU backend";
   const cublas = typeof opened === "string" ? null : opened;
   const timer = new EventTimer(device);
-  const kernels = device.backend === "cpu" ? "the CPU backend, which keeps fp32 sums" : `the sm_80 kernels (kernel path ${device.computeCapability === 90 ? 80 : "0"})`;
+  const kernels = device.backend === "cpu" ? "the CPU backend, which keeps fp32 sums" : `the sm_80 kernels (kernel path ${device.hopperKernels ? 80 : "0"})`;
   console.log(`fp16 accumulation bench on ${info.gpuName ?? device.name}, ${dtype}; "fp32/fp16 sums" rows run on ${kernels}`);
   if (!cublas) console.log(`cuBLAS rows left out: ${opened}`);
   const timing: Record<string, ShapeTiming> = {};

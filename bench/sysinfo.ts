@@ -1,6 +1,6 @@
 // sysinfo.ts: what the results JSON records about the machine: GPU name, driver and CUDA versions
-// (nvidia-smi through Bun.spawnSync when present), Bun, the library, the command line.
-import { libraryPath, type Device } from "../src/index.ts";
+// (nvidia-smi through Bun.spawnSync when present), Bun, the library and its GPU code, the command line.
+import { cudaArchs, libraryPath, type Device } from "../src/index.ts";
 
 function run(cmd: string[]): string | null {
   try {
@@ -15,6 +15,10 @@ export interface SysInfo {
   device: string;
   backend: string;
   computeCapability: number;
+  /** The sm_90a kernels run (Device.hopperKernels). */
+  hopperKernels: boolean;
+  /** The code the library carries (cudaArchs()). */
+  cudaArchs: string;
   gpuName: string | null;
   driver: string | null;
   cuda: string | null;
@@ -34,6 +38,8 @@ export function sysInfo(device: Device): SysInfo {
     device: device.name,
     backend: device.backend,
     computeCapability: device.computeCapability,
+    hopperKernels: device.hopperKernels,
+    cudaArchs: cudaArchs(),
     gpuName: gpuName ?? null,
     driver: driver ?? null,
     cuda,

@@ -27,6 +27,15 @@ export function cudaDeviceCount(): number {
 }
 
 /**
+ * The GPU code the loaded library carries (FSG_CUDA_ARCHS at build time), e.g.
+ * "sm_80 sm_86 sm_89 sm_90a compute_90": SASS per architecture, and the PTX that newer GPUs
+ * JIT-compile on first use.
+ */
+export function cudaArchs(): string {
+  return lib.fsg_cuda_archs();
+}
+
+/**
  * True when the CUDA backend opens on device 0: a GPU of compute capability 8.0 or newer, with
  * its driver. (cudaDeviceCount() also counts older GPUs, which the kernels cannot run on.)
  */
@@ -48,6 +57,12 @@ export class Device {
   readonly name: string;
   /** major*10+minor on CUDA, 0 on the CPU backend. */
   readonly computeCapability: number;
+  /**
+   * True when the sm_90a (Hopper wgmma/TMA) kernels run here: compute capability 9.0 and a
+   * library built with 90a (cudaArchs()). Without them kernel path 0 takes the sm_80 kernels and
+   * setKernelPath(90) throws.
+   */
+  readonly hopperKernels: boolean;
   #stream: Stream | null = null;
   #liveStorages = 0;
   #closing = false;
@@ -64,6 +79,8 @@ export class Device {
     this.ordinal = this.backend === "cuda" ? ordinal : 0;
     check(lib.fsg_context_compute_capability(handle, hostPtr(out)), "fsg_context_compute_capability");
     this.computeCapability = out[0]!;
+    check(lib.fsg_context_sm90_kernels(handle, hostPtr(out)), "fsg_context_sm90_kernels");
+    this.hopperKernels = out[0] === 1;
     const buf = new Uint8Array(256);
     check(lib.fsg_context_device_name(handle, hostPtr(buf), BigInt(buf.length)), "fsg_context_device_name");
     const end = buf.indexOf(0);
@@ -126,7 +143,7 @@ export class Device {
   /**
    * Chooses the kernel family on CUDA (tests, benchmarks): 0 auto, 1 the small-M (decode)
    * kernels wherever they apply, 80 always the sm_80 mma.sync kernels, 90 the sm_90a wgmma
-   * kernels wherever they apply (compute capability 9.0 only). Ignored on the CPU backend.
+   * kernels wherever they apply (only where hopperKernels). Ignored on the CPU backend.
    */
   setKernelPath(path: KernelPath): void {
     this.assertOpen();

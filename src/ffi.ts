@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { FusedSwiGLUError, registerLastErrorSource, statusName } from "./errors.ts";
 
 /** The ABI version this binding was written against (FSG_ABI_VERSION). */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 const MIN_BUN = [1, 4] as const;
 
 const u64 = "u64" as const;
@@ -28,6 +28,8 @@ const symbols = {
   fsg_status_string: { args: [i32], returns: "cstring" },
   // const char* fsg_last_error(void)
   fsg_last_error: { args: [], returns: "cstring" },
+  // const char* fsg_cuda_archs(void)
+  fsg_cuda_archs: { args: [], returns: "cstring" },
   // fsg_status fsg_cuda_device_count(int32_t* out_count)
   fsg_cuda_device_count: { args: [u64], returns: i32 },
 
@@ -41,6 +43,8 @@ const symbols = {
   fsg_context_device_name: { args: [u64, u64, u64], returns: i32 },
   // fsg_status fsg_context_compute_capability(const fsg_context* ctx, int32_t* out)
   fsg_context_compute_capability: { args: [u64, u64], returns: i32 },
+  // fsg_status fsg_context_sm90_kernels(const fsg_context* ctx, int32_t* out)
+  fsg_context_sm90_kernels: { args: [u64, u64], returns: i32 },
   // fsg_status fsg_context_set_stream(fsg_context* ctx, fsg_stream* stream)
   fsg_context_set_stream: { args: [u64, u64], returns: i32 },
   // fsg_status fsg_context_synchronize(fsg_context* ctx)
@@ -151,12 +155,14 @@ export interface Native {
   fsg_version_string(): string;
   fsg_status_string(status: number): string;
   fsg_last_error(): string;
+  fsg_cuda_archs(): string;
   fsg_cuda_device_count: StatusFn<1>;
   fsg_context_create(backend: number, ordinal: number, out: bigint): number;
   fsg_context_destroy: StatusFn<1>;
   fsg_context_backend: StatusFn<2>;
   fsg_context_device_name: StatusFn<3>;
   fsg_context_compute_capability: StatusFn<2>;
+  fsg_context_sm90_kernels: StatusFn<2>;
   fsg_context_set_stream: StatusFn<2>;
   fsg_context_synchronize: StatusFn<1>;
   fsg_context_mem_info: StatusFn<3>;

@@ -4,7 +4,7 @@ export { libraryPath, ABI_VERSION } from "./ffi.ts";
 export {
   GPT_OSS, GEGLU, GEGLU_TANH, REGLU, BILINEAR, resolveActivation, type ActivationKind, type GluActivation,
 } from "./activation.ts";
-export { Device, Stream, Event, defaultDevice, hasCuda, cudaDeviceCount, type Backend, type DeviceOptions, type KernelPath } from "./device.ts";
+export { Device, Stream, Event, defaultDevice, hasCuda, cudaDeviceCount, cudaArchs, type Backend, type DeviceOptions, type KernelPath } from "./device.ts";
 export { Tensor, Storage, contiguousStrides, type TensorOptions } from "./tensor.ts";
 export { Graph, captureGraph, type CaptureOptions } from "./graph.ts";
 export {

@@ -125,11 +125,13 @@ describe("pollUntil", () => {
   test("the event loop keeps running while work is pending", async () => {
     let ticks = 0;
     const interval = setInterval(() => ticks++, 1);
-    const until = performance.now() + 30;
+    // Done once the timer has fired 4 times (a loaded machine may fire a 1 ms timer only every few
+    // ms), or after 2 s: a poll that blocked the event loop would end there with no ticks.
+    const until = performance.now() + 2000;
     let polls = 0;
     await pollUntil(() => {
       polls++;
-      return performance.now() > until;
+      return ticks > 3 || performance.now() > until;
     }, "test", { spinMs: 5 });
     clearInterval(interval);
     expect(ticks).toBeGreaterThan(3); // timers ran while polling, also in the spin window

@@ -2,7 +2,7 @@
 // and that the next valid call still works.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Descriptor, DEVICE_CUDA, rawDescriptor, type RawDescriptorFields } from "../src/descriptor.ts";
-import { Device } from "../src/device.ts";
+import { cudaArchs, Device, type KernelPath } from "../src/device.ts";
 import { DTYPES } from "../src/dtype.ts";
 import { check } from "../src/errors.ts";
 import { lib } from "../src/ffi.ts";
@@ -330,5 +330,26 @@ describe("errors [cpu backend]", () => {
     expectError(() => Tensor.empty([2], "float32", { device: d }), "FSG_ERR_INVALID_ARGUMENT", "disposed");
     d.dispose(); // no-op
     stillWorks();
+  });
+
+  test("kernel paths: an unknown value is refused; path 90 only where the sm_90a kernels run", () => {
+    expectError(() => dev.setKernelPath(2 as KernelPath), "FSG_ERR_INVALID_ARGUMENT", "path", "got 2");
+    stillWorks();
+    if (!hasCuda) return;
+    using gpu = Device.open({ backend: "cuda" });
+    if (gpu.hopperKernels) {
+      gpu.setKernelPath(90);
+    } else {
+      // Another GPU, or an H100 with a library built without 90a: the message says which.
+      const why = gpu.computeCapability === 90 ? "built without sm_90a code" : "needs a compute capability 9.0 GPU";
+      expectError(() => gpu.setKernelPath(90), "FSG_ERR_INVALID_ARGUMENT", "path 90", why);
+    }
+    gpu.setKernelPath(0);
+  });
+
+  test("cudaArchs names the SASS and PTX the library carries", () => {
+    // e.g. "sm_80 sm_86 sm_89 sm_90a compute_90": the PTX never keeps the "a", which would tie it
+    // to compute capability 9.0 and leave newer GPUs without code.
+    expect(cudaArchs()).toMatch(/^(sm_\d+[a-z]? )+compute_\d+$/);
   });
 });

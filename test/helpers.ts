@@ -89,12 +89,14 @@ export interface Backend {
   open: () => Device;
 }
 
-function cudaComputeCapability(): number {
-  if (!hasCuda) return 0;
+// Whether the sm_90a kernels run on device 0 (a compute capability 9.0 GPU and a library built
+// with 90a: Device.hopperKernels).
+function cudaHopperKernels(): boolean {
+  if (!hasCuda) return false;
   const d = Device.open({ backend: "cuda" });
-  const cc = d.computeCapability;
+  const hopper = d.hopperKernels;
   d.dispose();
-  return cc;
+  return hopper;
 }
 
 function cudaWithPath(path: KernelPath): () => Device {
@@ -105,7 +107,7 @@ function cudaWithPath(path: KernelPath): () => Device {
   };
 }
 
-const cc = cudaComputeCapability();
+const hopperKernels = cudaHopperKernels();
 
 /** Every backend and, on CUDA, every kernel family forced, so each path passes every test. */
 export const BACKENDS: Backend[] = [
@@ -113,7 +115,7 @@ export const BACKENDS: Backend[] = [
   { label: "cuda backend (auto kernel path)", enabled: hasCuda, cuda: true, open: cudaWithPath(0) },
   { label: "cuda backend (sm_80 path forced)", enabled: hasCuda, cuda: true, open: cudaWithPath(80) },
   { label: "cuda backend (small-M path forced)", enabled: hasCuda, cuda: true, open: cudaWithPath(1) },
-  { label: "cuda backend (sm_90a path forced)", enabled: cc === 90, cuda: true, open: cudaWithPath(90) },
+  { label: "cuda backend (sm_90a path forced)", enabled: hopperKernels, cuda: true, open: cudaWithPath(90) },
 ];
 
 /** Runs `body` once per backend inside describe.if(enabled). The device opens in beforeAll. */

@@ -1,7 +1,7 @@
 // Tensor: dtype conversions (RNE ties, NaN, Inf, fp16 subnormals), upload/download roundtrips,
 // views and strided downloads/writes, dispose semantics, devices, streams and events.
 import { describe, expect, test } from "bun:test";
-import { Device } from "../src/device.ts";
+import { cudaArchs, Device } from "../src/device.ts";
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, roundTo } from "../src/dtype.ts";
 import { FusedSwiGLUError } from "../src/errors.ts";
 import { weightsIn } from "../src/layouts.ts";
@@ -212,11 +212,14 @@ forEachBackend("tensor", (device) => {
     expect(dev.name.length).toBeGreaterThan(0);
     if (dev.backend === "cpu") {
       expect(dev.computeCapability).toBe(0);
+      expect(dev.hopperKernels).toBe(false);
       expect(dev.name).toContain("CPU");
       dev.setNumThreads(1);
       dev.setNumThreads(0);
     } else {
-      expect(dev.computeCapability).toBeGreaterThanOrEqual(70);
+      expect(dev.computeCapability).toBeGreaterThanOrEqual(80);
+      // The sm_90a kernels run exactly where the GPU is 9.0 and the library has sm_90a SASS.
+      expect(dev.hopperKernels).toBe(dev.computeCapability === 90 && cudaArchs().split(" ").includes("sm_90a"));
       const m = dev.memInfo();
       expect(m.total).toBeGreaterThan(0);
       expect(m.free).toBeLessThanOrEqual(m.total);

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change of a signature or struct below. */
-#define FSG_ABI_VERSION 4
+#define FSG_ABI_VERSION 5
 
 typedef enum fsg_status {
   FSG_OK = 0,
@@ -44,8 +44,9 @@ typedef enum fsg_status {
   FSG_ERR_ALIAS = 5,            /* an output overlaps an input or another output */
   FSG_ERR_DEVICE_MISMATCH = 6,  /* tensor lives on another device/backend than the context */
   FSG_ERR_TOO_LARGE = 7,        /* a dimension beyond what the kernels index */
-  FSG_ERR_NO_DEVICE = 8,        /* no CUDA device or driver, or a GPU older than compute
-                                   capability 8.0 (use the CPU backend) */
+  FSG_ERR_NO_DEVICE = 8,        /* no CUDA device or driver, a GPU older than compute capability
+                                   8.0, or one this build carries no code for (use the CPU
+                                   backend, or rebuild: fsg_cuda_archs) */
   FSG_ERR_OUT_OF_MEMORY = 9,
   FSG_ERR_CUDA = 10,            /* any other CUDA runtime error; the message carries its name */
   FSG_ERR_NOT_READY = 11,       /* fsg_event_query / fsg_stream_query: work still pending */
@@ -85,6 +86,9 @@ typedef struct fsg_tensor {
 FSG_API int32_t fsg_abi_version(void);
 FSG_API const char* fsg_version_string(void);           /* e.g. "0.1.0" */
 FSG_API const char* fsg_status_string(fsg_status status); /* "FSG_ERR_SHAPE", never NULL */
+/* The GPU code this library carries, from FSG_CUDA_ARCHS at build time: SASS per architecture
+ * and the PTX newer GPUs JIT-compile, e.g. "sm_80 sm_86 sm_89 sm_90a compute_90". */
+FSG_API const char* fsg_cuda_archs(void);
 FSG_API const char* fsg_last_error(void); /* this thread's last failure message, "" if none */
 FSG_API fsg_status fsg_cuda_device_count(int32_t* out_count); /* 0 (and FSG_OK) without a GPU */
 
@@ -93,6 +97,9 @@ typedef struct fsg_context fsg_context;
 typedef struct fsg_stream fsg_stream;
 typedef struct fsg_event fsg_event;
 
+/* backend: 0 auto (CUDA when a GPU exists and has compute capability 8.0 or newer, else the CPU),
+ * 1 CUDA, 2 CPU. A CUDA context is refused with FSG_ERR_NO_DEVICE, also under auto, when the
+ * library carries no code its GPU can run (neither its SASS nor PTX it can JIT: fsg_cuda_archs). */
 FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, fsg_context** out);
 FSG_API fsg_status fsg_context_destroy(fsg_context* ctx);
 FSG_API fsg_status fsg_context_backend(const fsg_context* ctx, int32_t* out_backend); /* CUDA or CPU */
@@ -100,6 +107,10 @@ FSG_API fsg_status fsg_context_backend(const fsg_context* ctx, int32_t* out_back
 FSG_API fsg_status fsg_context_device_name(const fsg_context* ctx, char* buf, uint64_t capacity);
 /* Compute capability as major*10+minor (0 on CPU). */
 FSG_API fsg_status fsg_context_compute_capability(const fsg_context* ctx, int32_t* out);
+/* 1 when the sm_90a (Hopper wgmma/TMA) kernels run on this context's device: compute capability
+ * 9.0 and a library built with 90a in FSG_CUDA_ARCHS. Elsewhere (and on the CPU backend) 0: kernel
+ * path 0 then takes the sm_80 kernels and path 90 is refused. */
+FSG_API fsg_status fsg_context_sm90_kernels(const fsg_context* ctx, int32_t* out);
 /* Work of this context goes to `stream` (NULL: the default stream). */
 FSG_API fsg_status fsg_context_set_stream(fsg_context* ctx, fsg_stream* stream);
 FSG_API fsg_status fsg_context_synchronize(fsg_context* ctx); /* waits for the current stream */
@@ -109,7 +120,7 @@ FSG_API fsg_status fsg_context_set_num_threads(fsg_context* ctx, int32_t threads
 /* Chooses the kernel family on CUDA, for tests and benchmarks: 0 auto (by device and shape),
  * 1 the small-M (decode) kernels wherever they apply (for fsg_gemm and the backward GEMMs: the
  * short-reduction and few-row kernels), 80 always the sm_80 mma.sync kernels,
- * 90 the sm_90a wgmma kernels wherever they apply (compute capability 9.0 only). Calls a
+ * 90 the sm_90a wgmma kernels wherever they apply (only where fsg_context_sm90_kernels). Calls a
  * family cannot take fall back to the sm_80 kernels. Ignored on the CPU backend. */
 FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path);
 /* fp16 accumulation (fattorib's FastAccumFusedSwiGLU), off by default. allow = 1 lets the GEMMs of

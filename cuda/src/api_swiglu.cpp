@@ -31,7 +31,7 @@ BackwardWorkspace backward_workspace(const fsg_context* ctx, int64_t M, int64_t 
   BackwardWorkspace w{};
   w.grads_bytes = static_cast<uint64_t>(M) * 2 * N * dtype_bytes(dt);
   w.scratch_offset = (w.grads_bytes + 255) / 256 * 256;
-  if (on_cuda(ctx) && ctx->compute_capability == 90 && (dt == DType::BF16 || dt == DType::F16)) {
+  if (on_cuda(ctx) && ctx->sm90_kernels && (dt == DType::BF16 || dt == DType::F16)) {
     const uint64_t dx = gemm_sm90_split_scratch_bytes(M, K, 2 * N);  // dX = [dA|dB]·[Wg|Wu]^T
     const uint64_t dw = gemm_sm90_split_scratch_bytes(K, N, M);      // dW = x^T·dA (then x^T·dB)
     w.scratch_bytes = dx > dw ? dx : dw;

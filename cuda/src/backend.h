@@ -128,11 +128,15 @@ struct ColumnSumArgs {
 // Thread-local error message (defined in api.cpp). printf-style; never prints.
 void set_error(const char* fmt, ...);
 
-// ---- CUDA backend (cuda/src/*.cu). `kernel_path` is the context's (see kernels.h) and `cc`
-// the device's compute capability (major*10 + minor). ----
+// ---- CUDA backend (cuda/src/*.cu). `kernel_path` is the context's (see kernels.h); `sm90`:
+// the sm_90a kernels run on the device (fsg_context::sm90_kernels). ----
 using Stream = ::CUstream_st*;
-fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path, int cc);
-fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path, int cc);
+// code_probe.cu: on the current device (ordinal `device`, compute capability `cc`, for messages),
+// whether the loaded code has the sm_90a kernels' bodies; FSG_ERR_NO_DEVICE when the library
+// carries no code the device can run.
+fsg_status cuda_probe_code(int device, const char* device_name, int cc, bool* out_sm90);
+fsg_status cuda_dual_gemm(const DualGemmArgs& a, Stream s, int kernel_path, bool sm90);
+fsg_status cuda_gemm(const GemmArgs& a, Stream s, int kernel_path, bool sm90);
 fsg_status cuda_glu_forward(const GluForwardArgs& a, Stream s);
 fsg_status cuda_glu_backward(const GluBackwardArgs& a, Stream s);
 fsg_status cuda_column_sum(const ColumnSumArgs& a, Stream s);

@@ -125,6 +125,11 @@ FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, f
       return FSG_ERR_NO_DEVICE;
     }
     std::snprintf(ctx->name, sizeof ctx->name, "%s", prop.name);
+    st = cuda_probe_code(device_ordinal, prop.name, ctx->compute_capability, &ctx->sm90_kernels);
+    if (st != FSG_OK) {
+      delete ctx;
+      return st;
+    }
     *out = ctx;
     return FSG_OK;
   });
@@ -168,6 +173,16 @@ FSG_API fsg_status fsg_context_compute_capability(const fsg_context* ctx, int32_
     FSG_TRY(check_ctx(ctx, fn));
     FSG_TRY(require(out, fn, "out"));
     *out = ctx->compute_capability;
+    return FSG_OK;
+  });
+}
+
+FSG_API fsg_status fsg_context_sm90_kernels(const fsg_context* ctx, int32_t* out) {
+  const char* fn = "fsg_context_sm90_kernels";
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(out, fn, "out"));
+    *out = ctx->sm90_kernels ? 1 : 0;
     return FSG_OK;
   });
 }
@@ -240,6 +255,11 @@ FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path) {
     if (path == kPathSm90 && is_cuda(ctx) && ctx->compute_capability != 90) {
       set_error("%s: path 90 needs a compute capability 9.0 GPU (H100/H200); this device is %d.%d", fn,
                 ctx->compute_capability / 10, ctx->compute_capability % 10);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    if (path == kPathSm90 && is_cuda(ctx) && !ctx->sm90_kernels) {
+      set_error("%s: path 90: this libfusedswiglu.so was built without sm_90a code (built for %s); rebuild "
+                "with 90a in FSG_CUDA_ARCHS (e.g. FSG_CUDA_ARCHS=\"80;90a\" bun run build)", fn, fsg_cuda_archs());
       return FSG_ERR_INVALID_ARGUMENT;
     }
     ctx->kernel_path = path;

@@ -17,6 +17,7 @@ struct fsg_context {
   int32_t kernel_path = 0;            // 0 auto, 80 force the sm_80 kernels
   bool fp16_accumulate = false;       // fsg_context_set_fp16_accumulation
   int32_t compute_capability = 0;
+  bool sm90_kernels = false;          // the sm_90a kernels run here (code_probe.cu)
   char name[256] = "";
   fsg_capture* capture = nullptr;     // graph.cpp: non-null from fsg_graph_begin to fsg_graph_end
 };

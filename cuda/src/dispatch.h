@@ -11,13 +11,13 @@ inline fsg_status run(const fsg_context* ctx, const DualGemmArgs& a) {
   if (!on_cuda(ctx)) return cpu_dual_gemm(a, ctx->threads);
   DualGemmArgs args = a;
   args.fp16_accumulate = ctx->fp16_accumulate;
-  return cuda_dual_gemm(args, ctx->stream, ctx->kernel_path, ctx->compute_capability);
+  return cuda_dual_gemm(args, ctx->stream, ctx->kernel_path, ctx->sm90_kernels);
 }
 inline fsg_status run(const fsg_context* ctx, const GemmArgs& a) {
   if (!on_cuda(ctx)) return cpu_gemm(a, ctx->threads);
   GemmArgs args = a;
   args.fp16_accumulate = ctx->fp16_accumulate;
-  return cuda_gemm(args, ctx->stream, ctx->kernel_path, ctx->compute_capability);
+  return cuda_gemm(args, ctx->stream, ctx->kernel_path, ctx->sm90_kernels);
 }
 inline fsg_status run(const fsg_context* ctx, const GluForwardArgs& a) {
   return on_cuda(ctx) ? cuda_glu_forward(a, ctx->stream) : cpu_glu_forward(a, ctx->threads);

@@ -27,6 +27,9 @@ FSG_API int32_t fsg_abi_version(void) { return FSG_ABI_VERSION; }
 
 FSG_API const char* fsg_version_string(void) { return "0.1.0"; }
 
+// FSG_BUILT_ARCHS comes from cuda/CMakeLists.txt (FSG_CUDA_ARCHS).
+FSG_API const char* fsg_cuda_archs(void) { return FSG_BUILT_ARCHS; }
+
 FSG_API const char* fsg_last_error(void) { return fsg::g_last_error; }
 
 FSG_API const char* fsg_status_string(fsg_status status) {
