@@ -82,9 +82,9 @@ constexpr int kGroupM = FSG_SM90_GROUP_M;
 constexpr int kCluster = FSG_SM90_CLUSTER;  // CTAs of a cluster: row tiles sharing weight tiles
 [[maybe_unused]] constexpr bool kMulticast = kCluster > 1;  // weight tiles multicast to both CTAs of a cluster
 constexpr int kThreads = 384;
-constexpr int kGeneralEpi = kGluGeneral;     // the kernel's general epilogue instantiation (kKind)
-constexpr int kSiluParams = kGluSiluParams;  // SiLU with its parameters folded (gpt-oss, Falcon-H1), no fp8 saves
-constexpr int kSiluFp8 = -3;     // forward: SiLU (plain or with parameters) with fp8 saves
+// Epilogue instantiations (kKind) beyond activation_math.h's kGluGeneral (the general one) and
+// kGluSiluParams (SiLU with its parameters folded, no fp8 saves):
+constexpr int kSiluFp8 = -3;  // forward: SiLU (plain or with parameters) with fp8 saves
 constexpr int kXBytes = kBM * kBK * 2;                     // 16 KB
 constexpr int kWBytes = kBN * kBK * 2;                     // 16 KB per weight
 constexpr int kStageBytes = kXBytes + 2 * kWBytes;         // 48 KB
@@ -104,7 +104,7 @@ struct Params {
   bool z_v2, a_v2, b_v2, dz_v2, da_v2, db_v2;
   bool tma_store;  // every output (but fp8 saves) stored with TMA (sm90_store.cuh)
   fsg_glu_params act;  // SwiGLU or a GLU variant (activation_math.h)
-  SiluGlu silu;        // kSiluParams, kSiluFp8: act folded on the host (fold_silu_glu_unit_gate)
+  SiluGlu silu;        // kGluSiluParams, kSiluFp8: act folded on the host (fold_silu_glu_unit_gate)
 };
 
 }  // namespace
@@ -167,11 +167,12 @@ __device__ __forceinline__ void kind_in_place(float (&d)[128], const SiluGlu& f,
     if (h == kBothHalves || ((i >> 1) & 1) == h) d[i] = lean_glu_value<kKind>(f, d[i], d[i + 64]);
 }
 
-// Calls f with the lean SiLU kind for act: FSG_ACT_SILU for plain SwiGLU, kSiluParams otherwise, as
-// a std::integral_constant, so each case instantiates its own code and nothing branches inside it.
+// Calls f with the lean SiLU kind for act: FSG_ACT_SILU for plain SwiGLU, kGluSiluParams
+// otherwise, as a std::integral_constant, so each case instantiates its own code and nothing
+// branches inside it.
 template <class F> __device__ __forceinline__ void with_silu_kind(const fsg_glu_params& act, F&& f) {
   if (is_plain_swiglu(act)) f(std::integral_constant<int, FSG_ACT_SILU>{});
-  else f(std::integral_constant<int, kSiluParams>{});
+  else f(std::integral_constant<int, kGluSiluParams>{});
 }
 
 // z = the GLU of kind kAct with its parameters into the gate half of the accumulators.
@@ -204,9 +205,9 @@ using namespace sm90_detail;
 #define FSG_SM90_CLUSTER_DIMS
 #endif
 
-// kKind: the epilogue's instantiation. kGeneralEpi: the GLU variants with their parameters, and
+// kKind: the epilogue's instantiation. kGluGeneral: the GLU variants with their parameters, and
 // fp8 saves. An FSG_ACT_* kind: that activation with default parameters and 16-bit outputs only
-// (FSG_ACT_SILU: plain SwiGLU). kSiluParams: SiLU with its parameters folded, 16-bit outputs (the
+// (FSG_ACT_SILU: plain SwiGLU). kGluSiluParams: SiLU with its parameters folded, 16-bit outputs (the
 // general instantiation spills 24 bytes and read gpt-oss +3.1% at 2048 rows: "GLU variants", step
 // 8). Both serve the forward and the recompute backward (the general backward's out-of-line call
 // per element made GEGLU's and gpt-oss's recompute backward +11-14% over SwiGLU's: steps 15-16).
@@ -224,7 +225,7 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
 #if FSG_SM90_ENABLED
   using namespace sm90;
   using T = typename Elem<D>::T;
-  constexpr bool kGeneral = kKind == kGeneralEpi;
+  constexpr bool kGeneral = kKind == kGluGeneral;
   constexpr bool kFp8Saves = kGeneral || kKind == kSiluFp8;  // the instantiations that write fp8 saves
   static_assert(kKind != kSiluFp8 || EPI == DualGemmArgs::kForward, "fp8 saves are made by the forward only");
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -671,7 +672,7 @@ fsg_status pick_epilogue(const CUtensorMap (&maps)[6], const Params& p, int epi,
                                        : launch<D, kTransB, DualGemmArgs::kBackward, kKind>(maps, p, s);
 }
 
-// kind: kGeneralEpi, an FSG_ACT_* kind, kSiluParams, or (forward only) kSiluFp8 (epilogue_kind).
+// kind: kGluGeneral, an FSG_ACT_* kind, kGluSiluParams, or (forward only) kSiluFp8 (epilogue_kind).
 template <DType D, int kTransB>
 fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int kind, cudaStream_t s) {
   if (kind == kSiluFp8) return launch<D, kTransB, DualGemmArgs::kForward, kSiluFp8>(maps, p, s);
@@ -682,10 +683,10 @@ fsg_status pick_kind(const CUtensorMap (&maps)[6], const Params& p, int epi, int
 // the forward, with fp8 saves); otherwise, forward or backward, a lean one per activation kind
 // where no fp8 saves are made and the activation has default parameters; else the general one.
 int epilogue_kind(const fsg_glu_params& act, int epi, bool fp8_saves) {
-  const int kind = FSG_SM90_LEAN_KINDS ? lean_glu_kind(act) : is_plain_swiglu(act) ? FSG_ACT_SILU : kGeneralEpi;
+  const int kind = FSG_SM90_LEAN_KINDS ? lean_glu_kind(act) : is_plain_swiglu(act) ? FSG_ACT_SILU : kGluGeneral;
   if (!fp8_saves) return kind;
-  const bool silu = kind == FSG_ACT_SILU || kind == kSiluParams;
-  return silu && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS ? kSiluFp8 : kGeneralEpi;
+  const bool silu = kind == FSG_ACT_SILU || kind == kGluSiluParams;
+  return silu && epi == DualGemmArgs::kForward && FSG_SM90_LEAN_KINDS ? kSiluFp8 : kGluGeneral;
 }
 
 }  // namespace
