@@ -229,9 +229,29 @@ constexpr int short1_smem(DType d) {
   return 2 * (d == DType::F32 ? Geo<4>::kStageBytes : Geo<2>::kStageBytes) + kTileR * kStagePitch * 4;
 }
 
+// Test hook: build with -DFSG_EMULATE_SMEM_OPTIN=101376 to choose kernels on an H100 as on a GPU
+// whose blocks may use only 99 KB of shared memory.
+#ifndef FSG_EMULATE_SMEM_OPTIN
+#define FSG_EMULATE_SMEM_OPTIN 0
+#endif
+
+// Whether a block of the current device may use `smem` bytes of shared memory. short1_kernel's
+// double buffer and staging (106 KB) exceed the 99 KB that compute capability 8.6, 8.9 and 12.x
+// allow; there the general kernel, whose staging reuses its ring, takes one-tile reductions too.
+bool smem_fits(int smem) {
+  int dev = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (FSG_EMULATE_SMEM_OPTIN > 0 && optin > FSG_EMULATE_SMEM_OPTIN) optin = FSG_EMULATE_SMEM_OPTIN;
+  return smem <= optin;
+}
+
 template <DType D, Layout LA, Layout LB>
 fsg_status launch_short_kernel(const ShortParams& p, cudaStream_t s) {
-  const bool one_tile = p.nprod == 1 && p.p0.ktiles == 1;
+  const bool one_tile = p.nprod == 1 && p.p0.ktiles == 1 && smem_fits(short1_smem(D));
   auto* kernel = one_tile ? short1_kernel<D, LA, LB> : short_kernel<D, LA, LB>;
   const int smem = one_tile ? short1_smem(D) : smem_bytes(D);
   cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
