@@ -45,14 +45,17 @@ export function sassRunsOn(arch: string, cc: number): boolean {
 
 /** `list` plus the architecture of each GPU (compute capabilities `gpus`) that no entry's SASS
  * runs on, where nvcc can compile for it (`nvccCodes`: `nvcc --list-gpu-code`, e.g. "sm_100");
- * on 9.0 that is 90a. */
+ * on 9.0 that is 90a. They go before the last entry, which names the PTX (CMakeLists.txt): PTX
+ * for this machine's newest GPU would not JIT on an older one the library is copied to. */
 export function withLocalGpus(list: string[], gpus: number[], nvccCodes: string[]): string[] {
-  const out = [...list];
+  const added: string[] = [];
   for (const cc of gpus) {
     // On 9.0 the Hopper kernels need sm_90a.
-    if (!out.some((arch) => sassRunsOn(arch, cc)) && nvccCodes.includes(`sm_${cc}`)) out.push(cc === 90 ? "90a" : String(cc));
+    const arch = cc === 90 ? "90a" : String(cc);
+    const covered = [...list, ...added].some((a) => sassRunsOn(a, cc));
+    if (!covered && nvccCodes.includes(`sm_${cc}`)) added.push(arch);
   }
-  return out;
+  return list.length === 0 ? added : [...list.slice(0, -1), ...added, list[list.length - 1]!];
 }
 
 function capture(cmd: string[]): string {
@@ -65,7 +68,7 @@ function capture(cmd: string[]): string {
 }
 
 /** CMakeLists.txt's default architectures, plus this machine's GPUs that need their own SASS. */
-function defaultArchs(nvcc: string): string {
+export function defaultArchs(nvcc: string): string {
   const cmakeLists = readFileSync(join(root, "cuda", "CMakeLists.txt"), "utf8");
   const list = /set\(FSG_CUDA_ARCHS "([^"]+)"/.exec(cmakeLists)?.[1]?.split(";");
   if (!list) fail("cuda/CMakeLists.txt: no default FSG_CUDA_ARCHS");
@@ -75,9 +78,8 @@ function defaultArchs(nvcc: string): string {
     .filter((cc) => Number.isFinite(cc) && cc > 0);
   const codes = capture([nvcc, "--list-gpu-code"]).split(/\s+/);
   const archs = withLocalGpus(list, gpus, codes);
-  if (archs.length > list.length) {
-    console.log(`fused-swiglu build: adding sm_${archs.slice(list.length).join(", sm_")} for this machine's GPU`);
-  }
+  const added = archs.filter((a) => !list.includes(a));
+  if (added.length > 0) console.log(`fused-swiglu build: adding sm_${added.join(", sm_")} for this machine's GPU`);
   return archs.join(";");
 }
 
