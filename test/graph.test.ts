@@ -240,6 +240,24 @@ describe.if(hasCuda)("CUDA graphs [cuda]", () => {
       dev.dispose();
     });
 
+    test("opening another context during a capture leaves the capture intact", () => {
+      // Context creation asks the driver which code it loaded (code_probe.cu) without putting
+      // work on a stream: a copy from device memory there would invalidate this thread's capture.
+      const dev = Device.open({ backend: "cuda" });
+      const z = Tensor.empty([4, 8], "float32", { device: dev });
+      const g = dev.captureGraph(() => {
+        const other = Device.open({ backend: "cuda" });
+        expect(other.hopperKernels).toBe(dev.hopperKernels);
+        other.dispose();
+        z.fill(0);
+      });
+      expect(g.nodes).toBe(1);
+      g.dispose();
+      z.dispose();
+      expectDeviceWorks(dev);
+      dev.dispose();
+    });
+
     test("nested begin, end without begin, an asynchronous callback", () => {
       const dev = Device.open({ backend: "cuda" });
       expectError(() => dev.captureGraph(() => {

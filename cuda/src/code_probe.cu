@@ -3,8 +3,11 @@
 // The sm_90a kernels have bodies only in code compiled for sm_90a (FSG_SM90_ENABLED). A library
 // built without 90a in FSG_CUDA_ARCHS still runs on an H100: the driver JIT-compiles its PTX
 // there. Its sm_90a kernels would then launch with empty bodies and leave their outputs
-// unwritten, so the context reads this marker once and selects them only where it says 2.
+// unwritten, so the context asks once which code it got and selects them only where it is sm_90a.
 // Every .cu file is compiled with the same architectures, so this file's code stands for all.
+//
+// The answer is read from a kernel's attributes, not from device memory: cudaFuncGetAttributes
+// puts no work on a stream, so a context can be created during another one's graph capture.
 #include <cuda_runtime.h>
 
 #include "backend.h"
@@ -13,16 +16,20 @@
 
 namespace fsg {
 namespace {
-// 2: compiled for sm_90a (the Hopper kernels have bodies); 1: any other architecture.
-__device__ int g_code_marker = FSG_SM90_ENABLED ? 2 : 1;
+// Never launched. Its launch bound is the marker: 64 threads in sm_90a code, 32 in any other
+// (each compilation pass sees its own FSG_SM90_ENABLED), read back as maxThreadsPerBlock.
+constexpr int kSm90Marker = 64, kOtherMarker = 32;
+__global__ void __launch_bounds__(FSG_SM90_ENABLED ? kSm90Marker : kOtherMarker) code_probe_kernel(int* out) {
+  if (out) *out = FSG_SM90_ENABLED;
+}
 }  // namespace
 
 fsg_status cuda_probe_code(int device, const char* device_name, int cc, bool* out_sm90) {
   *out_sm90 = false;
-  int marker = 0;
-  const cudaError_t err = cudaMemcpyFromSymbol(&marker, g_code_marker, sizeof marker);
-  if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidSymbol ||
-      err == cudaErrorInvalidDeviceFunction || err == cudaErrorUnsupportedPtxVersion) {
+  cudaFuncAttributes attr{};
+  const cudaError_t err = cudaFuncGetAttributes(&attr, code_probe_kernel);
+  if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction ||
+      err == cudaErrorUnsupportedPtxVersion) {
     cudaGetLastError();  // not sticky: clear it so later calls do not see it
     set_error("device %d (%s, compute capability %d.%d): this libfusedswiglu.so carries no code it can run "
               "(built for %s: %s); rebuild with its architecture in FSG_CUDA_ARCHS (e.g. FSG_CUDA_ARCHS=\"%d%s\" "
@@ -30,8 +37,13 @@ fsg_status cuda_probe_code(int device, const char* device_name, int cc, bool* ou
               device, device_name, cc / 10, cc % 10, fsg_cuda_archs(), cudaGetErrorName(err), cc, cc == 90 ? "a" : "");
     return FSG_ERR_NO_DEVICE;
   }
-  FSG_TRY(cuda_status(err, "cudaMemcpyFromSymbol (code probe)"));
-  *out_sm90 = marker == 2;
+  FSG_TRY(cuda_status(err, "cudaFuncGetAttributes (code probe)"));
+  if (attr.maxThreadsPerBlock != kSm90Marker && attr.maxThreadsPerBlock != kOtherMarker) {
+    set_error("code probe: unexpected maxThreadsPerBlock %d (expected %d or %d)", attr.maxThreadsPerBlock,
+              kSm90Marker, kOtherMarker);
+    return FSG_ERR_INTERNAL;
+  }
+  *out_sm90 = attr.maxThreadsPerBlock == kSm90Marker;
   return FSG_OK;
 }
 
