@@ -44,6 +44,23 @@ int cuda_device_count() {
 
 bool is_cuda(const fsg_context* ctx) { return ctx->backend == FSG_BACKEND_CUDA; }
 
+// Why backend cuda found no device. cudart reports a missing driver and one older than itself
+// alike ("insufficient driver"); the driver's own version tells them apart, so that a GPU whose
+// driver predates the toolkit the library was built with is not reported as no GPU at all.
+void no_device_error(const char* fn) {
+  int driver = 0;
+  if (cudaDriverGetVersion(&driver) != cudaSuccess) cudaGetLastError();
+  if (driver > 0 && driver < CUDART_VERSION) {
+    set_error("%s: backend cuda: the NVIDIA driver supports CUDA %d.%d, older than this library's CUDA runtime %d.%d; "
+              "update the driver, or build the library with a CUDA toolkit the driver supports; or use backend "
+              "cpu (2) or auto (0)", fn, driver / 1000, driver % 1000 / 10, CUDART_VERSION / 1000,
+              CUDART_VERSION % 1000 / 10);
+    return;
+  }
+  set_error("%s: backend cuda: no CUDA device%s on this machine; use backend cpu (2) or auto (0)", fn,
+            driver > 0 ? "" : " or driver");
+}
+
 // The oldest GPUs the kernels run on: mma.sync m16n8k16, cp.async and bf16 need sm_80, and the
 // fat binary carries no code older than that (an sm_75 launch fails with "no kernel image").
 constexpr int kMinComputeCapability = 80;
@@ -95,7 +112,7 @@ FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, f
     }
     if (count == 0) {
       delete ctx;
-      set_error("%s: backend cuda: no CUDA device or driver on this machine; use backend cpu (2) or auto (0)", fn);
+      no_device_error(fn);
       return FSG_ERR_NO_DEVICE;
     }
     if (device_ordinal < 0 || device_ordinal >= count) {
