@@ -36,8 +36,9 @@ export function cudaArchs(): string {
 }
 
 /**
- * True when the CUDA backend opens on device 0: a GPU of compute capability 8.0 or newer, with
- * its driver. (cudaDeviceCount() also counts older GPUs, which the kernels cannot run on.)
+ * True when the CUDA backend opens on device 0: a GPU of compute capability 8.0 or newer, a
+ * driver new enough for the library's CUDA runtime, and code in the library that the GPU runs
+ * (cudaArchs()). (cudaDeviceCount() also counts older GPUs, which the kernels cannot run on.)
  */
 export function hasCuda(): boolean {
   if (cudaDeviceCount() === 0) return false;
