@@ -295,10 +295,16 @@ __global__ void __launch_bounds__(Cfg<kRows, kRowWG, kKSplit, kStages, kInline>:
           for (int e = 0; e < 2; ++e) {
             const int i = cc * 4 + h * 2 + e;
             const int64_t row = row0 + 8 * cc + e;
-            if (row >= p.m) continue;
             const float a = g[i] + bgv, b = u[i] + buv;
-            if constexpr (kKind == kGluGeneral) store_output<T>(p, row, col, a, b);
-            else p.z.store<T>(row, col, glu_value_of<kKind>(p.act, p.silu, a, b));
+            if constexpr (kKind == kGluGeneral) {
+              if (row < p.m) store_output<T>(p, row, col, a, b);
+            } else {
+              // The value first, the row test only around the store: the math of several
+              // elements can then interleave (a test before it put each element's chain in a
+              // block of its own, which GEGLU's CDF felt at 128-256 rows).
+              const float z = glu_value_of<kKind>(p.act, p.silu, a, b);
+              if (row < p.m) p.z.store<T>(row, col, z);
+            }
           }
         }
       }
