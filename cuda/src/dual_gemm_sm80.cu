@@ -79,16 +79,20 @@ __device__ __forceinline__ void epilogue(const DualParams& p, const Acc& acc, in
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int64_t col = n0 + wn * 32 + ni * 8 + 2 * t + e;
-          if (col >= p.n) continue;
-          const float a = av.v[2 * ni + e], b = bv.v[2 * ni + e];
           if constexpr (EPI == DualGemmArgs::kForward) {
+            // The value first, the column test only around the stores, so that elements' math
+            // can interleave (bench/NOTES.md, "GLU variants", step 27).
+            const float a = av.v[2 * ni + e], b = bv.v[2 * ni + e];
             float z;
             if constexpr (kKind == kFp8Saves) z = glu_value(p.act, a, b);
             else z = glu_value_lean<kKind>(p.act, p.silu, a, b);
+            if (col >= p.n) continue;
             p.z.store<T>(row, col, z);
             if (p.a_out.p) p.a_out.store<T>(row, col, a);
             if (p.b_out.p) p.b_out.store<T>(row, col, b);
           } else {
+            if (col >= p.n) continue;
+            const float a = av.v[2 * ni + e], b = bv.v[2 * ni + e];
             const float d = p.dz.load<T>(row, col);
             float da, db;
             glu_grads_lean<kKind>(p.act, p.silu, a, b, d, &da, &db);
