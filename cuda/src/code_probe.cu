@@ -19,9 +19,7 @@ namespace {
 // Never launched. Its launch bound is the marker: 64 threads in sm_90a code, 32 in any other
 // (each compilation pass sees its own FSG_SM90_ENABLED), read back as maxThreadsPerBlock.
 constexpr int kSm90Marker = 64, kOtherMarker = 32;
-__global__ void __launch_bounds__(FSG_SM90_ENABLED ? kSm90Marker : kOtherMarker) code_probe_kernel(int* out) {
-  if (out) *out = FSG_SM90_ENABLED;
-}
+__global__ void __launch_bounds__(FSG_SM90_ENABLED ? kSm90Marker : kOtherMarker) code_probe_kernel() {}
 }  // namespace
 
 fsg_status cuda_probe_code(int device, const char* device_name, int cc, bool* out_sm90) {

@@ -76,6 +76,18 @@ void init_cpu(fsg_context* ctx) {
 
 fsg_status check_ctx(const fsg_context* ctx, const char* fn) { return require(ctx, fn, "ctx"); }
 
+// The body of the int32 getters: ctx and the output (named `out_name` in errors) checked, then
+// *out = get(*ctx).
+template <class Get>
+fsg_status get_int(const char* fn, const fsg_context* ctx, int32_t* out, const char* out_name, Get get) {
+  return guarded(fn, [&] {
+    FSG_TRY(check_ctx(ctx, fn));
+    FSG_TRY(require(out, fn, out_name));
+    *out = get(*ctx);
+    return FSG_OK;
+  });
+}
+
 }  // namespace
 }  // namespace fsg
 
@@ -161,13 +173,8 @@ FSG_API fsg_status fsg_context_destroy(fsg_context* ctx) {
 }
 
 FSG_API fsg_status fsg_context_backend(const fsg_context* ctx, int32_t* out_backend) {
-  const char* fn = "fsg_context_backend";
-  return guarded(fn, [&] {
-    FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(out_backend, fn, "out_backend"));
-    *out_backend = ctx->backend;
-    return FSG_OK;
-  });
+  return get_int("fsg_context_backend", ctx, out_backend, "out_backend",
+                 [](const fsg_context& c) { return c.backend; });
 }
 
 FSG_API fsg_status fsg_context_device_name(const fsg_context* ctx, char* buf, uint64_t capacity) {
@@ -185,23 +192,13 @@ FSG_API fsg_status fsg_context_device_name(const fsg_context* ctx, char* buf, ui
 }
 
 FSG_API fsg_status fsg_context_compute_capability(const fsg_context* ctx, int32_t* out) {
-  const char* fn = "fsg_context_compute_capability";
-  return guarded(fn, [&] {
-    FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(out, fn, "out"));
-    *out = ctx->compute_capability;
-    return FSG_OK;
-  });
+  return get_int("fsg_context_compute_capability", ctx, out, "out",
+                 [](const fsg_context& c) { return c.compute_capability; });
 }
 
 FSG_API fsg_status fsg_context_sm90_kernels(const fsg_context* ctx, int32_t* out) {
-  const char* fn = "fsg_context_sm90_kernels";
-  return guarded(fn, [&] {
-    FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(out, fn, "out"));
-    *out = ctx->sm90_kernels ? 1 : 0;
-    return FSG_OK;
-  });
+  return get_int("fsg_context_sm90_kernels", ctx, out, "out",
+                 [](const fsg_context& c) { return c.sm90_kernels ? 1 : 0; });
 }
 
 FSG_API fsg_status fsg_context_set_stream(fsg_context* ctx, fsg_stream* stream) {
@@ -298,13 +295,8 @@ FSG_API fsg_status fsg_context_set_fp16_accumulation(fsg_context* ctx, int32_t a
 }
 
 FSG_API fsg_status fsg_context_fp16_accumulation(const fsg_context* ctx, int32_t* out_allow) {
-  const char* fn = "fsg_context_fp16_accumulation";
-  return guarded(fn, [&] {
-    FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(out_allow, fn, "out_allow"));
-    *out_allow = ctx->fp16_accumulate ? 1 : 0;
-    return FSG_OK;
-  });
+  return get_int("fsg_context_fp16_accumulation", ctx, out_allow, "out_allow",
+                 [](const fsg_context& c) { return c.fp16_accumulate ? 1 : 0; });
 }
 
 // ---- memory ----
