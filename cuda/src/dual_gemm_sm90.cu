@@ -432,13 +432,14 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
               // then computes z of row half h in the same straight-line code, so the SiLU's MUFU
               // work can interleave with the quantize's ALU work (GLU variants step 13).
               auto whole_tile = [&](auto activate) {
+                int scale_a[2], scale_b[2];
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                   Block8 g[4], u[4];
                   blocks(h, 0, g);
                   blocks(h, 64, u);
                   float inv_a[4], inv_b[4];
-                  const int scale_a = fp8_row4_scales(g, inv_a), scale_b = fp8_row4_scales(u, inv_b);
+                  scale_a[h] = fp8_row4_scales(g, inv_a), scale_b[h] = fp8_row4_scales(u, inv_b);
 #pragma unroll
                   for (int q = 0; q < 4; ++q) {
                     uint16_t pa[4], pb[4];
@@ -450,9 +451,13 @@ __global__ void FSG_SM90_CLUSTER_DIMS __launch_bounds__(kThreads, 1)
                       stage_fp8_pair(fp8_pair_addr(stage, q, k, h) + 8192, pb[k]);
                     }
                   }
-                  activate(h);  // before the scale stores' branch, in the staging's basic block
-                  store_scales(h, static_cast<uint8_t>(scale_a), static_cast<uint8_t>(scale_b), true);
+                  activate(h);
                 }
+                // After both row halves, so that their work is one basic block the scheduler can
+                // interleave (the stores' row test would end it).
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+                  store_scales(h, static_cast<uint8_t>(scale_a[h]), static_cast<uint8_t>(scale_b[h]), true);
               };
               if (save_a && save_b && tile_cols == kBN) {
                 if constexpr (kGeneral) {
