@@ -303,6 +303,12 @@ template <class F> FSG_HD decltype(auto) with_lean_kind(int kind, F&& f) {
 FSG_HD SiluGlu lean_silu_fold(const fsg_glu_params& act) {
   return act.gate_scale > 0.0f ? fold_silu_glu_unit_gate(act) : SiluGlu{};
 }
+// What a kernel's parameters carry to pick and run its lean epilogue, worked out once per launch.
+struct LeanGlu {
+  int kind;      // lean_glu_kind(act)
+  SiluGlu silu;  // lean_silu_fold(act)
+};
+FSG_HD LeanGlu lean_glu(const fsg_glu_params& act) { return LeanGlu{lean_glu_kind(act), lean_silu_fold(act)}; }
 // A lean kind's value; f: the folded parameters, read by kGluSiluParams only.
 template <int kKind> FSG_HD float lean_glu_value(const SiluGlu& f, float g, float u) {
   if constexpr (kKind == FSG_ACT_SILU) return siluf(g) * u;

@@ -34,8 +34,7 @@ struct DualParams {
   Fp8Ref a8, b8;           // kForward fp8 saves (p == nullptr unless fp8)
   MatRef dz, da, db;       // kBackward
   fsg_glu_params act;
-  int kind;                // the epilogue: lean_glu_kind(act), or kFp8Saves
-  SiluGlu silu;            // lean_silu_fold(act)
+  LeanGlu glu;             // lean_glu(act), its kind kFp8Saves when the forward saves fp8
 };
 
 // 2 blocks per SM (at 8 warps per block 3xTF32 needs more registers: 1).
@@ -85,7 +84,7 @@ __device__ __forceinline__ void epilogue(const DualParams& p, const Acc& acc, in
             const float a = av.v[2 * ni + e], b = bv.v[2 * ni + e];
             float z;
             if constexpr (kKind == kFp8Saves) z = glu_value(p.act, a, b);
-            else z = glu_value_lean<kKind>(p.act, p.silu, a, b);
+            else z = glu_value_lean<kKind>(p.act, p.glu.silu, a, b);
             if (col >= p.n) continue;
             p.z.store<T>(row, col, z);
             if (p.a_out.p) p.a_out.store<T>(row, col, a);
@@ -95,7 +94,7 @@ __device__ __forceinline__ void epilogue(const DualParams& p, const Acc& acc, in
             const float a = av.v[2 * ni + e], b = bv.v[2 * ni + e];
             const float d = p.dz.load<T>(row, col);
             float da, db;
-            glu_grads_lean<kKind>(p.act, p.silu, a, b, d, &da, &db);
+            glu_grads_lean<kKind>(p.act, p.glu.silu, a, b, d, &da, &db);
             p.da.store<T>(row, col, da);
             p.db.store<T>(row, col, db);
           }
@@ -117,8 +116,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(co
   Acc acc;
   mainloop<D, LA, LB, 2, kF16Acc>(p.prod, p.prod, 1, m0, n0, smem, acc);
   if constexpr (EPI == DualGemmArgs::kForward)
-    if (p.kind == kFp8Saves) return epilogue<D, EPI, kFp8Saves>(p, acc, m0, n0);
-  with_lean_kind(p.kind, [&](auto kind) { epilogue<D, EPI, decltype(kind)::value>(p, acc, m0, n0); });
+    if (p.glu.kind == kFp8Saves) return epilogue<D, EPI, kFp8Saves>(p, acc, m0, n0);
+  with_lean_kind(p.glu.kind, [&](auto kind) { epilogue<D, EPI, decltype(kind)::value>(p, acc, m0, n0); });
 }
 
 template <DType D, Layout LA, Layout LB, int EPI, bool kF16Acc>
@@ -177,8 +176,8 @@ fsg_status run(const DualGemmArgs& a, cudaStream_t s) {
   if (p.b8.p) p.b_out.p = nullptr;
   p.dz = mat_ref(a.dz), p.da = mat_ref(a.da), p.db = mat_ref(a.db);
   p.act = a.act;
-  p.kind = p.a8.p || p.b8.p ? kFp8Saves : lean_glu_kind(a.act);
-  p.silu = lean_silu_fold(a.act);
+  p.glu = lean_glu(a.act);
+  if (p.a8.p || p.b8.p) p.glu.kind = kFp8Saves;
   if constexpr (D == DType::F16)
     if (a.fp16_accumulate) return pick_layouts<D, true>(p, la, lb, a.epilogue, s);
   return pick_layouts<D, false>(p, la, lb, a.epilogue, s);

@@ -50,14 +50,13 @@ struct SmallMParams {
   MatRef dz, da, db;       // kBackward
   int64_t m, n, k;
   fsg_glu_params act;  // SwiGLU or a GLU variant (activation_math.h)
-  int kind;            // lean_glu_kind(act)
-  SiluGlu silu;        // lean_silu_fold(act)
+  LeanGlu glu;         // lean_glu(act)
   int epilogue;        // DualGemmArgs::Epilogue
   int x_vec;     // x rows can be read with 16-byte loads (cs = 1, aligned)
 };
 
 // Final value of one output element from the two fp32 sums (bias not yet added), for lean GLU
-// kind kKind (p.kind; the epilogue loops run one copy per kind): inline, but for the general
+// kind kKind (p.glu.kind; the epilogue loops run one copy per kind): inline, but for the general
 // kind, whose math stays out of line (a call per element cost GEGLU +2.3% at 16 rows:
 // bench/NOTES.md, "GLU variants", step 22).
 template <class T, int kKind>
@@ -65,13 +64,13 @@ __device__ __forceinline__ void store_output(const SmallMParams& p, int64_t row,
   a += p.bg.load_or(col, 0.0f);
   b += p.bu.load_or(col, 0.0f);
   if (p.epilogue == DualGemmArgs::kForward) {
-    p.z.store<T>(row, col, glu_value_lean<kKind>(p.act, p.silu, a, b));
+    p.z.store<T>(row, col, glu_value_lean<kKind>(p.act, p.glu.silu, a, b));
     if (p.a_out.p) p.a_out.store<T>(row, col, a);
     if (p.b_out.p) p.b_out.store<T>(row, col, b);
   } else {
     const float d = p.dz.load<T>(row, col);
     float da, db;
-    glu_grads_lean<kKind>(p.act, p.silu, a, b, d, &da, &db);
+    glu_grads_lean<kKind>(p.act, p.glu.silu, a, b, d, &da, &db);
     p.da.store<T>(row, col, da);
     p.db.store<T>(row, col, db);
   }
@@ -410,7 +409,7 @@ __global__ void __launch_bounds__(KW* WN * 32, MINB) small_m_tc(const __grid_con
     }
     __syncthreads();
     // Epilogue over the CTA's kRows x kCtaCols outputs, consecutive threads on consecutive columns.
-    with_lean_kind(p.kind, [&](auto kind) {
+    with_lean_kind(p.glu.kind, [&](auto kind) {
       for (int idx = threadIdx.x; idx < kRows * kCtaCols; idx += kThreads) {
         const int r = idx / kCtaCols, c = idx % kCtaCols;
         const int64_t row = m_base + r, n = n_cta + c;
@@ -489,7 +488,7 @@ __global__ void __launch_bounds__(256) small_m_generic(const __grid_constant__ S
       red[warp][r][1][lane] = acc[r][1];
     }
     __syncthreads();
-    with_lean_kind(p.kind, [&](auto kind) {
+    with_lean_kind(p.glu.kind, [&](auto kind) {
       for (int idx = threadIdx.x; idx < MR * 32; idx += 256) {
         const int r = idx / 32, l = idx % 32;
         const int64_t row = m_base + r, col = static_cast<int64_t>(blockIdx.x) * 32 + l;
@@ -594,8 +593,7 @@ fsg_status cuda_dual_gemm_small_m(const DualGemmArgs& a, Stream s, bool forced, 
   p.n = a.wg.cols;
   p.epilogue = a.epilogue;
   p.act = a.act;
-  p.kind = lean_glu_kind(a.act);
-  p.silu = lean_silu_fold(a.act);
+  p.glu = lean_glu(a.act);
   const bool half = a.x.dtype != DType::F32;
   // 16-byte loads of x rows: unit column stride, aligned base and row stride (rows > 0 only).
   p.x_vec = a.x.cs == 1 && aligned16(a.x.data) && (p.m == 1 || a.x.rs % 8 == 0);

@@ -61,8 +61,7 @@ struct SwapParams {
   MatRef z, a_out, b_out;  // kForward
   MatRef dz, da, db;       // kBackward
   fsg_glu_params act;
-  int kind;           // lean_glu_kind(act)
-  SiluGlu silu;       // lean_silu_fold(act)
+  LeanGlu glu;        // lean_glu(act)
   int epilogue;       // DualGemmArgs::Epilogue
   int weight_hint;    // TMA loads of weights with an L2 evict-first policy
   int stage_tx;       // bytes one stage receives: both weight tiles and the x box (its rows may be
@@ -282,7 +281,7 @@ __global__ void __launch_bounds__(Cfg<kRows, kRowWG, kKSplit, kStages, kInline>:
     // element made gpt-oss and GEGLU 1.5-1.6x slower than plain SwiGLU at 256 rows, and computing
     // every z before the stores cost plain SwiGLU 1.5%: bench/NOTES.md, "GLU variants", step 21).
     const bool decode = p.epilogue == DualGemmArgs::kForward && !p.a_out.p && !p.b_out.p;
-    with_lean_kind(decode ? p.kind : kGluGeneral, [&](auto kind) {
+    with_lean_kind(decode ? p.glu.kind : kGluGeneral, [&](auto kind) {
       constexpr int kKind = decltype(kind)::value;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -302,7 +301,7 @@ __global__ void __launch_bounds__(Cfg<kRows, kRowWG, kKSplit, kStages, kInline>:
               // The value first, the row test only around the store: the math of several
               // elements can then interleave (a test before it put each element's chain in a
               // block of its own, which GEGLU's CDF felt at 128-256 rows).
-              const float z = glu_value_of<kKind>(p.act, p.silu, a, b);
+              const float z = glu_value_of<kKind>(p.act, p.glu.silu, a, b);
               if (row < p.m) p.z.store<T>(row, col, z);
             }
           }
@@ -463,8 +462,7 @@ bool prepare(const DualGemmArgs& a, int variant, Maps* maps, SwapParams* p, int*
   p->z = mat_ref(a.z), p->a_out = mat_ref(a.a_out), p->b_out = mat_ref(a.b_out);
   p->dz = mat_ref(a.dz), p->da = mat_ref(a.da), p->db = mat_ref(a.db);
   p->act = a.act;
-  p->kind = lean_glu_kind(a.act);
-  p->silu = lean_silu_fold(a.act);
+  p->glu = lean_glu(a.act);
   p->epilogue = a.epilogue;
   p->weight_hint = ch->hint;
   p->stage_tx = 2 * kWBytes + box_rows * kBK * 2;
