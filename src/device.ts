@@ -113,6 +113,11 @@ export class Device {
     return this.#closing;
   }
 
+  /** Allocations of this device not yet freed (tensor storages, workspaces): a leak shows here. */
+  get liveStorages(): number {
+    return this.#liveStorages;
+  }
+
   /** Throws when the device was disposed. */
   assertOpen(): void {
     if (this.#closing) fail("FSG_ERR_INVALID_ARGUMENT", `device '${this.name}' was disposed`);
@@ -179,6 +184,7 @@ export class Device {
   set stream(s: Stream | null) {
     this.assertOpen();
     if (s !== null && s.device !== this) fail("FSG_ERR_DEVICE_MISMATCH", "stream: belongs to another device");
+    if (s !== null && s.disposed) fail("FSG_ERR_INVALID_ARGUMENT", "stream: the stream was disposed");
     check(lib.fsg_context_set_stream(this.handle, s?.handle ?? 0n), "fsg_context_set_stream");
     this.#stream = s;
   }
@@ -316,6 +322,11 @@ abstract class DeviceObject {
     if (this.#destroyed) fail("FSG_ERR_INVALID_ARGUMENT", `${this.#kind} was disposed`);
   }
 
+  /** True once dispose() ran: the handle is gone, and passing the object on is an error. */
+  get disposed(): boolean {
+    return this.#destroyed;
+  }
+
   /** Marks the object disposed; false when it already was (dispose() then does nothing). */
   protected markDisposed(): boolean {
     if (this.#destroyed) return false;
@@ -390,6 +401,7 @@ export class Event extends DeviceObject {
   /** Milliseconds from this (recorded earlier) to `end`. */
   elapsedMs(end: Event): number {
     this.assertLive();
+    if (end.disposed) fail("FSG_ERR_INVALID_ARGUMENT", "end: the event was disposed");
     const out = new Float32Array(1);
     check(lib.fsg_event_elapsed_ms(this.device.handle, this.handle, end.handle, hostPtr(out)), "fsg_event_elapsed_ms");
     return out[0]!;

@@ -168,7 +168,9 @@ export class Linear {
       fresh.push(grads.weight);
       if (this.bias) fresh.push((grads.bias = Tensor.empty(this.bias.shape, this.dtype, { device: this.device })));
     }
-    const dx = (options.needsInputGrad ?? true) ? Tensor.empty(x.shape, x.dtype, { device: this.device }) : null;
+    // The accumulate flag covers every output of the call, dx too: a fresh dx then starts at zero.
+    const newDx = accumulate ? Tensor.zeros : Tensor.empty;
+    const dx = (options.needsInputGrad ?? true) ? newDx(x.shape, x.dtype, { device: this.device }) : null;
     const dwT = grads.weight.t();
     try {
       linearBackward(dy, x, this.weightT, { dx: dx ?? undefined, dw: dwT, dbias: grads.bias, accumulate });

@@ -147,11 +147,14 @@ export class SwiGLUMLP {
       }
       if (!o.isContiguous()) fail("FSG_ERR_LAYOUT", "SwiGLUMLP.forward: out must be contiguous");
     }
-    const out = options.out ?? Tensor.empty(shape, this.dtype, { device });
+    // x's [M, K] view first: if x cannot be flattened, nothing is allocated yet.
     const x2 = x.ndim === 2 ? x.view() : x.reshape([M, K]);
-    const out2 = out.ndim === 2 ? out.view() : out.reshape([M, K]);
+    let out: Tensor | null = null;
+    let out2: Tensor | null = null;
     let z: Tensor | null = null;
     try {
+      out = options.out ?? Tensor.empty(shape, this.dtype, { device });
+      out2 = out.ndim === 2 ? out.view() : out.reshape([M, K]);
       if (M > 0) {
         z = fusedSwiglu(x2, this.gate, this.up);
         if (residual) copyInto(out2, x2);
@@ -159,12 +162,12 @@ export class SwiGLUMLP {
       }
       return out;
     } catch (e) {
-      if (!options.out) out.dispose();
+      if (!options.out) out?.dispose();
       throw e;
     } finally {
       z?.dispose(); // stream-ordered: freed after the GEMM that reads it
       x2.dispose();
-      out2.dispose();
+      out2?.dispose();
     }
   }
 

@@ -114,6 +114,13 @@ export function fusedSwigluBackward(dz: Tensor, x: Tensor, wGate: Tensor, wUp: T
   const device = deviceOf(x, "x");
   wGate.assertLive("wGate");
   if (a.workspace?.freed) fail("FSG_ERR_INVALID_ARGUMENT", "workspace: the storage was already freed");
+  if (a.workspaceBytes !== undefined) {
+    // Declared to the library, which trusts it: never more than the storage holds.
+    const cap = a.workspace ? a.workspace.bytes : Number.MAX_SAFE_INTEGER;
+    if (!Number.isSafeInteger(a.workspaceBytes) || a.workspaceBytes < 0 || a.workspaceBytes > cap) {
+      fail("FSG_ERR_INVALID_ARGUMENT", `workspaceBytes: expected an integer from 0 to ${cap} (the workspace's bytes), got ${a.workspaceBytes}`);
+    }
+  }
   const bytes = a.workspaceBytes ?? (a.workspace ? a.workspace.bytes : backwardWorkspaceSize(x, lastDim(wGate)));
   const owned = a.workspace ? null : bytes > 0 ? new Storage(device, bytes) : null;
   const workspace = a.workspace ?? owned;

@@ -27,6 +27,12 @@ export class Storage {
   #freed = false;
 
   constructor(device: Device, bytes: number) {
+    // A size past 2^53 cannot be exact in a number, and BigInt() of one past 2^64 would wrap in
+    // the FFI's u64: refuse both before anything is allocated.
+    if (!Number.isSafeInteger(bytes) || bytes < 0) {
+      fail(bytes > Number.MAX_SAFE_INTEGER ? "FSG_ERR_TOO_LARGE" : "FSG_ERR_INVALID_ARGUMENT",
+        `bytes: expected an integer from 0 to 2^53 - 1, got ${bytes}`);
+    }
     device._storageOpened();
     const out = new BigUint64Array(1);
     try {
@@ -142,7 +148,11 @@ export class Tensor {
     checkShape(shape);
     checkDType(dtype);
     const device = options.device ?? defaultDevice();
-    const storage = new Storage(device, numelOf(shape) * DTYPES[dtype].bytes);
+    const bytes = numelOf(shape) * DTYPES[dtype].bytes;
+    if (!Number.isSafeInteger(bytes)) {
+      fail("FSG_ERR_TOO_LARGE", `shape: [${shape.join(", ")}] of ${dtype} is ${bytes} bytes, past 2^53 - 1`);
+    }
+    const storage = new Storage(device, bytes);
     return new Tensor(storage, shape, contiguousStrides(shape), 0, dtype);
   }
 
@@ -168,6 +178,7 @@ export class Tensor {
   static fromRaw(raw: RawArray, shape: readonly number[], dtype: DType, options: TensorOptions = {}): Tensor {
     checkShape(shape);
     checkDType(dtype);
+    expectRawOf(dtype, raw);
     if (raw.length !== numelOf(shape)) {
       fail("FSG_ERR_SHAPE", `raw: expected ${numelOf(shape)} elements for shape [${shape.join(", ")}], got ${raw.length}`);
     }
@@ -277,6 +288,9 @@ export class Tensor {
   asStrided(shape: readonly number[], strides: readonly number[], offset = this.offset): Tensor {
     this.assertLive();
     checkShape(shape);
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      fail("FSG_ERR_INVALID_ARGUMENT", `offset: expected a non-negative integer (elements), got ${offset}`);
+    }
     if (strides.length !== shape.length || strides.some((s) => !Number.isSafeInteger(s))) {
       fail("FSG_ERR_INVALID_ARGUMENT", `strides: expected ${shape.length} integers, got [${String(strides)}]`);
     }
@@ -448,6 +462,7 @@ export class Tensor {
   /** Sets every element to `value` (NaN allowed: handy to poison outputs). Returns this. */
   fill(value: number): this {
     this.assertLive();
+    this.device.assertOpen();
     if (Object.is(value, 0) && this.isContiguous() && this.numel > 0) {
       const dev = this.device;
       const dst = this.storage.ptr + BigInt(this.byteOffset);

@@ -5,10 +5,11 @@ import { Descriptor, DEVICE_CUDA, rawDescriptor, type RawDescriptorFields } from
 import { cudaArchs, Device, type KernelPath } from "../src/device.ts";
 import { DTYPES } from "../src/dtype.ts";
 import { check } from "../src/errors.ts";
-import { lib } from "../src/ffi.ts";
+import { hostPtr, lib } from "../src/ffi.ts";
 import { disposeWeights, weightsIn, type WeightViews } from "../src/layouts.ts";
+import { linearBackward } from "../src/linear.ts";
 import { backwardWorkspaceSize, fusedSwiglu, fusedSwigluBackward, glu, matmul, swigluBackward } from "../src/ops.ts";
-import { Tensor } from "../src/tensor.ts";
+import { Storage, Tensor } from "../src/tensor.ts";
 import { SwiGLUContext, SwiGLUFunction } from "../src/function.ts";
 import { expectError, f64, hasCuda, randn, randomWeights, RTOL } from "./helpers.ts";
 import { swigluForwardRef } from "./reference.ts";
@@ -216,8 +217,27 @@ describe("errors [cpu backend]", () => {
       "FSG_ERR_TOO_LARGE", "w_gate",
     );
     expectError(() => backwardWorkspaceSize(x, big), "FSG_ERR_TOO_LARGE", "n");
+    // The backward's float32 [M, 2N] gradients past 2^62 bytes: rows and n each within int32, and
+    // stride-0 rows make such an x cheap. A size wrapped past 2^64 would let dA/dB overrun the
+    // workspace; just under the limit the size is exact.
+    const xRows = rawDescriptor({ ...fieldsOf(x), shape: [2 ** 31 - 1, K], strides: [0, 1] });
+    const size = new BigUint64Array(1);
+    const workspaceSize = (n: number): void =>
+      check(lib.fsg_swiglu_backward_workspace_size(dev.handle, xRows.address, BigInt(n), hostPtr(size)), "fsg_swiglu_backward_workspace_size");
+    expectError(() => workspaceSize(2 ** 30 + 1), "FSG_ERR_TOO_LARGE", "workspace", "2147483647 rows");
+    workspaceSize(2 ** 28);
+    expect(size[0]).toBe(BigInt(2 ** 31 - 1) * 2n * BigInt(2 ** 28) * 4n);
     stillWorks();
     z.dispose();
+  });
+
+  test("an allocation whose 256-byte rounding would wrap is refused, not made empty", () => {
+    const out = new BigUint64Array(1);
+    for (const bytes of [2n ** 64n - 1n, 2n ** 64n - 255n]) {
+      expectError(() => check(lib.fsg_malloc(dev.handle, bytes, hostPtr(out)), "fsg_malloc"), "FSG_ERR_OUT_OF_MEMORY", "fsg_malloc");
+      expect(out[0]).toBe(0n);
+    }
+    stillWorks();
   });
 
   test("workspace too small, unaligned or missing", () => {
@@ -240,6 +260,60 @@ describe("errors [cpu backend]", () => {
     fusedSwigluBackward(dz, x, w.gate, w.up, { dx, workspaceBytes: need }); // exactly enough: fine
     stillWorks();
     for (const t of [dz, dx, ws]) t.dispose();
+  });
+
+  test("workspace: declared past its storage, or overlapping a tensor of the call", () => {
+    const dz = randn([M, N], "float32", dev);
+    const dx = Tensor.empty([M, K], "float32", { device: dev });
+    const need = backwardWorkspaceSize(x, N);
+    const small = new Storage(dev, 256);
+    small.retain();
+    expectError(() => fusedSwigluBackward(dz, x, w.gate, w.up, { dx, workspace: small, workspaceBytes: 257 }), "FSG_ERR_INVALID_ARGUMENT", "workspaceBytes");
+    small.release();
+    for (const bytes of [-1, 0.5]) expectError(() => fusedSwigluBackward(dz, x, w.gate, w.up, { dx, workspaceBytes: bytes }), "FSG_ERR_INVALID_ARGUMENT", "workspaceBytes");
+    // One storage: the workspace at its start (256-byte aligned), tensors of the call inside it or past it.
+    const block = Tensor.empty([need / 4 + M * K + M * N + 64], "float32", { device: dev });
+    const backward = (dzT: Tensor, dxT: Tensor): void =>
+      check(lib.fsg_swiglu_backward(dev.handle, A(dzT.descriptor()), A(x.descriptor()), A(w.gate.descriptor()), A(w.up.descriptor()),
+        0n, 0n, 0n, 0n, 0n, 0n, A(dxT.descriptor()), 0n, 0n, 0n, 0n, 0, block.storage.ptr, BigInt(need), 0n), "fsg_swiglu_backward");
+    const dxIn = block.asStrided([M, K], [K, 1], need / 4 - 4); // its first row ends inside the workspace
+    expectError(() => backward(dz, dxIn), "FSG_ERR_ALIAS", "dx", "workspace");
+    const dzIn = block.asStrided([M, N], [N, 1], 0);
+    dzIn.writeFloat32(dz.toFloat32());
+    expectError(() => backward(dzIn, dx), "FSG_ERR_ALIAS", "dz", "workspace");
+    const dxPast = block.asStrided([M, K], [K, 1], need / 4);
+    backward(dz, dxPast); // clear of the workspace: the same gradient as a separate one
+    fusedSwigluBackward(dz, x, w.gate, w.up, { dx });
+    expect(dxPast.toFloat32()).toEqual(dx.toFloat32());
+    stillWorks();
+    for (const t of [dz, dx, block, dxIn, dzIn, dxPast]) t.dispose();
+  });
+
+  test("gradients that sum no terms are zero, not left as they were", () => {
+    // fsg_swiglu_backward with N = 0: dx = dz·[Wg|Wu]^T over no hidden features.
+    const x3 = randn([3, 4], "float32", dev);
+    const wg0 = Tensor.empty([4, 0], "float32", { device: dev });
+    const dz0 = Tensor.empty([3, 0], "float32", { device: dev });
+    const dx = Tensor.full([3, 4], -777, "float32", { device: dev });
+    fusedSwigluBackward(dz0, x3, wg0, wg0.view(), { dx });
+    expect(Array.from(dx.toFloat32())).toEqual(new Array(12).fill(0));
+    // accumulate keeps dx as it was (adding zero).
+    dx.fill(5);
+    fusedSwigluBackward(dz0, x3, wg0, wg0.view(), { dx, accumulate: true });
+    expect(Array.from(dx.toFloat32())).toEqual(new Array(12).fill(5));
+    // linear_backward with N = 0: da = dc·b^T over no columns.
+    const da = Tensor.full([3, 4], -777, "float32", { device: dev });
+    linearBackward(dz0, x3, wg0, { dx: da });
+    expect(Array.from(da.toFloat32())).toEqual(new Array(12).fill(0));
+    // linear_backward with K = 0: da and dw are empty, dbias still sums dc over the rows.
+    const dy = Tensor.fromFloat32(Array.from({ length: 20 }, (_, i) => i + 1), [4, 5], "float32", { device: dev });
+    const xK0 = Tensor.empty([4, 0], "float32", { device: dev });
+    const wK0 = Tensor.empty([0, 5], "float32", { device: dev });
+    const dbias = Tensor.full([5], -777, "float32", { device: dev });
+    linearBackward(dy, xK0, wK0, { dbias });
+    expect(Array.from(dbias.toFloat32())).toEqual([34, 38, 42, 46, 50]);
+    stillWorks();
+    for (const t of [x3, wg0, dz0, dx, da, dy, xK0, wK0, dbias]) t.dispose();
   });
 
   test("backward: unknown flags, only one saved pre-activation, grad shape mismatch", () => {

@@ -169,6 +169,14 @@ forEachBackend("linear", (device) => {
       const twice = (a: Float64Array) => a.map((v) => 2 * v);
       expect(layer.grads!.weight.toFloat32()).toBeAllClose(twice(transposeRef(ref.dw, K, N)), { rtol: RTOL[dtype] });
       expect(layer.grads!.bias!.toFloat32()).toBeAllClose(twice(ref.dbias), { rtol: RTOL[dtype] });
+      // A third pass with dx: the weight gradients accumulate, dx is this pass's alone. The block
+      // just freed, full of 1000s, is what the allocator hands out next for dx.
+      layer.forward(x).dispose();
+      Tensor.full([M, K], 1000, dtype, { device: dev }).dispose();
+      const dx3 = layer.backward(dy)!;
+      expect(dx3.toFloat32()).toBeAllClose(ref.dx, { rtol: RTOL[dtype] });
+      expect(layer.grads!.weight.toFloat32()).toBeAllClose(transposeRef(ref.dw, K, N).map((v) => 3 * v), { rtol: RTOL[dtype] });
+      dx3.dispose();
       layer.zeroGrad();
       expect(layer.grads).toBeNull();
       expect(layer.parameters().length).toBe(2);

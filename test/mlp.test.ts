@@ -82,6 +82,12 @@ forEachBackend("SwiGLUMLP", (device) => {
     expect(() => new SwiGLUMLP({ gate: mlp.gate, up: mlp.up, down: badDown })).toThrow(/down: expected \[N, K\] = \[48, 32\]/);
     using badUp = Tensor.empty([32, 47], "float32", { device: d });
     expect(() => new SwiGLUMLP({ gate: mlp.gate, up: badUp, down: mlp.down })).toThrow(/up: expected \[32, 48\]/);
+    // An x that cannot be flattened to [M, K] fails before anything is allocated.
+    using x3 = Tensor.empty([2, 3, 32], "float32", { device: d });
+    const live = d.liveStorages;
+    using xt = x3.transpose(0, 1);
+    expect(() => mlp.forward(xt)).toThrow(FusedSwiGLUError);
+    expect(d.liveStorages).toBe(live);
     using ok = Tensor.empty([3, 32], "float32", { device: d });
     mlp.dispose();
     expect(() => mlp.forward(ok)).toThrow(/disposed/);

@@ -105,3 +105,46 @@ forEachBackend("special values", (device) => {
     disposeWeights(w);
   });
 });
+
+forEachBackend("outputs wider than 65535 tiles", (device, backend) => {
+  // The sm_80 and gemm_short kernels number their tiles in one dimension (mma_tile.cuh, tile_grid):
+  // a grid.y of column tiles capped N at 4.2 M (dual GEMM) and 8.4 M columns (GEMM). The weights
+  // are broadcast rows (row stride 0) of one random vector, so the float64 reference is cheap: every
+  // pre-activation is a row sum of x times that vector. GPU only (the CPU backend has no grid).
+  test.if(backend.cuda)("fused forward with N = 4,300,000; matmul with N = 8,500,000 (bf16)", () => {
+    const dev = device();
+    const rowSums = (t: Tensor, rows: number, k: number): number[] => {
+      const v = f64(t);
+      return Array.from({ length: rows }, (_, m) => v.subarray(m * k, (m + 1) * k).reduce((a, b) => a + b, 0));
+    };
+    const [M, K, N] = [2, 16, 4_300_000];
+    const vg = Tensor.randn([N], "bfloat16", { device: dev, seed: 11 });
+    const vu = Tensor.randn([N], "bfloat16", { device: dev, seed: 12 });
+    const x = randn([M, K], "bfloat16", dev);
+    const wg = vg.asStrided([K, N], [0, 1], 0);
+    const wu = vu.asStrided([K, N], [0, 1], 0);
+    const z = fusedSwiglu(x, wg, wu);
+    const [g, u, s] = [f64(vg), f64(vu), rowSums(x, M, K)];
+    const zRef = new Float64Array(M * N);
+    for (let m = 0; m < M; ++m) {
+      for (let n = 0; n < N; ++n) {
+        const a = s[m]! * g[n]!;
+        zRef[m * N + n] = (a / (1 + Math.exp(-a))) * s[m]! * u[n]!;
+      }
+    }
+    expect(z.toFloat32()).toBeAllClose(zRef, { rtol: RTOL.bfloat16 });
+    disposeAll(vg, vu, x, wg, wu, z);
+
+    // K = 64: two K tiles of bf16, so the small-M path takes gemm_short's tiled kernel, not its one-tile one.
+    const [M2, K2, N2] = [2, 64, 8_500_000];
+    const vb = Tensor.randn([N2], "bfloat16", { device: dev, seed: 13 });
+    const a = randn([M2, K2], "bfloat16", dev);
+    const b = vb.asStrided([K2, N2], [0, 1], 0);
+    const c = matmul(a, b);
+    const [v, sa] = [f64(vb), rowSums(a, M2, K2)];
+    const cRef = new Float64Array(M2 * N2);
+    for (let m = 0; m < M2; ++m) for (let n = 0; n < N2; ++n) cRef[m * N2 + n] = sa[m]! * v[n]!;
+    expect(c.toFloat32()).toBeAllClose(cRef, { rtol: RTOL.bfloat16 });
+    disposeAll(vb, a, b, c);
+  });
+});

@@ -5,8 +5,8 @@ import { cudaArchs, Device } from "../src/device.ts";
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, roundTo } from "../src/dtype.ts";
 import { FusedSwiGLUError } from "../src/errors.ts";
 import { weightsIn } from "../src/layouts.ts";
-import { Tensor } from "../src/tensor.ts";
-import { DTYPE_LIST, forEachBackend, randomValues } from "./helpers.ts";
+import { Storage, Tensor } from "../src/tensor.ts";
+import { DTYPE_LIST, expectError, forEachBackend, randomValues } from "./helpers.ts";
 
 describe("dtype conversions (host)", () => {
   test("bfloat16: round to nearest even on ties, overflow to inf, NaN stays NaN", () => {
@@ -260,6 +260,50 @@ forEachBackend("tensor", (device) => {
     expect(dev.stream).toBeNull();
     expect(() => stream.query()).toThrow(FusedSwiGLUError);
     stream.dispose(); // no-op
+  });
+
+  test("bad sizes, raw arrays and offsets are refused before anything is allocated or read", () => {
+    const dev = device();
+    const before = dev.liveStorages;
+    // A Float32Array for bfloat16 would copy twice the allocation; a Uint16Array for float32 half.
+    expectError(() => Tensor.fromRaw(new Float32Array(8), [8], "bfloat16", { device: dev }), "FSG_ERR_DTYPE", "Uint16Array", "Float32Array");
+    expectError(() => Tensor.fromRaw(new Uint16Array(8), [8], "float32", { device: dev }), "FSG_ERR_DTYPE", "Float32Array", "Uint16Array");
+    // 2^64 bytes would wrap to a 1-byte allocation in the FFI's u64.
+    expectError(() => Tensor.empty([2 ** 31, 2 ** 31, 4], "float32", { device: dev }), "FSG_ERR_TOO_LARGE", "shape");
+    expectError(() => new Storage(dev, 2 ** 64), "FSG_ERR_TOO_LARGE", "bytes");
+    for (const bytes of [-1, 10.5, NaN]) expectError(() => new Storage(dev, bytes), "FSG_ERR_INVALID_ARGUMENT", "bytes");
+    const t = Tensor.fromFloat32([1, 2, 3, 4], [4], "float32", { device: dev });
+    for (const offset of [0.5, -1]) expectError(() => t.asStrided([2], [1], offset), "FSG_ERR_INVALID_ARGUMENT", "offset");
+    const tail = t.asStrided([2], [1], 2);
+    expect(Array.from(tail.toFloat32())).toEqual([3, 4]);
+    tail.dispose();
+    t.dispose();
+    expect(dev.liveStorages).toBe(before);
+  });
+
+  test("a disposed stream or event is refused, not used", () => {
+    const dev = device();
+    const s = dev.createStream();
+    s.dispose();
+    expectError(() => { dev.stream = s; }, "FSG_ERR_INVALID_ARGUMENT", "stream", "disposed");
+    expectError(() => dev.withStream(s, () => 1), "FSG_ERR_INVALID_ARGUMENT", "stream", "disposed");
+    expect(dev.stream).toBeNull();
+    const start = dev.createEvent();
+    const end = dev.createEvent();
+    start.record();
+    end.record();
+    end.dispose();
+    expectError(() => start.elapsedMs(end), "FSG_ERR_INVALID_ARGUMENT", "end", "disposed");
+    start.dispose();
+  });
+
+  test("fill(0) on a tensor of a disposed device is refused like any other fill", () => {
+    const other = Device.open({ backend: device().backend });
+    const t = Tensor.zeros([4], "float32", { device: other });
+    other.dispose(); // t keeps the context alive, but the device is closed to new work
+    expectError(() => t.fill(0), "FSG_ERR_INVALID_ARGUMENT", "disposed");
+    expectError(() => t.fill(1), "FSG_ERR_INVALID_ARGUMENT", "disposed");
+    t.dispose();
   });
 
   test("a tensor moves between devices through the host", () => {

@@ -237,7 +237,8 @@ FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, con
 /* Bytes of scratch fsg_swiglu_backward needs for this x ([..., K]) and n hidden features on ctx's
  * device: the [M, 2N] gradients of the pre-activations in x's dtype, plus, on Hopper where the
  * dX or dW GEMM alone would leave SMs idle (a few hundred rows, or a short K), room for their
- * split-K partials (summed in a fixed order: still deterministic). */
+ * split-K partials (summed in a fixed order: still deterministic). FSG_ERR_TOO_LARGE past 2^62
+ * bytes. */
 FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fsg_tensor* x, int64_t n,
                                                       uint64_t* out_bytes);
 
@@ -248,7 +249,8 @@ FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fs
  * Gradient tensors have the shapes of what they differentiate (dw_* are [K, N] views with any
  * non-overlapping strides). workspace: device memory of fsg_swiglu_backward_workspace_size bytes,
  * 256-byte aligned; at least M * 2N elements of x's dtype (with less than the full size the GEMMs
- * do not split K). flags: FSG_BACKWARD_ACCUMULATE. */
+ * do not split K). The bytes the call uses there must not hold any tensor of the call
+ * (FSG_ERR_ALIAS). With n = 0, dx is zero (a sum of no terms). flags: FSG_BACKWARD_ACCUMULATE. */
 FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, const fsg_tensor* x,
                                        const fsg_tensor* w_gate, const fsg_tensor* w_up, const fsg_tensor* b_gate,
                                        const fsg_tensor* b_up, const fsg_tensor* a_saved, const fsg_tensor* b_saved,
@@ -283,8 +285,9 @@ FSG_API fsg_status fsg_gemm(fsg_context* ctx, const fsg_tensor* a, const fsg_ten
 
 /* Linear layer backward, for c = a·b + bias (fsg_gemm): da = dc·b^T [M, K], db = a^T·dc [K, N]
  * (any non-overlapping strides, e.g. the nn.Linear [N, K] storage seen transposed), dbias = the
- * sum of dc over rows [N]. Each output is computed only when non-NULL. flags:
- * FSG_BACKWARD_ACCUMULATE adds into the outputs. */
+ * sum of dc over rows [N]. Each output is computed only when non-NULL; one that sums no terms
+ * (M = 0 for db and dbias, N = 0 for da) is zero. flags: FSG_BACKWARD_ACCUMULATE adds into the
+ * outputs. */
 FSG_API fsg_status fsg_linear_backward(fsg_context* ctx, const fsg_tensor* dc, const fsg_tensor* a,
                                        const fsg_tensor* b, const fsg_tensor* da, const fsg_tensor* db,
                                        const fsg_tensor* dbias, uint32_t flags);

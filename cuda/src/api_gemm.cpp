@@ -77,15 +77,15 @@ FSG_API fsg_status fsg_linear_backward(fsg_context* ctx, const fsg_tensor* dc, c
     for (const Named& o : outs) FSG_TRY(expect_writable(call, o.name, o.mat));
     const Named ins[] = {{"dc", dcv.mat}, {"a", av.mat}, {"b", bm}};
     FSG_TRY(expect_no_alias(call, outs, ins));
-    if (K == 0 || N == 0) return FSG_OK;
     const int64_t M = av.mat.rows;
-    if (M == 0) {  // an empty batch: weight and bias grads are zero sums
+    if (M == 0 || N == 0) {  // sums of no terms: db and dbias (no rows) or da (no columns of dc) are zero
       if (accumulate) return FSG_OK;
-      FSG_TRY(zero_fill(ctx, db_m));
-      return zero_fill(ctx, as_mat(dbias_v));
+      for (const Mat& m : {da_m, db_m, as_mat(dbias_v)}) FSG_TRY(zero_fill(ctx, m));
+      return FSG_OK;
     }
-    if (da_m.present()) FSG_TRY(run(ctx, product(dcv.mat, transposed(bm), da_m, accumulate)));
-    if (db_m.present()) FSG_TRY(run(ctx, product(transposed(av.mat), dcv.mat, db_m, accumulate)));
+    // K = 0: da and db are empty, dbias still sums dc.
+    if (da_m.present() && K > 0) FSG_TRY(run(ctx, product(dcv.mat, transposed(bm), da_m, accumulate)));
+    if (db_m.present() && K > 0) FSG_TRY(run(ctx, product(transposed(av.mat), dcv.mat, db_m, accumulate)));
     if (dbias_v.present()) FSG_TRY(run(ctx, ColumnSumArgs{dcv.mat, dbias_v, accumulate}));
     return FSG_OK;
   });

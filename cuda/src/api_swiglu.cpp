@@ -27,9 +27,26 @@ struct BackwardWorkspace {
   uint64_t total() const { return scratch_bytes ? scratch_offset + scratch_bytes : grads_bytes; }
 };
 
+// [M, 2N] of dtype in bytes, or false past 2^62 (float32 with M and N near 2^31 would wrap 2^64:
+// possible with broadcast, stride-0 inputs, and a wrapped size would let dA and dB run past the
+// workspace).
+bool grads_bytes(int64_t M, int64_t N, DType dt, uint64_t* out) {
+  const uint64_t row = static_cast<uint64_t>(N) * 2 * dtype_bytes(dt);  // <= 2^34
+  if (M > 0 && row > (uint64_t{1} << 62) / static_cast<uint64_t>(M)) return false;
+  *out = static_cast<uint64_t>(M) * row;
+  return true;
+}
+
+fsg_status too_large_workspace(const char* fn, int64_t M, int64_t N, DType dt) {
+  set_error("%s: the backward's workspace for %lld rows and n = %lld (%s) exceeds 2^62 bytes", fn,
+            static_cast<long long>(M), static_cast<long long>(N), dtype_name(dt));
+  return FSG_ERR_TOO_LARGE;
+}
+
+// The caller has checked grads_bytes(M, N, dt).
 BackwardWorkspace backward_workspace(const fsg_context* ctx, int64_t M, int64_t K, int64_t N, DType dt) {
   BackwardWorkspace w{};
-  w.grads_bytes = static_cast<uint64_t>(M) * 2 * N * dtype_bytes(dt);
+  grads_bytes(M, N, dt, &w.grads_bytes);
   w.scratch_offset = (w.grads_bytes + 255) / 256 * 256;
   if (on_cuda(ctx) && ctx->sm90_kernels && (dt == DType::BF16 || dt == DType::F16)) {
     const uint64_t dx = gemm_sm90_split_scratch_bytes(M, K, 2 * N);  // dX = [dA|dB]·[Wg|Wu]^T
@@ -123,6 +140,8 @@ FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fs
       return n < 0 ? FSG_ERR_SHAPE : FSG_ERR_TOO_LARGE;
     }
     FSG_TRY(bind_device(ctx));
+    uint64_t grads = 0;
+    if (!grads_bytes(xv.mat.rows, n, xv.mat.dtype, &grads)) return too_large_workspace(call.fn, xv.mat.rows, n, xv.mat.dtype);
     *out_bytes = backward_workspace(ctx, xv.mat.rows, xv.mat.cols, n, xv.mat.dtype).total();
     return FSG_OK;
   });
@@ -181,7 +200,8 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
 
     const int64_t M = xv.mat.rows, N = p.N;
     const bool any = dx_mat.present() || dwg.present() || dwu.present() || dbg.present() || dbu.present();
-    if (!any || N == 0) return FSG_OK;
+    if (!any) return FSG_OK;
+    if (N == 0) return accumulate ? FSG_OK : zero_fill(ctx, dx_mat);  // dx sums no hidden features
     if (M == 0) {  // an empty batch: weight and bias grads are zero sums
       if (accumulate) return FSG_OK;
       for (const Mat& m : {dwg, dwu, as_mat(dbg), as_mat(dbu)}) FSG_TRY(zero_fill(ctx, m));
@@ -189,6 +209,8 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
     }
 
     const DType dt = xv.mat.dtype;
+    uint64_t grads = 0;
+    if (!grads_bytes(M, N, dt, &grads)) return too_large_workspace(call.fn, M, N, dt);
     const BackwardWorkspace layout = backward_workspace(ctx, M, p.K, N, dt);
     const uint64_t need = layout.grads_bytes;
     if (workspace == 0 || workspace_bytes < need || workspace % 256 != 0) {
@@ -202,6 +224,11 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
     const Mat dB{ws + N * dtype_bytes(dt), M, N, 2 * N, 1, dt};
     // Split-K scratch for dX and dW, when the caller's workspace has room for it.
     const bool has_scratch = layout.scratch_bytes > 0 && workspace_bytes >= layout.total();
+    // The bytes the call writes there: on the device, and clear of every tensor of the call.
+    FSG_TRY(check_device_memory(call, "workspace", ws));
+    const uintptr_t ws_lo = workspace, ws_hi = workspace + (has_scratch ? layout.total() : need);
+    for (const Named& t : outs) FSG_TRY(expect_outside(call, t.name, t.mat, ws_lo, ws_hi, "workspace"));
+    for (const Named& t : ins) FSG_TRY(expect_outside(call, t.name, t.mat, ws_lo, ws_hi, "workspace"));
     auto with_scratch = [&](GemmArgs g) {
       if (has_scratch) g.scratch = ws + layout.scratch_offset, g.scratch_bytes = layout.scratch_bytes;
       return g;

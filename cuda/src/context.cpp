@@ -3,6 +3,7 @@
 // events record host time, so callers can use one code path for both backends.
 #include "context.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <cstdio>
@@ -309,6 +310,10 @@ FSG_API fsg_status fsg_malloc(fsg_context* ctx, uint64_t bytes, uint64_t* out_pt
     *out_ptr = 0;
     size_t size = bytes == 0 ? 1 : bytes;  // a distinct, freeable pointer even for empty tensors
     if (!is_cuda(ctx)) {
+      if (size > SIZE_MAX - 255) {  // rounding up would wrap to 0, a zero-byte block
+        set_error("%s: out of host memory allocating %llu bytes", fn, (unsigned long long)bytes);
+        return FSG_ERR_OUT_OF_MEMORY;
+      }
       size_t rounded = (size + 255) / 256 * 256;
       void* p = std::aligned_alloc(256, rounded);
       if (p == nullptr) {

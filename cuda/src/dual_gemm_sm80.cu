@@ -111,7 +111,7 @@ template <DType D, Layout LA, Layout LB, int EPI, bool kF16Acc>
 __global__ void __launch_bounds__(kThreads, min_blocks<D>()) dual_gemm_kernel(const __grid_constant__ DualParams p) {
   extern __shared__ __align__(16) char smem[];
   int64_t tm, tn;
-  tile_coords(p.m_tiles, p.n_tiles, tm, tn);
+  if (!tile_coords(p.m_tiles, p.n_tiles, tm, tn)) return;
   const int64_t m0 = tm * kTileR, n0 = tn * kCols;
   Acc acc;
   mainloop<D, LA, LB, 2, kF16Acc>(p.prod, p.prod, 1, m0, n0, smem, acc);
@@ -129,7 +129,12 @@ fsg_status launch(const DualParams& p, cudaStream_t s) {
     set_error("dual_gemm_kernel: cudaFuncSetAttribute(%d bytes of shared memory): %s", smem, cudaGetErrorString(e));
     return FSG_ERR_CUDA;
   }
-  const dim3 grid(static_cast<unsigned>(p.m_tiles), static_cast<unsigned>(p.n_tiles));
+  dim3 grid;
+  if (!tile_grid(p.m_tiles, p.n_tiles, &grid)) {
+    set_error("cuda_dual_gemm: %lld x %lld output tiles exceed the launch limits", static_cast<long long>(p.m_tiles),
+              static_cast<long long>(p.n_tiles));
+    return FSG_ERR_TOO_LARGE;
+  }
   kernel<<<grid, kThreads, smem, s>>>(p);
   return launch_status("dual_gemm_kernel");
 }
@@ -156,10 +161,6 @@ fsg_status run(const DualGemmArgs& a, cudaStream_t s) {
   p.m = a.x.rows, p.n = a.wg.cols;
   p.m_tiles = (p.m + kTileR - 1) / kTileR;
   p.n_tiles = (p.n + kCols - 1) / kCols;
-  if (p.n_tiles > 65535) {
-    set_error("cuda_dual_gemm: N = %lld exceeds %lld columns", static_cast<long long>(p.n), 65535LL * kCols);
-    return FSG_ERR_TOO_LARGE;
-  }
   const int64_t k = a.x.cols;
   p.prod.a = TileSrc{a.x.data, a.x.rs, a.x.cs, p.m, k, 0};
   p.prod.b[0] = TileSrc{a.wg.data, a.wg.cs, a.wg.rs, p.n, k, 0};

@@ -176,7 +176,7 @@ template <DType D, Layout LA, Layout LB>
 __global__ void __launch_bounds__(kThreads, D == DType::F32 ? 1 : 2) short_kernel(const __grid_constant__ ShortParams p) {
   extern __shared__ __align__(16) char smem[];
   int64_t tm, tn;
-  tile_coords(p.m_tiles, p.n_tiles, tm, tn);
+  if (!tile_coords(p.m_tiles, p.n_tiles, tm, tn)) return;
   const int64_t m0 = tm * kTileR, n0 = tn * kTileR;
   Acc acc;
   mainloop<D, LA, LB, 1>(p.p0, p.p1, p.nprod, m0, n0, smem, acc);
@@ -260,7 +260,12 @@ fsg_status launch_short_kernel(const ShortParams& p, cudaStream_t s) {
     return FSG_ERR_CUDA;
   }
   if (!one_tile) {
-    const dim3 grid(static_cast<unsigned>(p.m_tiles), static_cast<unsigned>(p.n_tiles));
+    dim3 grid;
+    if (!tile_grid(p.m_tiles, p.n_tiles, &grid)) {
+      set_error("gemm_short_kernel: %lld x %lld output tiles exceed the launch limits", static_cast<long long>(p.m_tiles),
+                static_cast<long long>(p.n_tiles));
+      return FSG_ERR_TOO_LARGE;
+    }
     kernel<<<grid, kThreads, smem, s>>>(p);
     return launch_status("gemm_short_kernel");
   }
@@ -815,11 +820,10 @@ constexpr int64_t kAutoStreamMinK = 1024;  // (b) only for long reductions, auto
 
 fsg_status cuda_gemm_short(const GemmArgs& a, Stream s, bool forced, bool* handled) {
   *handled = false;
-  const int64_t M = a.c.rows, N = a.c.cols;
+  const int64_t M = a.c.rows;
   const int64_t R = a.reduction();
   if (R <= kShortMaxK) {
     if (!forced && R > kAutoShortMaxK) return FSG_OK;
-    if ((N + kTileR - 1) / kTileR > 65535) return FSG_OK;  // the sm_80 kernel reports it
     *handled = true;
     switch (a.c.dtype) {
       case DType::F32: return run_short<DType::F32>(a, s);

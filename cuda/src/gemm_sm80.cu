@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks<D>()) gemm_kernel(const _
   using T = typename Elem<D>::T;
   extern __shared__ __align__(16) char smem[];
   int64_t tm, tn;
-  tile_coords(p.m_tiles, p.n_tiles, tm, tn);
+  if (!tile_coords(p.m_tiles, p.n_tiles, tm, tn)) return;
   const int64_t m0 = tm * kTileR, n0 = tn * kTileR;
   Acc acc;
   mainloop<D, LA, LB, 1, kF16Acc>(p.p0, p.p1, p.nprod, m0, n0, smem, acc);
@@ -67,7 +67,12 @@ fsg_status launch(const GemmParams& p, cudaStream_t s) {
     set_error("gemm_kernel: cudaFuncSetAttribute(%d bytes of shared memory): %s", smem, cudaGetErrorString(e));
     return FSG_ERR_CUDA;
   }
-  const dim3 grid(static_cast<unsigned>(p.m_tiles), static_cast<unsigned>(p.n_tiles));
+  dim3 grid;
+  if (!tile_grid(p.m_tiles, p.n_tiles, &grid)) {
+    set_error("cuda_gemm: %lld x %lld output tiles exceed the launch limits", static_cast<long long>(p.m_tiles),
+              static_cast<long long>(p.n_tiles));
+    return FSG_ERR_TOO_LARGE;
+  }
   kernel<<<grid, kThreads, smem, s>>>(p);
   return launch_status("gemm_kernel");
 }
@@ -92,10 +97,6 @@ fsg_status run(const GemmArgs& a, cudaStream_t s) {
   p.m = a.c.rows, p.n = a.c.cols;
   p.m_tiles = (p.m + kTileR - 1) / kTileR;
   p.n_tiles = (p.n + kTileR - 1) / kTileR;
-  if (p.n_tiles > 65535) {
-    set_error("cuda_gemm: N = %lld exceeds %lld columns", static_cast<long long>(p.n), 65535LL * kTileR);
-    return FSG_ERR_TOO_LARGE;
-  }
   p.p0.a = src_a(a.a0), p.p0.b[0] = src_b(a.b0), p.p0.ktiles = k_tiles(a.a0.cols, bytes);
   p.nprod = a.a1.present() ? 2 : 1;
   if (p.nprod == 2) p.p1.a = src_a(a.a1), p.p1.b[0] = src_b(a.b1), p.p1.ktiles = k_tiles(a.a1.cols, bytes);

@@ -45,17 +45,31 @@ inline int64_t k_tiles(int64_t k, int bytes) {
   return (k + bk - 1) / bk;
 }
 
+// Host: the grid of a tile_coords kernel, one block per tile numbered blockIdx.y * gridDim.x +
+// blockIdx.x. The tile count, not the column tiles, meets the launch limits (grid.y <= 65535 would
+// cap N at 65535 tiles: 4-8 M columns). False past (2^31 - 1) x 65535 tiles.
+inline bool tile_grid(int64_t m_tiles, int64_t n_tiles, dim3* grid) {
+  const int64_t tiles = m_tiles * n_tiles, max_x = 0x7fffffff;
+  const int64_t gy = (tiles + max_x - 1) / max_x;
+  if (gy > 65535) return false;
+  *grid = dim3(static_cast<unsigned>((tiles + gy - 1) / gy), static_cast<unsigned>(gy));
+  return true;
+}
+
 // Block -> (M tile, N tile) with M tiles grouped by 16: blocks running together share a band of
-// x rows and of weight columns in L2 instead of streaming all of x once per N tile.
-__device__ __forceinline__ void tile_coords(int64_t m_tiles, int64_t n_tiles, int64_t& tm, int64_t& tn) {
+// x rows and of weight columns in L2 instead of streaming all of x once per N tile. False for the
+// grid's blocks past the last tile (tile_grid rounds up when it needs a second dimension).
+__device__ __forceinline__ bool tile_coords(int64_t m_tiles, int64_t n_tiles, int64_t& tm, int64_t& tn) {
   constexpr int64_t kGroup = 16;
   const int64_t pid = static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x;
+  if (pid >= m_tiles * n_tiles) return false;
   const int64_t per_group = kGroup * n_tiles;
   const int64_t first = (pid / per_group) * kGroup;
   const int64_t size = m_tiles - first < kGroup ? m_tiles - first : kGroup;
   const int64_t in = pid % per_group;
   tm = first + in % size;
   tn = in / size;
+  return true;
 }
 
 // ---- fragments and mma ----

@@ -51,7 +51,13 @@ fsg_status check_device(const Call& call, const fsg_tensor* t, const char* name,
               t->device.device_type, t->device.device_id, cuda ? "CUDA" : "CPU", want_id);
     return FSG_ERR_DEVICE_MISMATCH;
   }
-  if (!cuda) return FSG_OK;
+  return check_device_memory(call, name, data);
+}
+
+}  // namespace
+
+fsg_status check_device_memory(const Call& call, const char* name, const void* data) {
+  if (call.ctx->backend != FSG_BACKEND_CUDA) return FSG_OK;
   cudaPointerAttributes attr{};
   cudaError_t err = cudaPointerGetAttributes(&attr, data);
   if (err != cudaSuccess) cudaGetLastError();
@@ -65,6 +71,8 @@ fsg_status check_device(const Call& call, const fsg_tensor* t, const char* name,
   }
   return FSG_OK;
 }
+
+namespace {
 
 // Structural checks shared by every view: pointers, rank, sizes, strides, dtype, device.
 fsg_status check_common(const Call& call, const fsg_tensor* t, const char* name, int min_rank, int max_rank,
@@ -356,6 +364,17 @@ fsg_status expect_writable(const Call& call, const char* name, const Mat& m) {
             "] would write some elements twice; outputs need non-overlapping strides", call.fn, name, m.rs, m.cs,
             m.rows, m.cols);
   return FSG_ERR_LAYOUT;
+}
+
+fsg_status expect_outside(const Call& call, const char* name, const Mat& m, uintptr_t lo, uintptr_t hi,
+                          const char* region) {
+  if (!m.present() || m.rows == 0 || m.cols == 0) return FSG_OK;
+  uintptr_t m_lo, m_hi;
+  byte_span(m, &m_lo, &m_hi);
+  if (m_hi <= lo || hi <= m_lo) return FSG_OK;
+  set_error("%s: %s overlaps the %s (bytes [0x%llx, 0x%llx)), which the call writes", call.fn, name, region,
+            static_cast<unsigned long long>(lo), static_cast<unsigned long long>(hi));
+  return FSG_ERR_ALIAS;
 }
 
 fsg_status expect_disjoint(const Call& call, const char* out_name, const Mat& out, const char* other_name,

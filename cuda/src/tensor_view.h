@@ -44,6 +44,11 @@ fsg_status expect_same_leading(const Call& call, const char* name, const RowsVie
 // An output must not write one element twice (no zero or interleaving strides). Vector outputs
 // are checked as 1-row matrices (as_mat).
 fsg_status expect_writable(const Call& call, const char* name, const Mat& m);
+// Memory of the context's device (CUDA: device or managed memory there; the CPU backend: any).
+fsg_status check_device_memory(const Call& call, const char* name, const void* data);
+// A view (input or output) must not reach into bytes [lo, hi) that the call writes (a workspace).
+fsg_status expect_outside(const Call& call, const char* name, const Mat& m, uintptr_t lo, uintptr_t hi,
+                          const char* region);
 // An output must not overlap `other` (an input or another output). Absent views never overlap.
 fsg_status expect_disjoint(const Call& call, const char* out_name, const Mat& out, const char* other_name,
                            const Mat& other);

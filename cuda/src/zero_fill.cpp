@@ -1,5 +1,5 @@
-// zero_fill.cpp: zeroes a strided view with 2-D memsets, used only for the gradients of an empty
-// batch (M = 0), where no kernel runs but dW and db must still read as zero.
+// zero_fill.cpp: zeroes a strided view with 2-D memsets, used only for gradients that are sums of
+// no terms (an empty batch, or no hidden features), where no kernel runs but they must read as zero.
 #include <cstring>
 
 #include "dispatch.h"

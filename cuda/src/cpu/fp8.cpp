@@ -37,11 +37,14 @@ fsg_status cpu_fp8_convert(const Fp8ConvertArgs& a, int threads) {
   const int64_t m = a.src.rows, n = a.src.cols;
   const bool quantize = a.dst.fp8();
   try {
-    const bool ok = cpu::parallel_for(m, threads, [&](int64_t r, int) {
+    // One fp32 row per worker, allocated here: a bad_alloc inside a worker would read as an
+    // internal error.
+    std::vector<float> rows(quantize ? static_cast<size_t>(threads > 0 ? threads : 1) * static_cast<size_t>(n) : 0);
+    const bool ok = cpu::parallel_for(m, threads, [&](int64_t r, int worker) {
       if (quantize) {
-        std::vector<float> row(static_cast<size_t>(n));
+        float* row = rows.data() + static_cast<size_t>(worker) * static_cast<size_t>(n);
         for (int64_t c = 0; c < n; ++c) row[c] = cpu::load(a.src, r, c);
-        cpu::quantize_rows(row.data(), n, r, r + 1, n, a.dst);
+        cpu::quantize_rows(row, n, r, r + 1, n, a.dst);
       } else {
         for (int64_t c = 0; c < n; ++c) cpu::store(a.dst, r, c, cpu::load_fp8(a.src, r, c));
       }

@@ -558,6 +558,9 @@ fsg_status cpu_dual_gemm(const DualGemmArgs& a, int threads) {
     }
     set_error("cpu_dual_gemm: unknown dtype %d", int(a.x.dtype));
     return FSG_ERR_DTYPE;
+  } catch (const std::bad_alloc&) {  // the fp32 copies of fp8 saves, the pack buffers
+    set_error("cpu_dual_gemm: out of host memory");
+    return FSG_ERR_OUT_OF_MEMORY;
   } catch (...) {
     set_error("cpu_dual_gemm: unexpected internal exception");
     return FSG_ERR_INTERNAL;
