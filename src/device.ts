@@ -94,7 +94,9 @@ export class Device {
     const code = BACKEND_CODE[backend];
     if (code === undefined) fail("FSG_ERR_INVALID_ARGUMENT", `backend: expected "auto", "cuda" or "cpu", got ${String(backend)}`);
     const ordinal = options.ordinal ?? 0;
-    if (!Number.isInteger(ordinal) || ordinal < 0) fail("FSG_ERR_INVALID_ARGUMENT", `ordinal: expected an integer >= 0, got ${ordinal}`);
+    if (!Number.isSafeInteger(ordinal) || ordinal < 0 || ordinal > 0x7fffffff) {
+      fail("FSG_ERR_INVALID_ARGUMENT", `ordinal: expected an integer from 0 to 2^31 - 1, got ${ordinal}`);
+    }
     const fp16Accumulation = options.fp16Accumulation ?? false;
     if (typeof fp16Accumulation !== "boolean") fail("FSG_ERR_INVALID_ARGUMENT", `fp16Accumulation: expected a boolean, got ${String(fp16Accumulation)}`);
     const out = new BigUint64Array(1);

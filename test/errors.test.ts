@@ -384,6 +384,8 @@ describe("errors [cpu backend]", () => {
     expectError(() => x.t().reshape([M * K]), "FSG_ERR_LAYOUT", "contiguous");
     expectError(() => x.asStrided([M, K], [K, 1], 1), "FSG_ERR_INVALID_ARGUMENT", "outside");
     expectError(() => Device.open({ backend: "tpu" as never }), "FSG_ERR_INVALID_ARGUMENT", "backend");
+    // 2^32 would wrap to device 0 in the C ABI's int32.
+    for (const ordinal of [2 ** 32, -1, 0.5]) expectError(() => Device.open({ backend: "cpu", ordinal }), "FSG_ERR_INVALID_ARGUMENT", "ordinal");
     const ctx = new SwiGLUContext();
     const z = SwiGLUFunction.forward(ctx, x, w.gate, w.up, { saveForBackward: false });
     expectError(() => SwiGLUFunction.backward(ctx, z), "FSG_ERR_INVALID_ARGUMENT", "ctx");
