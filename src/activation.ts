@@ -34,7 +34,7 @@ const KIND_CODES: Record<ActivationKind, number> = { silu: 0, "gelu-tanh": 1, ge
 /** The activation with every default filled in. */
 export function resolveActivation(a: GluActivation = {}): Required<GluActivation> {
   const kind = a.kind ?? "silu";
-  if (!(kind in KIND_CODES)) {
+  if (!Object.hasOwn(KIND_CODES, kind)) { // not `in`: "toString" would pass and run plain SwiGLU
     fail("FSG_ERR_INVALID_ARGUMENT", `activation.kind: expected one of ${Object.keys(KIND_CODES).join(", ")}, got ${String(kind)}`);
   }
   return { kind, alpha: a.alpha ?? 1, limit: a.limit ?? 0, upOffset: a.upOffset ?? 0, gateScale: a.gateScale ?? 1, outScale: a.outScale ?? 1 };

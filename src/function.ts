@@ -153,7 +153,8 @@ export const SwiGLUFunction = {
       ctx.bSaved = bSaved;
       ctx.aScale = aScale;
       ctx.bScale = bScale;
-      ctx.activation = options.activation ?? null;
+      // A copy: the backward differentiates what the forward ran, whatever the caller changes after.
+      ctx.activation = options.activation ? { ...options.activation } : null;
     }
     return z;
   },

@@ -2,7 +2,7 @@
 // initialized like nn.Linear: uniform(-1/sqrt(in), 1/sqrt(in)) for weights and biases.
 // Gradients accumulate across backward calls until zeroGrad(), as in PyTorch.
 import { defaultDevice, type Device } from "./device.ts";
-import type { GluActivation } from "./activation.ts";
+import { resolveActivation, type GluActivation } from "./activation.ts";
 import type { DType } from "./dtype.ts";
 import { fail } from "./errors.ts";
 import { SwiGLUContext, SwiGLUFunction, type SaveMode, type SwiGLUGrads } from "./function.ts";
@@ -55,7 +55,10 @@ export class SwiGLU {
     this.hiddenFeatures = N;
     this.dtype = options.dtype ?? "float32";
     this.layout = options.layout ?? "separate";
-    this.activation = options.activation ?? null;
+    // Checked now (a bad kind fails here, not in every forward) and copied (later edits by the
+    // caller do not change the layer).
+    if (options.activation) resolveActivation(options.activation);
+    this.activation = options.activation ? Object.freeze({ ...options.activation }) : null;
     this.device = options.device ?? defaultDevice();
     const bound = 1 / Math.sqrt(K);
     const rand = mulberry32(options.seed ?? 0);

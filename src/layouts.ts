@@ -7,6 +7,7 @@
 //                 ("gate-up") or the other way round ("up-gate"): strides [2N, 1]
 //   interleaved   storage [K, 2N] with gate in even columns and up in odd ones: strides [2N, 2]
 import type { Device } from "./device.ts";
+import { fail } from "./errors.ts";
 import { Tensor, type DType } from "./tensor.ts";
 
 export type Layout = "separate" | "linear" | "packed" | "packed-up-gate" | "interleaved";
@@ -52,6 +53,7 @@ export function storageShape(layout: Layout, K: number, N: number): number[] {
 
 /** Uninitialized weights in `layout`. */
 export function weightsIn(layout: Layout, K: number, N: number, options: LayoutOptions = {}): WeightViews {
+  if (!LAYOUTS.includes(layout)) fail("FSG_ERR_INVALID_ARGUMENT", `layout: expected one of ${LAYOUTS.join(", ")}, got ${String(layout)}`);
   const dtype = options.dtype ?? "float32";
   if (layout === "separate") {
     const gate = Tensor.empty([K, N], dtype, options);

@@ -52,8 +52,8 @@ export interface FusedForwardOptions {
 export function fusedSwiglu(x: Tensor, wGate: Tensor, wUp: Tensor, options: FusedForwardOptions = {}): Tensor {
   const device = deviceOf(x, "x");
   wGate.assertLive("wGate");
+  const act = encodeActivation(options.activation); // before allocating: a bad one leaks nothing
   const z = options.out ?? Tensor.empty([...leading(x), lastDim(wGate)], x.dtype, { device });
-  const act = encodeActivation(options.activation);
   return producing([options.out ? null : z], () => {
     check(
       lib.fsg_swiglu_forward(device.handle, addr(x, "x"), addr(wGate, "wGate"), addr(wUp, "wUp"),
@@ -121,11 +121,11 @@ export function fusedSwigluBackward(dz: Tensor, x: Tensor, wGate: Tensor, wUp: T
       fail("FSG_ERR_INVALID_ARGUMENT", `workspaceBytes: expected an integer from 0 to ${cap} (the workspace's bytes), got ${a.workspaceBytes}`);
     }
   }
+  const act = encodeActivation(a.activation); // before allocating: a bad one leaks nothing
   const bytes = a.workspaceBytes ?? (a.workspace ? a.workspace.bytes : backwardWorkspaceSize(x, lastDim(wGate)));
   const owned = a.workspace ? null : bytes > 0 ? new Storage(device, bytes) : null;
   const workspace = a.workspace ?? owned;
   owned?.retain();
-  const act = encodeActivation(a.activation);
   try {
     check(
       lib.fsg_swiglu_backward(device.handle, addr(dz, "dz"), addr(x, "x"), addr(wGate, "wGate"), addr(wUp, "wUp"),
@@ -154,8 +154,8 @@ export interface GluOptions {
 /** out = silu(y1 + b1) * (y2 + b2) * weights on packed y [..., 2N]; out [..., N]. */
 export function glu(y: Tensor, options: GluOptions = {}): Tensor {
   const device = deviceOf(y, "y");
+  const act = encodeActivation(options.activation); // before allocating: a bad one leaks nothing
   const out = options.out ?? Tensor.empty([...leading(y), Math.floor(lastDim(y) / 2)], y.dtype, { device });
-  const act = encodeActivation(options.activation);
   return producing([options.out ? null : out], () => {
     check(lib.fsg_glu_forward(device.handle, addr(y, "y"), addr(options.bias, "bias"), addr(options.weights, "weights"), addr(out, "out"),
       act?.address ?? 0n), "fsg_glu_forward");

@@ -61,12 +61,15 @@ export class Storage {
 
   release(): void {
     if (this.#freed || --this.#refs > 0) return;
-    this.#freed = true;
     try {
       check(lib.fsg_free(this.device.handle, this.ptr), "fsg_free");
-    } finally {
-      this.device._storageClosed();
+    } catch (e) {
+      // Refused (e.g. during a graph capture): still allocated, so a later release() frees it.
+      this.#refs++;
+      throw e;
     }
+    this.#freed = true;
+    this.device._storageClosed();
   }
 }
 
@@ -490,10 +493,12 @@ export class Tensor {
   /** Drops this view's reference to the storage. A second call is a no-op. */
   dispose(): void {
     if (this.#disposed) return;
+    // First: a free the library refuses (during a graph capture) throws and leaves this tensor
+    // live, to dispose again later.
+    this.storage.release();
     this.#disposed = true;
     this.#descriptor = null;
     collected.unregister(this);
-    this.storage.release();
   }
 
   [Symbol.dispose](): void {

@@ -7,6 +7,7 @@ import { DTYPES } from "../src/dtype.ts";
 import { check } from "../src/errors.ts";
 import { hostPtr, lib } from "../src/ffi.ts";
 import { disposeWeights, weightsIn, type WeightViews } from "../src/layouts.ts";
+import { SwiGLU } from "../src/layer.ts";
 import { linearBackward } from "../src/linear.ts";
 import { backwardWorkspaceSize, fusedSwiglu, fusedSwigluBackward, glu, matmul, swigluBackward } from "../src/ops.ts";
 import { Storage, Tensor } from "../src/tensor.ts";
@@ -289,6 +290,60 @@ describe("errors [cpu backend]", () => {
     for (const t of [dz, dx, block, dxIn, dzIn, dxPast]) t.dispose();
   });
 
+  test("bad activations and layouts fail before anything is allocated", () => {
+    const dz = randn([M, N], "float32", dev);
+    const y = randn([M, 2 * N], "float32", dev);
+    const live = dev.liveStorages;
+    for (const kind of ["swish", "toString", "__proto__"]) {
+      const activation = { kind } as never; // "toString" is on every object's prototype, not a kind
+      expectError(() => fusedSwiglu(x, w.gate, w.up, { activation }), "FSG_ERR_INVALID_ARGUMENT", "activation.kind");
+      expectError(() => glu(y, { activation }), "FSG_ERR_INVALID_ARGUMENT", "activation.kind");
+      expectError(() => fusedSwigluBackward(dz, x, w.gate, w.up, { activation }), "FSG_ERR_INVALID_ARGUMENT", "activation.kind");
+      expectError(() => new SwiGLU({ inFeatures: K, hiddenFeatures: N, activation, device: dev }), "FSG_ERR_INVALID_ARGUMENT", "activation.kind");
+    }
+    expectError(() => weightsIn("bogus" as never, K, N, { device: dev }), "FSG_ERR_INVALID_ARGUMENT", "layout");
+    expectError(() => new SwiGLU({ inFeatures: K, hiddenFeatures: N, layout: "bogus" as never, device: dev }), "FSG_ERR_INVALID_ARGUMENT", "layout");
+    expect(dev.liveStorages).toBe(live);
+    stillWorks();
+    for (const t of [dz, y]) t.dispose();
+  });
+
+  test("a destroyed or unknown handle is refused, never freed twice", () => {
+    const out = new BigUint64Array(1);
+    check(lib.fsg_stream_create(dev.handle, hostPtr(out)), "fsg_stream_create");
+    const stream = out[0]!;
+    check(lib.fsg_stream_destroy(dev.handle, stream), "fsg_stream_destroy");
+    expectError(() => check(lib.fsg_stream_destroy(dev.handle, stream), "fsg_stream_destroy"), "FSG_ERR_INVALID_ARGUMENT", "stream", "not a live handle");
+    expectError(() => check(lib.fsg_context_set_stream(dev.handle, stream), "fsg_context_set_stream"), "FSG_ERR_INVALID_ARGUMENT", "stream", "not a live handle");
+    expectError(() => check(lib.fsg_stream_query(dev.handle, stream), "fsg_stream_query"), "FSG_ERR_INVALID_ARGUMENT", "stream");
+    check(lib.fsg_event_create(dev.handle, hostPtr(out)), "fsg_event_create");
+    const event = out[0]!;
+    check(lib.fsg_event_destroy(dev.handle, event), "fsg_event_destroy");
+    expectError(() => check(lib.fsg_event_destroy(dev.handle, event), "fsg_event_destroy"), "FSG_ERR_INVALID_ARGUMENT", "event", "not a live handle");
+    expectError(() => check(lib.fsg_event_record(dev.handle, event), "fsg_event_record"), "FSG_ERR_INVALID_ARGUMENT", "event");
+    check(lib.fsg_context_create(2, 0, hostPtr(out)), "fsg_context_create");
+    const ctx = out[0]!;
+    check(lib.fsg_context_destroy(ctx), "fsg_context_destroy");
+    expectError(() => check(lib.fsg_context_destroy(ctx), "fsg_context_destroy"), "FSG_ERR_INVALID_ARGUMENT", "ctx", "not a live handle");
+    expectError(() => check(lib.fsg_context_synchronize(ctx), "fsg_context_synchronize"), "FSG_ERR_INVALID_ARGUMENT", "ctx");
+    expectError(() => check(lib.fsg_swiglu_forward(ctx, A(x.descriptor()), A(w.gate.descriptor()), A(w.up.descriptor()), 0n, 0n,
+      A(x.descriptor()), 0n, 0n, 0n, 0n, 0n), "fsg_swiglu_forward"), "FSG_ERR_INVALID_ARGUMENT", "ctx");
+    stillWorks();
+  });
+
+  test("empty leading dims ([B, 0, K]) give empty results with any strides", () => {
+    const x0 = Tensor.empty([2, 0, K], "float32", { device: dev });
+    const z = fusedSwiglu(x0, w.gate, w.up);
+    expect(z.shape).toEqual([2, 0, N]);
+    const c = matmul(x0, w.gate);
+    expect(c.shape).toEqual([2, 0, N]);
+    const y0 = Tensor.empty([3, 0, 2 * N], "float32", { device: dev });
+    const g = glu(y0);
+    expect(g.shape).toEqual([3, 0, N]);
+    stillWorks();
+    for (const t of [x0, z, c, y0, g]) t.dispose();
+  });
+
   test("gradients that sum no terms are zero, not left as they were", () => {
     // fsg_swiglu_backward with N = 0: dx = dz·[Wg|Wu]^T over no hidden features.
     const x3 = randn([3, 4], "float32", dev);
@@ -312,6 +367,14 @@ describe("errors [cpu backend]", () => {
     const dbias = Tensor.full([5], -777, "float32", { device: dev });
     linearBackward(dy, xK0, wK0, { dbias });
     expect(Array.from(dbias.toFloat32())).toEqual([34, 38, 42, 46, 50]);
+    // fsg_glu_backward with N = 0: each token weight's gradient sums no columns (the block just
+    // freed, full of 7s, is what the allocator hands out for dweights).
+    const y0 = Tensor.empty([3, 0], "float32", { device: dev });
+    const weights = randn([3], "float32", dev);
+    Tensor.full([3], 7, "float32", { device: dev }).dispose();
+    const g = swigluBackward(dz0, y0, { weights });
+    expect(Array.from(g.dweights!.toFloat32())).toEqual([0, 0, 0]);
+    for (const t of [y0, weights, g.dy, g.dweights!]) t.dispose();
     stillWorks();
     for (const t of [x3, wg0, dz0, dx, da, dy, xK0, wK0, dbias]) t.dispose();
   });

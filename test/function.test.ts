@@ -141,4 +141,23 @@ forEachBackend("SwiGLUFunction", (device) => {
     disposeAll(x, dz, ...Object.values(g1), ...Object.values(g2));
     disposeWeights(w);
   });
+
+  test("the backward differentiates the activation the forward ran, whatever the caller changes after", () => {
+    const dev = device();
+    const x = randn([4, 5], "float32", dev);
+    const w = randomWeights("packed", 5, 3, "float32", dev);
+    const dz = randn([4, 3], "float32", dev);
+    const grads = (mutate: boolean) => {
+      const activation = { kind: "gelu" as const };
+      const ctx = new SwiGLUContext();
+      SwiGLUFunction.forward(ctx, x, w.gate, w.up, { activation, saveForBackward: "input" }).dispose();
+      if (mutate) (activation as { kind: string }).kind = "relu";
+      return SwiGLUFunction.backward(ctx, dz);
+    };
+    const kept = grads(false);
+    const changed = grads(true);
+    expect(Array.from(changed.dx!.toFloat32())).toEqual(Array.from(kept.dx!.toFloat32()));
+    disposeAll(x, dz, ...Object.values(kept), ...Object.values(changed));
+    disposeWeights(w);
+  });
 });

@@ -227,6 +227,15 @@ describe.if(hasCuda)("CUDA graphs [cuda]", () => {
       expectError(() => dev.captureGraph(() => check(lib.fsg_free(dev.handle, ptr), "fsg_free")),
         "FSG_ERR_INVALID_ARGUMENT", "fsg_free", "after fsg_graph_end");
       check(lib.fsg_free(dev.handle, ptr), "fsg_free"); // outside a capture it works
+      // A tensor disposed during a capture: its free is refused, so it stays live to dispose after.
+      const t = Tensor.empty([64], "float32", { device: dev });
+      const live = dev.liveStorages;
+      expectError(() => dev.captureGraph(() => t.dispose()), "FSG_ERR_INVALID_ARGUMENT", "fsg_free");
+      expect(t.disposed).toBe(false);
+      expect(dev.liveStorages).toBe(live);
+      t.dispose();
+      expect(t.disposed).toBe(true);
+      expect(dev.liveStorages).toBe(live - 1);
       // Device-to-device copies and memsets are captured.
       const g = dev.captureGraph(() => {
         z.fill(0);

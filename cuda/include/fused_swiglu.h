@@ -101,6 +101,9 @@ typedef struct fsg_event fsg_event;
  * 1 CUDA, 2 CPU. A CUDA context is refused with FSG_ERR_NO_DEVICE, also under auto, when the
  * library carries no code its GPU can run (neither its SASS nor PTX it can JIT: fsg_cuda_archs). */
 FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, fsg_context** out);
+/* Destroys ctx (NULL: nothing to do). Every handle the library hands out (context, stream, event,
+ * graph) is tracked until destroyed: a destroyed or unknown handle given to any call, a second
+ * destroy included, is refused with FSG_ERR_INVALID_ARGUMENT. */
 FSG_API fsg_status fsg_context_destroy(fsg_context* ctx);
 FSG_API fsg_status fsg_context_backend(const fsg_context* ctx, int32_t* out_backend); /* CUDA or CPU */
 /* Device name, NUL-terminated and truncated to capacity ("CPU (n threads)" on the CPU backend). */

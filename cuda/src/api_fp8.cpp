@@ -32,7 +32,7 @@ FSG_API fsg_status fsg_quantize_fp8(fsg_context* ctx, const fsg_tensor* src, con
                                     const fsg_tensor* scale) {
   const Call call{ctx, "fsg_quantize_fp8"};
   return guarded(call.fn, [&] {
-    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require_live(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
     RowsView sv;
     FSG_TRY(view_rows(call, src, "src", &sv));
@@ -53,7 +53,7 @@ FSG_API fsg_status fsg_dequantize_fp8(fsg_context* ctx, const fsg_tensor* src, c
                                       const fsg_tensor* out) {
   const Call call{ctx, "fsg_dequantize_fp8"};
   return guarded(call.fn, [&] {
-    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require_live(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
     RowsView ov;
     FSG_TRY(require(out, call.fn, "out"));

@@ -12,7 +12,7 @@ FSG_API fsg_status fsg_gemm(fsg_context* ctx, const fsg_tensor* a, const fsg_ten
                             const fsg_tensor* c, int32_t accumulate) {
   const Call call{ctx, "fsg_gemm"};
   return guarded(call.fn, [&] {
-    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require_live(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
     if (accumulate != 0 && accumulate != 1) {
       set_error("%s: accumulate: expected 0 or 1, got %d", call.fn, accumulate);
@@ -53,7 +53,7 @@ FSG_API fsg_status fsg_linear_backward(fsg_context* ctx, const fsg_tensor* dc, c
                                        const fsg_tensor* dbias, uint32_t flags) {
   const Call call{ctx, "fsg_linear_backward"};
   return guarded(call.fn, [&] {
-    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require_live(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
     bool accumulate = false;
     FSG_TRY(parse_backward_flags(call, flags, &accumulate));

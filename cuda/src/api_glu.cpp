@@ -67,7 +67,7 @@ FSG_API fsg_status fsg_glu_forward(fsg_context* ctx, const fsg_tensor* y, const 
                                    const fsg_tensor* weights, const fsg_tensor* out, const fsg_glu_params* act) {
   const Call call{ctx, "fsg_glu_forward"};
   return guarded(call.fn, [&] {
-    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require_live(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
     Packed p;
     FSG_TRY(view_packed(call, y, nullptr, nullptr, bias, weights, &p));
@@ -94,7 +94,7 @@ FSG_API fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, co
                                     const fsg_tensor* dweights, const fsg_tensor* dbias, const fsg_glu_params* act) {
   const Call call{ctx, "fsg_glu_backward"};
   return guarded(call.fn, [&] {
-    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require_live(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
     fsg_glu_params glu;
     FSG_TRY(parse_glu_params(call, act, &glu));
@@ -127,7 +127,7 @@ FSG_API fsg_status fsg_glu_backward(fsg_context* ctx, const fsg_tensor* dout, co
     const Named ins[] = {{"dout", dout_m}, {"y", p.y.mat}, {"y_scale", scale_mat(p.y.mat)}, {"bias", as_mat(p.bias)},
                          {"weights", as_mat(p.weights)}};
     FSG_TRY(expect_no_alias(call, outs, ins));
-    if (p.N == 0) return FSG_OK;
+    if (p.N == 0) return zero_fill(ctx, as_mat(dw));  // each row's sum over no columns
     if (p.y.mat.rows == 0) return db.present() ? zero_fill(ctx, as_mat(db)) : FSG_OK;
     GluBackwardArgs args;
     args.act = glu;

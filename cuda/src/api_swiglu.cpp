@@ -49,7 +49,11 @@ BackwardWorkspace backward_workspace(const fsg_context* ctx, int64_t M, int64_t 
   grads_bytes(M, N, dt, &w.grads_bytes);
   w.scratch_offset = (w.grads_bytes + 255) / 256 * 256;
   if (on_cuda(ctx) && ctx->sm90_kernels && (dt == DType::BF16 || dt == DType::F16)) {
-    const uint64_t dx = gemm_sm90_split_scratch_bytes(M, K, 2 * N);  // dX = [dA|dB]·[Wg|Wu]^T
+    // dX = [dA|dB]·[Wg|Wu]^T runs as two products of ceil(N / 64) K tiles each (16-bit kBK = 64):
+    // sized for 2N it could count one tile fewer, and a GEMM wanting more pieces than the scratch
+    // holds does not split at all.
+    const int64_t dx_k = 2 * ((N + 63) / 64 * 64);
+    const uint64_t dx = gemm_sm90_split_scratch_bytes(M, K, dx_k);
     const uint64_t dw = gemm_sm90_split_scratch_bytes(K, N, M);      // dW = x^T·dA (then x^T·dB)
     w.scratch_bytes = dx > dw ? dx : dw;
   }
@@ -97,7 +101,7 @@ FSG_API fsg_status fsg_swiglu_forward(fsg_context* ctx, const fsg_tensor* x, con
                                       const fsg_glu_params* act) {
   const Call call{ctx, "fsg_swiglu_forward"};
   return guarded(call.fn, [&] {
-    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require_live(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
     RowsView xv;
     Params p;
@@ -131,7 +135,7 @@ FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fs
                                                       uint64_t* out_bytes) {
   const Call call{ctx, "fsg_swiglu_backward_workspace_size"};
   return guarded(call.fn, [&] {
-    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require_live(ctx, call.fn, "ctx"));
     FSG_TRY(require(out_bytes, call.fn, "out_bytes"));
     RowsView xv;
     FSG_TRY(view_rows(call, x, "x", &xv));
@@ -156,7 +160,7 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
                                        uint64_t workspace, uint64_t workspace_bytes, const fsg_glu_params* act) {
   const Call call{ctx, "fsg_swiglu_backward"};
   return guarded(call.fn, [&] {
-    FSG_TRY(require(ctx, call.fn, "ctx"));
+    FSG_TRY(require_live(ctx, call.fn, "ctx"));
     FSG_TRY(bind_device(ctx));
     bool accumulate = false;
     FSG_TRY(parse_backward_flags(call, flags, &accumulate));

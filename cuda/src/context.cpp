@@ -8,7 +8,9 @@
 #include <cstring>
 #include <cstdio>
 #include <new>
+#include <mutex>
 #include <thread>
+#include <unordered_set>
 
 #include "guard.h"
 #include "kernels.h"
@@ -18,6 +20,39 @@ namespace fsg {
 fsg_status require(const void* p, const char* fn, const char* arg) {
   if (p != nullptr) return FSG_OK;
   set_error("%s: %s must not be NULL", fn, arg);
+  return FSG_ERR_INVALID_ARGUMENT;
+}
+
+namespace {
+struct Handles {
+  std::mutex mutex;
+  std::unordered_set<const void*> live;
+};
+// Never destroyed: handles may be destroyed from static destructors after this one would be.
+Handles& handles() {
+  static Handles* h = new Handles();
+  return *h;
+}
+}  // namespace
+
+void register_handle(const void* h) {
+  Handles& r = handles();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.live.insert(h);
+}
+
+bool unregister_handle(const void* h) {
+  Handles& r = handles();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return r.live.erase(h) == 1;
+}
+
+fsg_status require_live(const void* h, const char* fn, const char* arg) {
+  FSG_TRY(require(h, fn, arg));
+  Handles& r = handles();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.live.count(h) == 1) return FSG_OK;
+  set_error("%s: %s %p is not a live handle of this library (destroyed already, or never created)", fn, arg, h);
   return FSG_ERR_INVALID_ARGUMENT;
 }
 
@@ -75,7 +110,7 @@ void init_cpu(fsg_context* ctx) {
   std::snprintf(ctx->name, sizeof ctx->name, "CPU (%d threads)", ctx->threads);
 }
 
-fsg_status check_ctx(const fsg_context* ctx, const char* fn) { return require(ctx, fn, "ctx"); }
+fsg_status check_ctx(const fsg_context* ctx, const char* fn) { return require_live(ctx, fn, "ctx"); }
 
 // The body of the int32 getters: ctx and the output (named `out_name` in errors) checked, then
 // *out = get(*ctx).
@@ -120,6 +155,7 @@ FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, f
     ctx->backend = backend;
     if (backend == FSG_BACKEND_CPU) {
       init_cpu(ctx);
+      register_handle(ctx);
       *out = ctx;
       return FSG_OK;
     }
@@ -145,6 +181,7 @@ FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, f
     if (ctx->compute_capability < kMinComputeCapability) {
       if (automatic) {  // a GPU the kernels cannot run on: auto means the CPU backend
         init_cpu(ctx);
+        register_handle(ctx);
         *out = ctx;
         return FSG_OK;
       }
@@ -160,6 +197,7 @@ FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, f
       delete ctx;
       return st;
     }
+    register_handle(ctx);
     *out = ctx;
     return FSG_OK;
   });
@@ -167,6 +205,8 @@ FSG_API fsg_status fsg_context_create(int32_t backend, int32_t device_ordinal, f
 
 FSG_API fsg_status fsg_context_destroy(fsg_context* ctx) {
   return guarded("fsg_context_destroy", [&] {
+    if (ctx == nullptr) return FSG_OK;
+    if (!unregister_handle(ctx)) return require_live(ctx, "fsg_context_destroy", "ctx");
     discard_capture(ctx);
     delete ctx;
     return FSG_OK;
@@ -206,6 +246,7 @@ FSG_API fsg_status fsg_context_set_stream(fsg_context* ctx, fsg_stream* stream) 
   const char* fn = "fsg_context_set_stream";
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
+    if (stream != nullptr) FSG_TRY(require_live(stream, fn, "stream"));
     FSG_TRY(refuse_during_capture(ctx, fn, "the stream cannot change while a capture records it"));
     ctx->stream = stream == nullptr ? nullptr : stream->stream;
     return FSG_OK;
@@ -438,6 +479,7 @@ FSG_API fsg_status fsg_stream_create(fsg_context* ctx, fsg_stream** out) {
         return st;
       }
     }
+    register_handle(s);
     *out = s;
     return FSG_OK;
   });
@@ -448,6 +490,7 @@ FSG_API fsg_status fsg_stream_destroy(fsg_context* ctx, fsg_stream* stream) {
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
     if (stream == nullptr) return FSG_OK;
+    FSG_TRY(require_live(stream, fn, "stream"));
     fsg_status st = FSG_OK;
     if (stream->stream != nullptr && capturing(ctx) && ctx->stream == stream->stream) {
       FSG_TRY(refuse_during_capture(ctx, fn, "the stream is being captured"));
@@ -457,6 +500,7 @@ FSG_API fsg_status fsg_stream_destroy(fsg_context* ctx, fsg_stream* stream) {
       st = bind_device(ctx);
       if (st == FSG_OK) st = cuda_status(cudaStreamDestroy(stream->stream), fn);
     }
+    unregister_handle(stream);
     delete stream;
     return st;
   });
@@ -466,7 +510,7 @@ FSG_API fsg_status fsg_stream_query(fsg_context* ctx, fsg_stream* stream) {
   const char* fn = "fsg_stream_query";
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(stream, fn, "stream"));
+    FSG_TRY(require_live(stream, fn, "stream"));
     if (stream->stream == nullptr) return FSG_OK;
     FSG_TRY(refuse_during_capture(ctx, fn, "querying a stream cannot be recorded in a graph"));
     FSG_TRY(bind_device(ctx));
@@ -483,7 +527,7 @@ FSG_API fsg_status fsg_stream_synchronize(fsg_context* ctx, fsg_stream* stream) 
   const char* fn = "fsg_stream_synchronize";
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(stream, fn, "stream"));
+    FSG_TRY(require_live(stream, fn, "stream"));
     if (stream->stream == nullptr) return FSG_OK;
     FSG_TRY(refuse_during_capture(ctx, fn, "waiting for the device cannot be recorded in a graph"));
     FSG_TRY(bind_device(ctx));
@@ -508,6 +552,7 @@ FSG_API fsg_status fsg_event_create(fsg_context* ctx, fsg_event** out) {
         return st;
       }
     }
+    register_handle(e);
     *out = e;
     return FSG_OK;
   });
@@ -518,11 +563,13 @@ FSG_API fsg_status fsg_event_destroy(fsg_context* ctx, fsg_event* event) {
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
     if (event == nullptr) return FSG_OK;
+    FSG_TRY(require_live(event, fn, "event"));
     fsg_status st = FSG_OK;
     if (event->event != nullptr) {
       st = bind_device(ctx);
       if (st == FSG_OK) st = cuda_status(cudaEventDestroy(event->event), fn);
     }
+    unregister_handle(event);
     delete event;
     return st;
   });
@@ -532,7 +579,7 @@ FSG_API fsg_status fsg_event_record(fsg_context* ctx, fsg_event* event) {
   const char* fn = "fsg_event_record";
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(event, fn, "event"));
+    FSG_TRY(require_live(event, fn, "event"));
     event->recorded = true;
     if (event->event == nullptr) {
       event->host_time = std::chrono::steady_clock::now();
@@ -547,7 +594,7 @@ FSG_API fsg_status fsg_event_query(fsg_context* ctx, fsg_event* event) {
   const char* fn = "fsg_event_query";
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(event, fn, "event"));
+    FSG_TRY(require_live(event, fn, "event"));
     if (event->event == nullptr) return FSG_OK;
     FSG_TRY(refuse_during_capture(ctx, fn, "querying an event cannot be recorded in a graph"));
     FSG_TRY(bind_device(ctx));
@@ -564,7 +611,7 @@ FSG_API fsg_status fsg_event_synchronize(fsg_context* ctx, fsg_event* event) {
   const char* fn = "fsg_event_synchronize";
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(event, fn, "event"));
+    FSG_TRY(require_live(event, fn, "event"));
     if (event->event == nullptr) return FSG_OK;
     FSG_TRY(refuse_during_capture(ctx, fn, "waiting for the device cannot be recorded in a graph"));
     FSG_TRY(bind_device(ctx));
@@ -576,8 +623,8 @@ FSG_API fsg_status fsg_event_elapsed_ms(fsg_context* ctx, fsg_event* start, fsg_
   const char* fn = "fsg_event_elapsed_ms";
   return guarded(fn, [&] {
     FSG_TRY(check_ctx(ctx, fn));
-    FSG_TRY(require(start, fn, "start"));
-    FSG_TRY(require(end, fn, "end"));
+    FSG_TRY(require_live(start, fn, "start"));
+    FSG_TRY(require_live(end, fn, "end"));
     FSG_TRY(require(out_ms, fn, "out_ms"));
     if (!start->recorded || !end->recorded) {
       set_error("%s: %s was never recorded", fn, start->recorded ? "end" : "start");

@@ -39,6 +39,12 @@ fsg_status bind_device(const fsg_context* ctx);
 
 // Null-argument check that names the argument.
 fsg_status require(const void* p, const char* fn, const char* arg);
+// The handles this library made (contexts, streams, events, graphs) and has not destroyed. A
+// destroyed, foreign or NULL handle is refused with FSG_ERR_INVALID_ARGUMENT instead of being used
+// after free (the TypeScript layer guards its own; C callers may not).
+void register_handle(const void* h);
+bool unregister_handle(const void* h);  // false when h was not live
+fsg_status require_live(const void* h, const char* fn, const char* arg);
 
 // graph.cpp. FSG_OK unless a graph capture is in progress on ctx; then the call `fn`, which a
 // graph cannot hold (`why`), is refused: the capture is abandoned and FSG_ERR_INVALID_ARGUMENT

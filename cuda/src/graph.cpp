@@ -96,7 +96,7 @@ extern "C" {
 FSG_API fsg_status fsg_graph_begin(fsg_context* ctx) {
   const char* fn = "fsg_graph_begin";
   return guarded(fn, [&] {
-    FSG_TRY(require(ctx, fn, "ctx"));
+    FSG_TRY(require_live(ctx, fn, "ctx"));
     FSG_TRY(require_cuda(ctx, fn));
     if (ctx->capture != nullptr) {
       set_error(ctx->capture->active
@@ -144,7 +144,7 @@ FSG_API fsg_status fsg_graph_begin(fsg_context* ctx) {
 FSG_API fsg_status fsg_graph_end(fsg_context* ctx, fsg_graph** out) {
   const char* fn = "fsg_graph_end";
   return guarded(fn, [&] {
-    FSG_TRY(require(ctx, fn, "ctx"));
+    FSG_TRY(require_live(ctx, fn, "ctx"));
     FSG_TRY(require(out, fn, "out"));
     *out = nullptr;
     FSG_TRY(require_cuda(ctx, fn));
@@ -194,6 +194,7 @@ FSG_API fsg_status fsg_graph_end(fsg_context* ctx, fsg_graph** out) {
     graph->exec = exec;
     graph->device = ctx->device;
     graph->nodes = nodes;
+    register_handle(graph);
     *out = graph;
     return FSG_OK;
   });
@@ -202,8 +203,8 @@ FSG_API fsg_status fsg_graph_end(fsg_context* ctx, fsg_graph** out) {
 FSG_API fsg_status fsg_graph_launch(fsg_context* ctx, fsg_graph* graph) {
   const char* fn = "fsg_graph_launch";
   return guarded(fn, [&] {
-    FSG_TRY(require(ctx, fn, "ctx"));
-    FSG_TRY(require(graph, fn, "graph"));
+    FSG_TRY(require_live(ctx, fn, "ctx"));
+    FSG_TRY(require_live(graph, fn, "graph"));
     FSG_TRY(require_cuda(ctx, fn));
     if (graph->device != ctx->device) {
       set_error("%s: graph: captured on CUDA device %d, but the context is device %d", fn, graph->device, ctx->device);
@@ -217,7 +218,7 @@ FSG_API fsg_status fsg_graph_launch(fsg_context* ctx, fsg_graph* graph) {
 FSG_API fsg_status fsg_graph_node_count(const fsg_graph* graph, uint64_t* out_nodes) {
   const char* fn = "fsg_graph_node_count";
   return guarded(fn, [&] {
-    FSG_TRY(require(graph, fn, "graph"));
+    FSG_TRY(require_live(graph, fn, "graph"));
     FSG_TRY(require(out_nodes, fn, "out_nodes"));
     *out_nodes = graph->nodes;
     return FSG_OK;
@@ -227,13 +228,15 @@ FSG_API fsg_status fsg_graph_node_count(const fsg_graph* graph, uint64_t* out_no
 FSG_API fsg_status fsg_graph_destroy(fsg_context* ctx, fsg_graph* graph) {
   const char* fn = "fsg_graph_destroy";
   return guarded(fn, [&] {
-    FSG_TRY(require(ctx, fn, "ctx"));
+    FSG_TRY(require_live(ctx, fn, "ctx"));
     if (graph == nullptr) return FSG_OK;
+    FSG_TRY(require_live(graph, fn, "graph"));
     fsg_status st = FSG_OK;
     if (graph->exec != nullptr) {
       st = bind_device(ctx);
       if (st == FSG_OK) st = cuda_status(cudaGraphExecDestroy(graph->exec), fn);
     }
+    unregister_handle(graph);
     delete graph;
     return st;
   });

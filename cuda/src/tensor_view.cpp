@@ -183,10 +183,11 @@ fsg_status view_rows_impl(const Call& call, const fsg_tensor* t, const char* nam
     if (t->shape[i] != 0 && rows > INT64_MAX / t->shape[i]) rows = INT64_MAX;
     else rows *= t->shape[i];
   }
-  // Leading dims collapse when each steps exactly over the next one (size-1 dims are free).
+  // Leading dims collapse when each steps exactly over the next one (size-1 dims are free; with no
+  // rows at all there is nothing to step over, so any strides do).
   int64_t row_stride = 0;
   bool have_inner = false;
-  for (int i = last - 1; i >= 0; --i) {
+  for (int i = last - 1; i >= 0 && rows > 0; --i) {
     if (t->shape[i] == 1) continue;
     if (!have_inner) {
       row_stride = strides[i];
