@@ -249,6 +249,44 @@ describe.if(hasCuda)("CUDA graphs [cuda]", () => {
       dev.dispose();
     });
 
+    test("a capture cannot be ended or abandoned from another host thread: it goes on", async () => {
+      // Captures are thread-local: CUDA will not end one from another thread and goes on capturing.
+      // The library used to forget it there, after which this thread's launches were recorded into
+      // a capture nobody would end instead of running. Now it refuses without calling CUDA. The
+      // capture itself runs without an event-loop turn (a finalizer freeing memory of another
+      // context there would invalidate it): the worker answers through shared memory.
+      const worker = new Worker(new URL("./graph_other_thread.ts", import.meta.url).href);
+      await new Promise<void>((resolve) => {
+        worker.onmessage = () => resolve();
+        worker.postMessage("ping");
+      });
+      const dev = Device.open({ backend: "cuda" });
+      const { x, w, z } = setup(dev);
+      const out = new BigUint64Array(1);
+      check(lib.fsg_malloc(dev.handle, 256n, hostPtr(out)), "fsg_malloc");
+      const ptr = out[0]!;
+      const results = new Int32Array(new SharedArrayBuffer(12));
+      check(lib.fsg_graph_begin(dev.handle), "fsg_graph_begin");
+      fusedSwiglu(x, w.gate, w.up, { out: z });
+      worker.postMessage({ ctx: dev.handle, ptr, results });
+      const waited = Atomics.wait(results, 0, 0, 30_000);
+      fusedSwiglu(x, w.gate, w.up, { out: z }); // still recorded, not run
+      check(lib.fsg_graph_end(dev.handle, hostPtr(out)), "fsg_graph_end"); // ends on its own thread
+      worker.terminate();
+      const graph = out[0]!;
+      const nodes = new BigUint64Array(1);
+      check(lib.fsg_graph_node_count(graph, hostPtr(nodes)), "fsg_graph_node_count");
+      check(lib.fsg_graph_destroy(dev.handle, graph), "fsg_graph_destroy");
+      check(lib.fsg_free(dev.handle, ptr), "fsg_free");
+      expect(waited).toBe("ok");
+      expect(Array.from(results)).toEqual([1, 1, 1]);
+      expect(nodes[0]!).toBeGreaterThanOrEqual(2n);
+      expectDeviceWorks(dev);
+      disposeAll(x, z);
+      disposeWeights(w);
+      dev.dispose();
+    });
+
     test("opening another context during a capture leaves the capture intact", () => {
       // Context creation asks the driver which code it loaded (code_probe.cu) without putting
       // work on a stream: a copy from device memory there would invalidate this thread's capture.

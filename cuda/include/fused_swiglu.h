@@ -165,7 +165,8 @@ FSG_API fsg_status fsg_event_elapsed_ms(fsg_context* ctx, fsg_event* start, fsg_
  * (workspace included) that stay allocated while the graph is replayed. fsg_graph_end ends the
  * capture and returns the instantiated graph; fsg_graph_launch enqueues it on the context's
  * current stream (reading whatever the captured buffers hold at that time). Capture is
- * thread-local: begin and end on one thread. CPU contexts: FSG_ERR_INVALID_ARGUMENT.
+ * thread-local: begin and end on one thread (fsg_graph_end, or a refused call, on another thread
+ * returns FSG_ERR_INVALID_ARGUMENT and the capture goes on). CPU contexts: FSG_ERR_INVALID_ARGUMENT.
  * During a capture, calls a graph cannot hold (fsg_context_synchronize, stream/event synchronize
  * and query, fsg_malloc, fsg_free, copies from/to pageable host memory, fsg_context_set_stream,
  * destroying the captured stream) return FSG_ERR_INVALID_ARGUMENT naming why; the capture is then

@@ -23,6 +23,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 #include "context.h"
 #include "guard.h"
@@ -34,6 +35,10 @@ struct fsg_capture {
   bool owns_stream = false;         // created by fsg_graph_begin (the context was on the default stream)
   bool active = true;               // false once a refused call has abandoned it
   char why[512] = "";               // what abandoned it (reported by fsg_graph_end)
+  // The host thread that began it. Captures are thread-local (cudaStreamCaptureModeThreadLocal):
+  // CUDA will not end one from another thread and goes on capturing, so neither may the library.
+  std::thread::id thread = std::this_thread::get_id();
+  bool on_this_thread() const { return thread == std::this_thread::get_id(); }
 };
 
 struct fsg_graph {
@@ -46,10 +51,12 @@ namespace fsg {
 namespace {
 
 // Ends the CUDA capture (discarding what it recorded) and puts the context back on its stream.
-// Keeps going on errors: the goal is a context that works again.
-void end_capture_discarding(fsg_context* ctx) {
+// Keeps going on errors: the goal is a context that works again. False, with nothing changed, on
+// a host thread other than the capture's (the capture goes on there).
+bool end_capture_discarding(fsg_context* ctx) {
   fsg_capture* c = ctx->capture;
-  if (c == nullptr || !c->active) return;
+  if (c == nullptr || !c->active) return true;
+  if (!c->on_this_thread()) return false;
   c->active = false;
   cudaGraph_t g = nullptr;
   if (cudaStreamEndCapture(c->stream, &g) != cudaSuccess) cudaGetLastError();
@@ -57,6 +64,7 @@ void end_capture_discarding(fsg_context* ctx) {
   ctx->stream = c->previous;
   if (c->owns_stream && cudaStreamDestroy(c->stream) != cudaSuccess) cudaGetLastError();
   c->stream = nullptr;
+  return true;
 }
 
 fsg_status require_cuda(const fsg_context* ctx, const char* fn) {
@@ -70,8 +78,12 @@ fsg_status require_cuda(const fsg_context* ctx, const char* fn) {
 
 fsg_status refuse_during_capture(fsg_context* ctx, const char* fn, const char* why) {
   if (ctx == nullptr || ctx->capture == nullptr || !ctx->capture->active) return FSG_OK;
+  if (!end_capture_discarding(ctx)) {
+    set_error("%s: not allowed during a CUDA graph capture (fsg_graph_begin .. fsg_graph_end): %s. The capture "
+              "was begun on another host thread and goes on there", fn, why);
+    return FSG_ERR_INVALID_ARGUMENT;
+  }
   std::snprintf(ctx->capture->why, sizeof ctx->capture->why, "%s: %s", fn, why);
-  end_capture_discarding(ctx);
   set_error("%s: not allowed during a CUDA graph capture (fsg_graph_begin .. fsg_graph_end): %s. The capture was "
             "abandoned (fsg_graph_end reports it) and the context is back on its own stream", fn, why);
   return FSG_ERR_INVALID_ARGUMENT;
@@ -151,6 +163,10 @@ FSG_API fsg_status fsg_graph_end(fsg_context* ctx, fsg_graph** out) {
     fsg_capture* c = ctx->capture;
     if (c == nullptr) {
       set_error("%s: no capture in progress on this context (call fsg_graph_begin first)", fn);
+      return FSG_ERR_INVALID_ARGUMENT;
+    }
+    if (c->active && !c->on_this_thread()) {  // CUDA would refuse to end it, and capture on
+      set_error("%s: the capture was begun on another host thread (captures are thread-local); end it there", fn);
       return FSG_ERR_INVALID_ARGUMENT;
     }
     FSG_TRY(bind_device(ctx));
