@@ -21,11 +21,15 @@ function fail(message: string): never {
   process.exit(1);
 }
 
+/** `tool` from $CUDA_HOME/bin when CUDA_HOME is set (it names the toolkit to use, over an older
+ * nvcc on PATH), else from PATH, else from /usr/local/cuda/bin. */
 function which(tool: string): string | null {
-  const found = Bun.which(tool);
-  if (found) return found;
-  const cudaBin = join(process.env.CUDA_HOME ?? "/usr/local/cuda", "bin", tool);
-  return existsSync(cudaBin) ? cudaBin : null;
+  const inCuda = (home: string): string | null => (existsSync(join(home, "bin", tool)) ? join(home, "bin", tool) : null);
+  if (process.env.CUDA_HOME) {
+    const found = inCuda(process.env.CUDA_HOME);
+    if (found) return found;
+  }
+  return Bun.which(tool) ?? inCuda("/usr/local/cuda");
 }
 
 function run(cmd: string[]): void {
@@ -50,6 +54,7 @@ export function sassRunsOn(arch: string, cc: number): boolean {
 export function withLocalGpus(list: string[], gpus: number[], nvccCodes: string[]): string[] {
   const added: string[] = [];
   for (const cc of gpus) {
+    if (cc < 80) continue; // the kernels need sm_80 (mma m16n8k16, bf16); such a GPU runs the CPU backend
     // On 9.0 the Hopper kernels need sm_90a.
     const arch = cc === 90 ? "90a" : String(cc);
     const covered = [...list, ...added].some((a) => sassRunsOn(a, cc));
@@ -109,7 +114,9 @@ function main(): void {
   const cachedArchs = existsSync(cachePath)
     ? /FSG_CUDA_ARCHS:STRING=(.*)/.exec(readFileSync(cachePath, "utf8"))?.[1]
     : undefined;
-  if (!existsSync(cachePath) || (requested !== undefined && requested !== cachedArchs)) {
+  // A configure that failed (a cache but no Makefile) is configured again.
+  const configured = existsSync(cachePath) && existsSync(join(buildDir, "Makefile"));
+  if (!configured || (requested !== undefined && requested !== cachedArchs)) {
     const archs = requested ?? defaultArchs(nvcc);
     run([cmake, "-S", "cuda", "-B", "build", "-DCMAKE_BUILD_TYPE=Release", `-DCMAKE_CUDA_COMPILER=${nvcc}`,
       `-DFSG_CUDA_ARCHS=${archs}`]);

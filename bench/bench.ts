@@ -77,7 +77,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, cpuSmoke: false, decodeSweep: false, mSweep: false, shapes: null, dtypes: null, ops: null, json: null, plot: null, outDir: null, iters: null, warmup: null, rounds: 1, e2e: true, backend: "auto" };
+  const a: Args = { quick: false, cpuSmoke: false, decodeSweep: false, mSweep: false, shapes: null, dtypes: null, ops: null, json: null, plot: null, outDir: null, iters: null, warmup: null, rounds: 4, e2e: true, backend: "auto" };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value`);
@@ -187,7 +187,7 @@ async function main(): Promise<number> {
   console.log(`ceilings: copy ${ceilings.copyGBs.toFixed(0)} GB/s (read+write, ${copyBytes / 2 ** 20} MiB), matmul ` +
     Object.entries(ceilings.matmul).map(([d, m]) => `${d} ${m!.tflops.toFixed(1)} TFLOP/s (${m!.size}^3, ${m!.source})`).join(", "));
 
-  // Head start before each timed loop: ~1 ms of copies so the host gets ahead of the GPU.
+  // Head start before each timed loop: ~0.3 ms of copies so the host gets ahead of the GPU.
   const scratch = cpu ? null : Tensor.empty([64 * 2 ** 20], "float32", { device });
   const headStart = scratch
     ? () => {
@@ -256,7 +256,9 @@ async function main(): Promise<number> {
             e2eMs: null, flops, minBytes, floorMs: floor, fractionOfFloor: floor / st.median,
             tflops: flops > 0 ? flops / (st.median * 1e-3) / 1e12 : null,
             gbs: minBytes / (st.median * 1e-3) / 1e9,
-            weightGBs: shape.M <= 128 && readsWeights ? (2 * shape.K * shape.N * BYTES[dtype]) / (st.median * 1e-3) / 1e9 : null,
+            // Weights read once: the forward's traffic (the backward also writes dW, fwdbwd reads W twice).
+            weightGBs: shape.M <= 128 && readsWeights && !op.startsWith("fwdbwd") && op.startsWith("fwd")
+              ? (2 * shape.K * shape.N * BYTES[dtype]) / (st.median * 1e-3) / 1e9 : null,
             speedup: {}, ...checked.get(r.impl)!,
           });
         }

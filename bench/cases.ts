@@ -19,7 +19,7 @@
 // cublas-unfused = one cuBLAS GEMM x·[Wg|Wu] + our activation op; cublas-gemm = the cuBLAS GEMMs
 // alone (the "GEMM floor": what the unfused path costs without its elementwise passes).
 import {
-  fusedSwiglu, fusedSwigluBackward, glu, matmul, swigluBackward, backwardWorkspaceSize, Tensor,
+  fusedSwiglu, fusedSwigluBackward, glu, matmul, swigluBackward, backwardWorkspaceSize, Storage, Tensor,
   type Device, type FloatDType,
 } from "../src/index.ts";
 import type { Cublas } from "./cublas.ts";
@@ -161,6 +161,7 @@ export class ShapeBench {
   // shared outputs
   #z: Tensor;
   #dx: Tensor;
+  #workspace: Storage;
   #dw: Tensor;
   #dwg: Tensor;
   #dwu: Tensor;
@@ -222,6 +223,10 @@ export class ShapeBench {
       wu: { raw: wRaw, rs: 2 * N, cs: 1, off: N },
     };
     this.workspaceBytes = backwardWorkspaceSize(this.sets[0]!.x, N);
+    // Allocated once, like the baselines' buffers: a workspace allocated per call would put an
+    // allocation (and, after each synchronize, a fresh mapping) inside the fused backward's time.
+    this.#workspace = new Storage(device, Math.max(this.workspaceBytes, 1));
+    this.#workspace.retain();
     this.#rows = sampleIndices(M, o.sampleRows ?? 4);
     this.#cols = sampleIndices(N, o.sampleCols ?? 3);
   }
@@ -252,7 +257,7 @@ export class ShapeBench {
     const b = fromForward ? this.#bOut : s.b;
     fusedSwigluBackward(s.dz, s.x, s.wg, s.wu, {
       aSaved: stored ? a : null, bSaved: stored ? b : null,
-      dx: this.#dx, dwGate: this.#dwg, dwUp: this.#dwu, workspaceBytes: this.workspaceBytes,
+      dx: this.#dx, dwGate: this.#dwg, dwUp: this.#dwu, workspace: this.#workspace, workspaceBytes: this.workspaceBytes,
     });
   }
 
@@ -429,5 +434,6 @@ export class ShapeBench {
     for (const s of this.sets) for (const t of Object.values(s)) (t as Tensor).dispose();
     this.sets.length = 0;
     for (const t of [this.#z, this.#aOut, this.#bOut, this.#dx, this.#dw, this.#dwg, this.#dwu, this.#dy, this.#dya, this.#dyb, this.#yOut, this.#yOuta, this.#yOutb]) t.dispose();
+    this.#workspace.release();
   }
 }

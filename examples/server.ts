@@ -71,6 +71,14 @@ const DTYPE_NAMES: Record<string, FloatDType> = {
   float16: "float16", f16: "float16", fp16: "float16",
 };
 const ITEM_BYTES: Record<FloatDType, number> = { float32: 4, float16: 2, bfloat16: 2 };
+// The largest finite value of each dtype: a JSON number past it would become Inf in the model.
+const MAX_FINITE: Record<FloatDType, number> = { float32: 3.4028234663852886e38, float16: 65504, bfloat16: 3.3895313892515355e38 };
+
+/** Index of the first element of `raw` (elements of `dtype`) that is Inf or NaN, or -1. */
+function firstNonFinite(raw: RawElements, dtype: FloatDType): number {
+  const values = convert(raw, dtype, "float32");
+  return values.findIndex((v) => !Number.isFinite(v));
+}
 
 /** A client error: the status and the message of the JSON reply. */
 class HttpError extends Error {
@@ -134,7 +142,8 @@ async function parseBinary(req: Request, K: number, dtype: FloatDType, maxRows: 
   if (rows < 1) throw new HttpError(400, "x-shape: rows must be at least 1");
   if (rows > maxRows) throw new HttpError(413, `x-shape: ${rows} rows is more than the ${maxRows} one request may carry`);
   const dtypeHeader = req.headers.get("x-dtype") ?? "float32";
-  const inDtype = DTYPE_NAMES[dtypeHeader.trim().toLowerCase()];
+  const name = dtypeHeader.trim().toLowerCase();
+  const inDtype = Object.hasOwn(DTYPE_NAMES, name) ? DTYPE_NAMES[name] : undefined; // not "constructor"
   if (!inDtype) throw new HttpError(415, `x-dtype: expected float32, bfloat16 or float16, got ${JSON.stringify(dtypeHeader)}`);
   const expected = rows * K * ITEM_BYTES[inDtype];
   const declared = Number(req.headers.get("content-length") ?? Number.NaN);
@@ -145,7 +154,12 @@ async function parseBinary(req: Request, K: number, dtype: FloatDType, maxRows: 
   if (body.byteLength !== expected) {
     throw new HttpError(400, `body: x-shape ${rows},${K} of ${inDtype} needs ${expected} bytes, got ${body.byteLength}`);
   }
-  return { rows, raw: convert(rawOf(inDtype, body), inDtype, dtype), reply: { kind: "binary", dtype: inDtype } };
+  const raw = convert(rawOf(inDtype, body), inDtype, dtype);
+  const bad = firstNonFinite(raw, dtype);
+  if (bad >= 0) {
+    throw new HttpError(400, `body: x[${Math.floor(bad / K)}][${bad % K}] is not finite (as ${dtype}, the model's dtype)`);
+  }
+  return { rows, raw, reply: { kind: "binary", dtype: inDtype } };
 }
 
 async function parseJson(req: Request, K: number, dtype: FloatDType, maxRows: number): Promise<ParsedRequest> {
@@ -166,6 +180,9 @@ async function parseJson(req: Request, K: number, dtype: FloatDType, maxRows: nu
     for (let j = 0; j < K; j++) {
       const v: unknown = row[j];
       if (typeof v !== "number" || !Number.isFinite(v)) throw new HttpError(400, `x[${i}][${j}]: expected a finite number, got ${JSON.stringify(v)}`);
+      if (Math.abs(v) > MAX_FINITE[dtype]) {
+        throw new HttpError(400, `x[${i}][${j}]: ${v} is beyond the largest finite ${dtype} (${MAX_FINITE[dtype]}), the model's dtype`);
+      }
       values[i * K + j] = v;
     }
   });
@@ -187,6 +204,11 @@ function reply(parsed: ParsedRequest, out: RawElements, K: number, dtype: FloatD
     });
   }
   const values = convert(out, dtype, "float32");
+  // JSON has no Inf or NaN (JSON.stringify would write null): say so instead of a 200 with nulls.
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    return json({ error: `y[${Math.floor(bad / K)}][${bad % K}] is not finite (${values[bad]}), which JSON cannot carry; ask for binary output (content-type application/octet-stream)` }, 422);
+  }
   const y = Array.from({ length: parsed.rows }, (_, i) => Array.from(values.subarray(i * K, (i + 1) * K)));
   return json({ y, shape: [parsed.rows, K] });
 }

@@ -25,6 +25,8 @@ describe("build architectures", () => {
     expect(withLocalGpus(list, [100, 100, 120], codes)).toEqual(["80", "86", "89", "100", "120", "90a"]);
     expect(withLocalGpus(list, [100], ["sm_80", "sm_90"])).toEqual(list); // an older nvcc: PTX JIT
     expect(withLocalGpus(["80"], [90], codes)).toEqual(["90a", "80"]); // the Hopper kernels need sm_90a
+    // Pre-Ampere GPUs run the CPU backend: their SASS would not even compile (bf16, m16n8k16).
+    expect(withLocalGpus(list, [75, 70, 61], [...codes, "sm_75", "sm_70", "sm_61"])).toEqual(list);
   });
 
   test("the default list is CMakeLists.txt's, with any local GPU's before the PTX entry", () => {

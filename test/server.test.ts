@@ -116,12 +116,18 @@ describe("server: bad requests get a 4xx with a message", () => {
     ["zero rows", () => post(new Uint8Array(0), { "x-shape": `0,${K}`, "content-type": "application/octet-stream" }), 400, /at least 1/],
     ["too many rows", () => post(new Float32Array(17 * K), { "x-shape": `17,${K}`, "content-type": "application/octet-stream" }), 413, /17 rows is more than the 16/],
     ["an unknown x-dtype", () => post(new Float64Array(K), { "x-shape": `1,${K}`, "x-dtype": "float64", "content-type": "application/octet-stream" }), 415, /x-dtype: expected float32, bfloat16 or float16/],
+    // A name every object has on its prototype is no dtype either.
+    ["x-dtype: constructor", () => post(new Float32Array(K), { "x-shape": `1,${K}`, "x-dtype": "constructor", "content-type": "application/octet-stream" }), 415, /x-dtype: expected float32/],
+    ["a NaN in a binary body", () => post(Float32Array.from({ length: K }, (_, j) => (j === 5 ? NaN : 1)), { "x-shape": `1,${K}`, "content-type": "application/octet-stream" }), 400, /x\[0\]\[5\] is not finite/],
+    ["a JSON number past float32", () => post(JSON.stringify({ x: [[...Array(K - 1).fill(1), 1e39]] }), { "content-type": "application/json" }), 400, /x\[0\]\[31\]: 1e\+39 is beyond the largest finite float32/],
     ["invalid JSON", () => post("{\"x\": [[", { "content-type": "application/json" }), 400, /invalid JSON/],
     ["JSON without x", () => post("{\"y\": 1}", { "content-type": "application/json" }), 400, /expected \{"x"/],
     ["a ragged JSON row", () => post(JSON.stringify({ x: [Array(K).fill(1), [1, 2]] }), { "content-type": "application/json" }), 400, /x\[1\]: expected an array of K = 32 numbers, got 2 entries/],
     ["a string in JSON", () => post(JSON.stringify({ x: [[...Array(K - 1).fill(1), "1"]] }), { "content-type": "application/json" }), 400, /x\[0\]\[31\]: expected a finite number/],
     ["too many JSON rows", () => post(JSON.stringify({ x: Array(17).fill(Array(K).fill(0)) }), { "content-type": "application/json" }), 413, /17 rows/],
     ["another content-type", () => post("hello", { "content-type": "text/plain" }), 415, /content-type/],
+    // Finite inputs whose result overflows: JSON cannot carry Inf, so no 200 full of nulls.
+    ["a result JSON cannot carry", () => post(JSON.stringify({ x: [Array(K).fill(1e30)] }), { "content-type": "application/json" }), 422, /is not finite .* ask for binary output/],
     ["GET /v1/mlp", () => fetch(`${url}/v1/mlp`), 405, /use POST/],
     ["an unknown path", () => fetch(`${url}/v2/x`), 404, /no route GET \/v2\/x/],
   ];
