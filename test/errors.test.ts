@@ -313,18 +313,21 @@ describe("errors [cpu backend]", () => {
     check(lib.fsg_stream_create(dev.handle, hostPtr(out)), "fsg_stream_create");
     const stream = out[0]!;
     check(lib.fsg_stream_destroy(dev.handle, stream), "fsg_stream_destroy");
-    expectError(() => check(lib.fsg_stream_destroy(dev.handle, stream), "fsg_stream_destroy"), "FSG_ERR_INVALID_ARGUMENT", "stream", "not a live handle");
-    expectError(() => check(lib.fsg_context_set_stream(dev.handle, stream), "fsg_context_set_stream"), "FSG_ERR_INVALID_ARGUMENT", "stream", "not a live handle");
+    expectError(() => check(lib.fsg_stream_destroy(dev.handle, stream), "fsg_stream_destroy"), "FSG_ERR_INVALID_ARGUMENT", "stream", "not a live stream");
+    expectError(() => check(lib.fsg_context_set_stream(dev.handle, stream), "fsg_context_set_stream"), "FSG_ERR_INVALID_ARGUMENT", "stream", "not a live stream");
     expectError(() => check(lib.fsg_stream_query(dev.handle, stream), "fsg_stream_query"), "FSG_ERR_INVALID_ARGUMENT", "stream");
     check(lib.fsg_event_create(dev.handle, hostPtr(out)), "fsg_event_create");
     const event = out[0]!;
+    // A live handle of another kind: a 256-byte thread-name write into an event would corrupt the heap.
+    expectError(() => check(lib.fsg_context_set_num_threads(event, 3), "fsg_context_set_num_threads"), "FSG_ERR_INVALID_ARGUMENT", "a live event, not a context");
+    expectError(() => check(lib.fsg_stream_query(dev.handle, event), "fsg_stream_query"), "FSG_ERR_INVALID_ARGUMENT", "a live event, not a stream");
     check(lib.fsg_event_destroy(dev.handle, event), "fsg_event_destroy");
-    expectError(() => check(lib.fsg_event_destroy(dev.handle, event), "fsg_event_destroy"), "FSG_ERR_INVALID_ARGUMENT", "event", "not a live handle");
+    expectError(() => check(lib.fsg_event_destroy(dev.handle, event), "fsg_event_destroy"), "FSG_ERR_INVALID_ARGUMENT", "event", "not a live event");
     expectError(() => check(lib.fsg_event_record(dev.handle, event), "fsg_event_record"), "FSG_ERR_INVALID_ARGUMENT", "event");
     check(lib.fsg_context_create(2, 0, hostPtr(out)), "fsg_context_create");
     const ctx = out[0]!;
     check(lib.fsg_context_destroy(ctx), "fsg_context_destroy");
-    expectError(() => check(lib.fsg_context_destroy(ctx), "fsg_context_destroy"), "FSG_ERR_INVALID_ARGUMENT", "ctx", "not a live handle");
+    expectError(() => check(lib.fsg_context_destroy(ctx), "fsg_context_destroy"), "FSG_ERR_INVALID_ARGUMENT", "ctx", "not a live context");
     expectError(() => check(lib.fsg_context_synchronize(ctx), "fsg_context_synchronize"), "FSG_ERR_INVALID_ARGUMENT", "ctx");
     expectError(() => check(lib.fsg_swiglu_forward(ctx, A(x.descriptor()), A(w.gate.descriptor()), A(w.up.descriptor()), 0n, 0n,
       A(x.descriptor()), 0n, 0n, 0n, 0n, 0n), "fsg_swiglu_forward"), "FSG_ERR_INVALID_ARGUMENT", "ctx");
