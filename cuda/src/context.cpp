@@ -10,7 +10,7 @@
 #include <new>
 #include <mutex>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "guard.h"
 #include "kernels.h"
@@ -26,7 +26,7 @@ fsg_status require(const void* p, const char* fn, const char* arg) {
 namespace {
 struct Handles {
   std::mutex mutex;
-  std::unordered_set<const void*> live;
+  std::unordered_map<const void*, HandleKind> live;
 };
 // Never destroyed: handles may be destroyed from static destructors after this one would be.
 Handles& handles() {
@@ -35,24 +35,35 @@ Handles& handles() {
 }
 }  // namespace
 
-void register_handle(const void* h) {
+void register_handle(const void* h, HandleKind kind) {
   Handles& r = handles();
   std::lock_guard<std::mutex> lock(r.mutex);
-  r.live.insert(h);
+  r.live[h] = kind;
 }
 
-bool unregister_handle(const void* h) {
+bool unregister_handle(const void* h, HandleKind kind) {
   Handles& r = handles();
   std::lock_guard<std::mutex> lock(r.mutex);
-  return r.live.erase(h) == 1;
+  const auto it = r.live.find(h);
+  if (it == r.live.end() || it->second != kind) return false;
+  r.live.erase(it);
+  return true;
 }
 
-fsg_status require_live(const void* h, const char* fn, const char* arg) {
+fsg_status require_live(const void* h, HandleKind kind, const char* fn, const char* arg) {
   FSG_TRY(require(h, fn, arg));
+  static const char* const kNames[] = {"context", "stream", "event", "graph"};
   Handles& r = handles();
   std::lock_guard<std::mutex> lock(r.mutex);
-  if (r.live.count(h) == 1) return FSG_OK;
-  set_error("%s: %s %p is not a live handle of this library (destroyed already, or never created)", fn, arg, h);
+  const auto it = r.live.find(h);
+  if (it != r.live.end() && it->second == kind) return FSG_OK;
+  if (it != r.live.end()) {
+    set_error("%s: %s %p is a live %s, not a %s", fn, arg, h, kNames[static_cast<int>(it->second)],
+              kNames[static_cast<int>(kind)]);
+  } else {
+    set_error("%s: %s %p is not a live %s of this library (destroyed already, or never created)", fn, arg, h,
+              kNames[static_cast<int>(kind)]);
+  }
   return FSG_ERR_INVALID_ARGUMENT;
 }
 

@@ -42,9 +42,20 @@ fsg_status require(const void* p, const char* fn, const char* arg);
 // The handles this library made (contexts, streams, events, graphs) and has not destroyed. A
 // destroyed, foreign or NULL handle is refused with FSG_ERR_INVALID_ARGUMENT instead of being used
 // after free (the TypeScript layer guards its own; C callers may not).
-void register_handle(const void* h);
-bool unregister_handle(const void* h);  // false when h was not live
-fsg_status require_live(const void* h, const char* fn, const char* arg);
+// Each is kept with its kind: a live stream given where a context is expected is refused too.
+enum class HandleKind { kContext, kStream, kEvent, kGraph };
+void register_handle(const void* h, HandleKind kind);
+bool unregister_handle(const void* h, HandleKind kind);  // false when h was not a live handle of that kind
+fsg_status require_live(const void* h, HandleKind kind, const char* fn, const char* arg);
+inline HandleKind kind_of(const fsg_context*) { return HandleKind::kContext; }
+inline HandleKind kind_of(const fsg_stream*) { return HandleKind::kStream; }
+inline HandleKind kind_of(const fsg_event*) { return HandleKind::kEvent; }
+inline HandleKind kind_of(const fsg_graph*) { return HandleKind::kGraph; }
+template <class H> void register_handle(const H* h) { register_handle(h, kind_of(h)); }
+template <class H> bool unregister_handle(const H* h) { return unregister_handle(h, kind_of(h)); }
+template <class H> fsg_status require_live(const H* h, const char* fn, const char* arg) {
+  return require_live(h, kind_of(h), fn, arg);
+}
 
 // graph.cpp. FSG_OK unless a graph capture is in progress on ctx; then the call `fn`, which a
 // graph cannot hold (`why`), is refused: the capture is abandoned and FSG_ERR_INVALID_ARGUMENT
