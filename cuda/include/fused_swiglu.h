@@ -54,8 +54,8 @@ typedef enum fsg_status {
 } fsg_status;
 
 typedef enum fsg_backend {
-  FSG_BACKEND_AUTO = 0, /* CUDA when the device asked for exists and has compute capability
-                           8.0 or newer, else CPU */
+  FSG_BACKEND_AUTO = 0, /* CUDA when the machine has a GPU of compute capability 8.0 or newer
+                           (a device_ordinal it lacks is then an error), else CPU */
   FSG_BACKEND_CUDA = 1,
   FSG_BACKEND_CPU = 2,
 } fsg_backend;
@@ -89,7 +89,8 @@ FSG_API const char* fsg_status_string(fsg_status status); /* "FSG_ERR_SHAPE", ne
 /* The GPU code this library carries, from FSG_CUDA_ARCHS at build time: SASS per architecture
  * and the PTX newer GPUs JIT-compile, e.g. "sm_80 sm_86 sm_89 sm_90a compute_90". */
 FSG_API const char* fsg_cuda_archs(void);
-FSG_API const char* fsg_last_error(void); /* this thread's last failure message, "" if none */
+FSG_API const char* fsg_last_error(void); /* the message of this thread's most recent call: its
+                                            failure, or "" when it succeeded */
 FSG_API fsg_status fsg_cuda_device_count(int32_t* out_count); /* 0 (and FSG_OK) without a GPU */
 
 /* ---- context: a backend, a device and a current stream ---- */
@@ -111,8 +112,8 @@ FSG_API fsg_status fsg_context_device_name(const fsg_context* ctx, char* buf, ui
 /* Compute capability as major*10+minor (0 on CPU). */
 FSG_API fsg_status fsg_context_compute_capability(const fsg_context* ctx, int32_t* out);
 /* 1 when the sm_90a (Hopper wgmma/TMA) kernels run on this context's device: compute capability
- * 9.0 and a library built with 90a in FSG_CUDA_ARCHS. Elsewhere (and on the CPU backend) 0: kernel
- * path 0 then takes the sm_80 kernels and path 90 is refused. */
+ * 9.0 and a library built with 90a in FSG_CUDA_ARCHS. Elsewhere 0 (the CPU backend too): on CUDA,
+ * kernel path 0 then takes the sm_80 kernels and path 90 is refused. */
 FSG_API fsg_status fsg_context_sm90_kernels(const fsg_context* ctx, int32_t* out);
 /* Work of this context goes to `stream` (NULL: the default stream). */
 FSG_API fsg_status fsg_context_set_stream(fsg_context* ctx, fsg_stream* stream);
@@ -133,7 +134,7 @@ FSG_API fsg_status fsg_context_set_kernel_path(fsg_context* ctx, int32_t path);
  * kernels (every GPU before Hopper, and kernel path 80) take it; the Hopper, small-M and CPU
  * kernels, where it would gain nothing, accumulate in fp32 regardless, as do bf16 and f32 calls.
  * Error: each output's sum is rounded to fp16 once per 16 terms of K, so a sum of K products
- * errs by up to about (K/16) * 2^-11 times sum|x_k * w_k| (README, "fp16 accumulation"), and a
+ * errs by up to about ceil(K/16) * 2^-10 times sum|x_k * w_k| (README, "fp16 accumulation"), and a
  * partial sum beyond 65504 overflows to infinity. allow must be 0 or 1. */
 FSG_API fsg_status fsg_context_set_fp16_accumulation(fsg_context* ctx, int32_t allow);
 FSG_API fsg_status fsg_context_fp16_accumulation(const fsg_context* ctx, int32_t* out_allow);
@@ -221,9 +222,11 @@ FSG_API fsg_glu_params fsg_glu_params_default(void);
  * tensor [..., C] may be float8_e4m3fn (rows contiguous: last stride 1) with a float8_e8m0fnu
  * scale tensor [..., ceil(C / 32)] (same leading dims, last stride 1). Each run of 32 columns of a
  * row (a block, as in OCP MXFP8) shares one power-of-two scale 2^s, s the smallest integer with
- * max|v| <= 448 * 2^s (so nothing saturates; 448 is e4m3's largest value), and holds
+ * max|v| <= 448 * 2^s (so nothing saturates; 448 is e4m3's largest value), clamped to e8m0's
+ * least, -127 (a block below about 2^-118 loses precision, and below 2^-136 reads as 0), and holds
  * round-to-nearest-even(v / 2^s). An all-zero block gets s = 0; a block holding NaN or Inf gets
- * the NaN scale 0xFF, and everything computed from it is NaN. Relative error per element <= 2^-4
+ * the NaN scale 0xFF: its values read as NaN, and what is computed from them is NaN except where
+ * a derivative or a clamp gives an exact zero (ReLU, the gpt-oss clamps) or one (identity). Relative error per element <= 2^-4
  * of its value, plus 2^-10 * 2^s for values far below the block's largest. Where a scale argument
  * exists, it must be given exactly when its tensor is fp8. */
 
