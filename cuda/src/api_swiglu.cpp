@@ -27,26 +27,20 @@ struct BackwardWorkspace {
   uint64_t total() const { return scratch_bytes ? scratch_offset + scratch_bytes : grads_bytes; }
 };
 
-// [M, 2N] of dtype in bytes, or false past 2^62 (float32 with M and N near 2^31 would wrap 2^64:
-// possible with broadcast, stride-0 inputs, and a wrapped size would let dA and dB run past the
-// workspace).
-bool grads_bytes(int64_t M, int64_t N, DType dt, uint64_t* out) {
+// FSG_ERR_TOO_LARGE past 2^62 bytes of [M, 2N] gradients (float32 with M and N near 2^31 would wrap
+// 2^64: possible with broadcast, stride-0 inputs, and a wrapped size would let dA and dB run past
+// the workspace).
+fsg_status backward_workspace(const Call& call, int64_t M, int64_t K, int64_t N, DType dt, BackwardWorkspace* out) {
   const uint64_t row = static_cast<uint64_t>(N) * 2 * dtype_bytes(dt);  // <= 2^34
-  if (M > 0 && row > (uint64_t{1} << 62) / static_cast<uint64_t>(M)) return false;
-  *out = static_cast<uint64_t>(M) * row;
-  return true;
-}
-
-fsg_status too_large_workspace(const char* fn, int64_t M, int64_t N, DType dt) {
-  set_error("%s: the backward's workspace for %lld rows and n = %lld (%s) exceeds 2^62 bytes", fn,
-            static_cast<long long>(M), static_cast<long long>(N), dtype_name(dt));
-  return FSG_ERR_TOO_LARGE;
-}
-
-// The caller has checked grads_bytes(M, N, dt).
-BackwardWorkspace backward_workspace(const fsg_context* ctx, int64_t M, int64_t K, int64_t N, DType dt) {
-  BackwardWorkspace w{};
-  grads_bytes(M, N, dt, &w.grads_bytes);
+  if (M > 0 && row > (uint64_t{1} << 62) / static_cast<uint64_t>(M)) {
+    set_error("%s: the backward's workspace for %lld rows and n = %lld (%s) exceeds 2^62 bytes", call.fn,
+              static_cast<long long>(M), static_cast<long long>(N), dtype_name(dt));
+    return FSG_ERR_TOO_LARGE;
+  }
+  const fsg_context* ctx = call.ctx;
+  BackwardWorkspace& w = *out;
+  w = BackwardWorkspace{};
+  w.grads_bytes = static_cast<uint64_t>(M) * row;
   w.scratch_offset = (w.grads_bytes + 255) / 256 * 256;
   if (on_cuda(ctx) && ctx->sm90_kernels && (dt == DType::BF16 || dt == DType::F16)) {
     // dX = [dA|dB]·[Wg|Wu]^T runs as two products of ceil(N / 64) K tiles each (16-bit kBK = 64):
@@ -57,7 +51,7 @@ BackwardWorkspace backward_workspace(const fsg_context* ctx, int64_t M, int64_t 
     const uint64_t dw = gemm_sm90_split_scratch_bytes(K, N, M);      // dW = x^T·dA (then x^T·dB)
     w.scratch_bytes = dx > dw ? dx : dw;
   }
-  return w;
+  return FSG_OK;
 }
 
 // The weights and biases shared by forward and backward: [K, N] views of x's dtype.
@@ -144,9 +138,9 @@ FSG_API fsg_status fsg_swiglu_backward_workspace_size(fsg_context* ctx, const fs
       return n < 0 ? FSG_ERR_SHAPE : FSG_ERR_TOO_LARGE;
     }
     FSG_TRY(bind_device(ctx));
-    uint64_t grads = 0;
-    if (!grads_bytes(xv.mat.rows, n, xv.mat.dtype, &grads)) return too_large_workspace(call.fn, xv.mat.rows, n, xv.mat.dtype);
-    *out_bytes = backward_workspace(ctx, xv.mat.rows, xv.mat.cols, n, xv.mat.dtype).total();
+    BackwardWorkspace layout;
+    FSG_TRY(backward_workspace(call, xv.mat.rows, xv.mat.cols, n, xv.mat.dtype, &layout));
+    *out_bytes = layout.total();
     return FSG_OK;
   });
 }
@@ -213,9 +207,8 @@ FSG_API fsg_status fsg_swiglu_backward(fsg_context* ctx, const fsg_tensor* dz, c
     }
 
     const DType dt = xv.mat.dtype;
-    uint64_t grads = 0;
-    if (!grads_bytes(M, N, dt, &grads)) return too_large_workspace(call.fn, M, N, dt);
-    const BackwardWorkspace layout = backward_workspace(ctx, M, p.K, N, dt);
+    BackwardWorkspace layout;
+    FSG_TRY(backward_workspace(call, M, p.K, N, dt, &layout));
     const uint64_t need = layout.grads_bytes;
     if (workspace == 0 || workspace_bytes < need || workspace % 256 != 0) {
       set_error("%s: workspace: expected %llu bytes (fsg_swiglu_backward_workspace_size), 256-byte aligned; got "
